@@ -1,0 +1,209 @@
+"""The benchmark harness: time subjects side by side in one run, print ratios, save JSON + PNG.
+
+A suite module (``benchmarks/bench_*.py``) defines ``async def run(bench: Bench) -> None`` and
+calls `Bench.measure` once per (case, subject). Within a case the subject marked ``floor=True``
+is the raw client every other subject is compared with; ``ours=True`` marks unistorage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Bench", "Result", "node_available", "run_node"]
+
+RESULTS = Path(__file__).parent / "results"
+NODE_DIR = Path(__file__).parent / "node"
+
+
+@dataclass
+class Result:
+    """One subject's best rate in one case."""
+
+    suite: str
+    case: str
+    subject: str
+    ops: int
+    seconds: float
+    unit: str = "ops"
+    floor: bool = False
+    ours: bool = False
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Bench:
+    """Collects results for one suite; `measure` runs a subject ``repeat`` times, keeps the best."""
+
+    suite: str
+    results: list[Result] = field(default_factory=list)
+    scale: float = 1.0
+
+    def n(self, count: int) -> int:
+        """Scale an iteration count (``--quick`` runs a tenth)."""
+        return max(1, int(count * self.scale))
+
+    async def measure(
+        self,
+        case: str,
+        subject: str,
+        body: Callable[[], Awaitable[int]],
+        *,
+        repeat: int = 3,
+        unit: str = "ops",
+        floor: bool = False,
+        ours: bool = False,
+        note: str = "",
+    ) -> Result:
+        """Time ``body()`` (which returns how many operations it did); keep the fastest run."""
+        best = float("inf")
+        ops = 0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            ops = await body()
+            best = min(best, time.perf_counter() - start)
+        return self.add(case, subject, ops, best, unit=unit, floor=floor, ours=ours, note=note)
+
+    def measure_sync(
+        self,
+        case: str,
+        subject: str,
+        body: Callable[[], int],
+        *,
+        repeat: int = 3,
+        unit: str = "ops",
+        floor: bool = False,
+        ours: bool = False,
+        note: str = "",
+    ) -> Result:
+        """`measure` for a synchronous body."""
+        best = float("inf")
+        ops = 0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            ops = body()
+            best = min(best, time.perf_counter() - start)
+        return self.add(case, subject, ops, best, unit=unit, floor=floor, ours=ours, note=note)
+
+    def add(
+        self,
+        case: str,
+        subject: str,
+        ops: int,
+        seconds: float,
+        *,
+        unit: str = "ops",
+        floor: bool = False,
+        ours: bool = False,
+        note: str = "",
+    ) -> Result:
+        """Record a measurement taken elsewhere (say, by the node script)."""
+        result = Result(self.suite, case, subject, ops, seconds, unit, floor, ours, note)
+        self.results.append(result)
+        print(f"  {case:<34} {subject:<34} {result.rate:>14,.0f} {unit}/s", flush=True)
+        return result
+
+
+def node_available() -> bool:
+    """True when node and the npm packages of ``benchmarks/node`` are installed."""
+    return shutil.which("node") is not None and (NODE_DIR / "node_modules" / "unstorage").is_dir()
+
+
+def run_node(script: str, *args: str, timeout: float = 300) -> list[dict[str, Any]]:
+    """Run ``benchmarks/node/<script>`` and parse its JSON lines ({case, subject, ops, seconds})."""
+    completed = subprocess.run(
+        ["node", str(NODE_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+        cwd=NODE_DIR,
+    )
+    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+
+
+def table(results: list[Result]) -> str:
+    """A plain-text table: each case's subjects with rate, ratio to the floor, and ours/them."""
+    lines: list[str] = []
+    cases: dict[tuple[str, str], list[Result]] = {}
+    for result in results:
+        cases.setdefault((result.suite, result.case), []).append(result)
+    header = f"{'case':<34} {'subject':<34} {'rate/s':>14} {'vs floor':>9} {'ours/it':>8}"
+    for (suite, case), rows in cases.items():
+        floor = next((row for row in rows if row.floor), None)
+        ours = next((row for row in rows if row.ours), None)
+        lines.append(f"\n[{suite}] {case}")
+        lines.append(header)
+        for row in sorted(rows, key=lambda r: -r.rate):
+            vs_floor = f"{row.rate / floor.rate:.2f}x" if floor and floor.rate else "-"
+            vs_ours = f"{ours.rate / row.rate:.2f}x" if ours and row.rate and row is not ours else "-"
+            marker = " (floor)" if row.floor else (" (ours)" if row.ours else "")
+            lines.append(
+                f"{'':<34} {(row.subject + marker)[:34]:<34} {row.rate:>14,.0f} {vs_floor:>9} {vs_ours:>8}"
+            )
+    return "\n".join(lines)
+
+
+def save(results: list[Result], name: str = "latest") -> tuple[Path, Path | None]:
+    """Write ``results/<name>.json`` and, when matplotlib is there, ``results/<name>.png``."""
+    RESULTS.mkdir(exist_ok=True)
+    payload = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "results": [{**asdict(r), "rate": r.rate} for r in results],
+    }
+    json_path = RESULTS / f"{name}.json"
+    json_path.write_text(json.dumps(payload, indent=2))
+    return json_path, _chart(results, RESULTS / f"{name}.png")
+
+
+def _chart(results: list[Result], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    cases: dict[str, list[Result]] = {}
+    for result in results:
+        cases.setdefault(f"{result.suite}: {result.case}", []).append(result)
+    labels: list[str] = []
+    ratios: list[float] = []
+    colors: list[str] = []
+    for case, rows in cases.items():
+        floor = next((row for row in rows if row.floor), None)
+        if floor is None or not floor.rate:
+            continue
+        for row in rows:
+            labels.append(f"{case} | {row.subject}")
+            ratios.append(row.rate / floor.rate)
+            colors.append("tab:green" if row.ours else ("tab:gray" if row.floor else "tab:blue"))
+    if not labels:
+        return None
+    height = max(3.0, 0.28 * len(labels) + 1)
+    figure, axes = plt.subplots(figsize=(11, height))
+    axes.barh(range(len(labels)), ratios, color=colors)
+    axes.set_yticks(range(len(labels)), labels, fontsize=7)
+    axes.invert_yaxis()
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xlabel("throughput relative to the raw client (floor = 1.0); green is unistorage")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

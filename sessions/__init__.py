@@ -1,0 +1,1 @@
+"""Server-side web sessions over any unistorage Storage."""

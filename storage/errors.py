@@ -1,0 +1,74 @@
+"""The error classes every part of unistorage raises; all subclass `StorageError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "DriverError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "ReadOnlyError",
+    "SerializationError",
+    "StorageError",
+    "UnsupportedError",
+]
+
+
+class StorageError(Exception):
+    """Base class of every error unistorage raises on purpose."""
+
+
+class InvalidArgumentError(StorageError, ValueError):
+    """An argument (a TTL, a base, an option) is out of range; raised before any I/O."""
+
+
+class InvalidKeyError(InvalidArgumentError):
+    """A key is empty, holds a control character, or would escape its driver's area."""
+
+    def __init__(self, key: object, reason: str) -> None:
+        super().__init__(f"invalid key {key!r}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class SerializationError(StorageError, TypeError):
+    """A value cannot be encoded, or stored bytes cannot be decoded."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(f"{message} (key {key!r})" if key is not None else message)
+        self.key = key
+
+
+class ConflictError(StorageError):
+    """A conditional write found another version (or an existing key) in place."""
+
+    def __init__(self, key: str, message: str = "the stored version does not match") -> None:
+        super().__init__(f"conflict on key {key!r}: {message}")
+        self.key = key
+
+
+class UnsupportedError(StorageError, NotImplementedError):
+    """The driver cannot do what was asked (say, an atomic conditional write)."""
+
+
+class ReadOnlyError(StorageError):
+    """A write reached a read-only driver or mount."""
+
+    def __init__(self, key: str, driver: str) -> None:
+        super().__init__(f"driver {driver!r} is read-only; cannot write {key!r}")
+        self.key = key
+        self.driver = driver
+
+
+class DriverError(StorageError):
+    """A backend failed; the original exception is chained as ``__cause__``."""
+
+    def __init__(
+        self, driver: str, operation: str, key: str | None = None, message: str | None = None
+    ) -> None:
+        where = f" on key {key!r}" if key is not None else ""
+        detail = f": {message}" if message else ""
+        super().__init__(f"{driver} driver failed in {operation}{where}{detail}")
+        self.driver = driver
+        self.operation = operation
+        self.key = key

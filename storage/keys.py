@@ -1,0 +1,96 @@
+"""Key rules: normalization, bases, joining and depth.
+
+A normalized key uses ``:`` as its only separator (``/`` and ``\\`` become ``:``, runs collapse,
+ends are stripped) and is otherwise kept exactly as given. A *base* is a normalized key with a
+trailing ``:``; the empty base is the root. Segments ``.`` and ``..`` and control characters are
+rejected, so no key can name anything outside a driver's area.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .errors import InvalidArgumentError, InvalidKeyError
+
+__all__ = [
+    "filter_depth",
+    "is_under",
+    "join_keys",
+    "key_depth",
+    "normalize_base",
+    "normalize_key",
+]
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_SEPARATORS = re.compile(r"[:/\\]+")
+_CACHE_LIMIT = 8192
+_cache: dict[str, str] = {}
+
+
+def _normalize(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidKeyError(key, f"keys are str, not {type(key).__name__}")
+    if _CONTROL.search(key):
+        raise InvalidKeyError(key, "control characters (U+0000-U+001F) are not allowed")
+    normalized = _SEPARATORS.sub(":", key).strip(":")
+    if normalized:
+        for segment in normalized.split(":"):
+            if segment == ".." or segment == ".":
+                raise InvalidKeyError(key, f"the segment {segment!r} is not allowed")
+    return normalized
+
+
+def normalize_key(key: object) -> str:
+    """Return the normalized form of an item key; raise `InvalidKeyError` if it is empty or unsafe."""
+    try:
+        return _cache[key]  # type: ignore[index]
+    except (KeyError, TypeError):
+        pass
+    normalized = _normalize(key)
+    if not normalized:
+        raise InvalidKeyError(key, "the key is empty")
+    if len(_cache) >= _CACHE_LIMIT:
+        _cache.clear()
+    _cache[key] = normalized  # type: ignore[index]
+    return normalized
+
+
+def normalize_base(base: object) -> str:
+    """Return ``base`` as a base: normalized with one trailing ``:``, or ``""`` for the root."""
+    if base is None:
+        return ""
+    normalized = _normalize(base)
+    return normalized + ":" if normalized else ""
+
+
+def join_keys(*parts: str) -> str:
+    """Join key fragments with ``:`` and normalize the result (empty parts are skipped)."""
+    return normalize_key(":".join(part for part in parts if part))
+
+
+def key_depth(key: str, base: str = "") -> int:
+    """Number of separators in ``key`` after ``base`` (a direct child of ``base`` has depth 0)."""
+    return key.count(":", len(base))
+
+
+def filter_depth(keys: Iterable[str], base: str, max_depth: int | None) -> list[str]:
+    """Keep the keys with at most ``max_depth`` separators after ``base``."""
+    if max_depth is None:
+        return list(keys)
+    start = len(base)
+    return [key for key in keys if key.count(":", start) <= max_depth]
+
+
+def check_max_depth(max_depth: int | None) -> int | None:
+    """Validate a ``max_depth`` argument (None, or an int >= 0)."""
+    if max_depth is None:
+        return None
+    if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0:
+        raise InvalidArgumentError(f"max_depth must be None or an int >= 0, not {max_depth!r}")
+    return max_depth
+
+
+def is_under(key: str, base: str) -> bool:
+    """True when ``key`` lies inside ``base`` (every key lies inside the root base ``""``)."""
+    return key.startswith(base)

@@ -1,0 +1,513 @@
+"""`Storage`: one async key-value API in front of mounted drivers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, NoReturn
+
+from .driver import Driver, Unwatch, WatchCallback
+from .errors import (
+    DriverError,
+    InvalidArgumentError,
+    ReadOnlyError,
+    SerializationError,
+    StorageError,
+    UnsupportedError,
+)
+from .keys import check_max_depth, normalize_base, normalize_key
+from .mounts import Listing, Mount, MountTable
+from .registry import create_driver
+from .values import Serializer, default_serializer
+
+__all__ = ["Storage", "create_storage"]
+
+TTL = int | float | timedelta | None
+_BATCH_CHUNK = 1000
+
+
+def _ttl_seconds(ttl: TTL) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise InvalidArgumentError(f"ttl must be seconds (int, float) or a timedelta, not {ttl!r}")
+    if not seconds > 0 or math.isinf(seconds):
+        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, not {ttl!r}")
+    return seconds
+
+
+def _fail(mount: Mount, operation: str, key: str | None, exc: Exception) -> NoReturn:
+    if isinstance(exc, StorageError):
+        raise exc
+    message = str(exc) or type(exc).__name__
+    raise DriverError(mount.driver.name, operation, key, message) from exc
+
+
+class Storage:
+    """Keys and values over mounted drivers; create one with `create_storage`.
+
+    A namespace view (`namespace`) shares the mounts of the storage it came from and sees keys
+    relative to its base.
+    """
+
+    __slots__ = ("_dumps", "_loads", "_owner", "_prefix", "_serializer", "_table")
+
+    def __init__(
+        self, table: MountTable, serializer: Serializer, *, prefix: str = "", owner: bool = True
+    ) -> None:
+        self._table = table
+        self._serializer = serializer
+        self._dumps = serializer.dumps
+        self._loads = serializer.loads
+        self._prefix = prefix
+        self._owner = owner
+
+    # -- keys and values ------------------------------------------------------------------------
+
+    def _key(self, key: object) -> str:
+        return self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
+
+    def _base(self, base: object) -> str:
+        return self._prefix + normalize_base(base)
+
+    def _encode(self, key: str, value: Any) -> bytes:
+        try:
+            return self._dumps(value)
+        except SerializationError as exc:
+            raise SerializationError(str(exc), key=key) from exc.__cause__
+        except Exception as exc:
+            raise SerializationError(f"cannot serialize {type(value).__name__}: {exc}", key=key) from exc
+
+    def _decode(self, key: str, data: bytes) -> Any:
+        try:
+            return self._loads(data)
+        except SerializationError as exc:
+            raise SerializationError(str(exc), key=key) from exc.__cause__
+        except Exception as exc:
+            raise SerializationError(f"cannot decode the stored value: {exc}", key=key) from exc
+
+    def _writable(self, mount: Mount, key: str, ttl: float | None) -> None:
+        driver = mount.driver
+        if driver.read_only:
+            raise ReadOnlyError(key, driver.name)
+        if ttl is not None and not driver.supports_ttl:
+            raise UnsupportedError(f"the {driver.name} driver (mounted at {mount.base!r}) has no TTL")
+
+    def _group(self, keys: Iterable[str]) -> dict[Mount, list[str]]:
+        groups: dict[Mount, list[str]] = {}
+        route = self._table.route
+        for key in keys:
+            groups.setdefault(route(key), []).append(key)
+        return groups
+
+    def _outer(self, key: str) -> str:
+        return key[len(self._prefix) :]
+
+    # -- single items -------------------------------------------------------------------------
+
+    async def has_item(self, key: str) -> bool:
+        """True when ``key`` holds a value."""
+        full = self._key(key)
+        mount = self._table.route(full)
+        try:
+            return await mount.driver.has_item(full[len(mount.base) :])
+        except Exception as exc:
+            _fail(mount, "has_item", full, exc)
+
+    async def get_item_raw(self, key: str, default: bytes | None = None) -> bytes | None:
+        """The stored bytes of ``key`` (no serializer), or ``default``."""
+        full = self._key(key)
+        mount = self._table.route(full)
+        try:
+            data = await mount.driver.get_item(full[len(mount.base) :])
+        except Exception as exc:
+            _fail(mount, "get_item", full, exc)
+        return default if data is None else data
+
+    async def get_item(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it is missing."""
+        full = self._key(key)
+        mount = self._table.route(full)
+        try:
+            data = await mount.driver.get_item(full[len(mount.base) :])
+        except Exception as exc:
+            _fail(mount, "get_item", full, exc)
+        if data is None:
+            return default
+        return self._decode(full, data)
+
+    async def set_item(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: TTL = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> None:
+        """Store ``value`` at ``key``; optionally expiring, or only if the version matches."""
+        full = self._key(key)
+        await self._set(full, self._encode(full, value), ttl, if_match, if_none_match)
+
+    async def set_item_raw(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        ttl: TTL = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> None:
+        """Store bytes at ``key`` as they are (no serializer)."""
+        full = self._key(key)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise SerializationError(f"raw values are bytes, not {type(data).__name__}", key=full)
+        await self._set(full, bytes(data), ttl, if_match, if_none_match)
+
+    async def _set(
+        self, full: str, data: bytes, ttl: TTL, if_match: str | None, if_none_match: bool
+    ) -> None:
+        seconds = None if ttl is None else _ttl_seconds(ttl)
+        mount = self._table.route(full)
+        driver = mount.driver
+        if driver.read_only or seconds is not None:
+            self._writable(mount, full, seconds)
+        key = full[len(mount.base) :]
+        if if_match is None and not if_none_match:
+            try:
+                await driver.set_item(key, data, ttl=seconds)
+            except Exception as exc:
+                _fail(mount, "set_item", full, exc)
+            return
+        if if_match is not None and not isinstance(if_match, str):
+            raise InvalidArgumentError(f"if_match is an etag string, not {if_match!r}")
+        if not driver.supports_conditional:
+            raise UnsupportedError(f"the {driver.name} driver has no atomic conditional writes")
+        try:
+            await driver.set_item_conditional(
+                key, data, ttl=seconds, if_match=if_match, if_none_match=bool(if_none_match)
+            )
+        except Exception as exc:
+            _fail(mount, "set_item_conditional", full, exc)
+
+    async def remove_item(self, key: str, *, remove_meta: bool = False) -> None:
+        """Remove ``key`` (and its user meta with ``remove_meta=True``); missing keys are fine."""
+        full = self._key(key)
+        mount = self._table.route(full)
+        self._writable(mount, full, None)
+        relative = full[len(mount.base) :]
+        try:
+            await mount.driver.remove_item(relative)
+            if remove_meta:
+                await mount.driver.remove_user_meta(relative)
+        except Exception as exc:
+            _fail(mount, "remove_item", full, exc)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    async def get_items(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of ``keys`` by normalized key, in input order (None where missing)."""
+        fulls = [self._key(key) for key in keys]
+        found: dict[str, bytes | None] = {}
+
+        async def fetch(mount: Mount, group: list[str]) -> None:
+            start = len(mount.base)
+            try:
+                values = await mount.driver.get_items([key[start:] for key in group])
+            except Exception as exc:
+                _fail(mount, "get_items", group[0], exc)
+            found.update(zip(group, values))
+
+        groups = self._group(dict.fromkeys(fulls))
+        await asyncio.gather(*(fetch(mount, group) for mount, group in groups.items()))
+        decode = self._decode
+        return {
+            self._outer(full): None if (data := found[full]) is None else decode(full, data)
+            for full in fulls
+        }
+
+    async def set_items(
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: TTL = None
+    ) -> None:
+        """Store many values, one batch per mount; nothing is written if any value fails."""
+        seconds = _ttl_seconds(ttl)
+        pairs = items.items() if isinstance(items, Mapping) else items
+        encoded: dict[str, bytes] = {}
+        for key, value in pairs:
+            full = self._key(key)
+            encoded[full] = self._encode(full, value)
+        await self._set_many(encoded, seconds)
+
+    async def _set_many(self, encoded: dict[str, bytes], seconds: float | None) -> None:
+        groups = self._group(encoded)
+        for mount, group in groups.items():
+            self._writable(mount, group[0], seconds)
+
+        async def store(mount: Mount, group: list[str]) -> None:
+            start = len(mount.base)
+            try:
+                await mount.driver.set_items([(key[start:], encoded[key]) for key in group], ttl=seconds)
+            except Exception as exc:
+                _fail(mount, "set_items", group[0], exc)
+
+        await asyncio.gather(*(store(mount, group) for mount, group in groups.items()))
+
+    async def remove_items(self, keys: Iterable[str], *, remove_meta: bool = False) -> None:
+        """Remove many keys, one batch per mount."""
+        groups = self._group(dict.fromkeys(self._key(key) for key in keys))
+        for mount, group in groups.items():
+            self._writable(mount, group[0], None)
+
+        async def remove(mount: Mount, group: list[str]) -> None:
+            start = len(mount.base)
+            relative = [key[start:] for key in group]
+            try:
+                await mount.driver.remove_items(relative)
+                if remove_meta:
+                    await asyncio.gather(*(mount.driver.remove_user_meta(key) for key in relative))
+            except Exception as exc:
+                _fail(mount, "remove_items", group[0], exc)
+
+        await asyncio.gather(*(remove(mount, group) for mount, group in groups.items()))
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        """User meta of ``key`` overlaid with the driver's own fields (mtime, size, ttl, etag...)."""
+        full = self._key(key)
+        mount = self._table.route(full)
+        relative = full[len(mount.base) :]
+        try:
+            native, raw = await asyncio.gather(
+                mount.driver.get_meta(relative), mount.driver.get_user_meta(relative)
+            )
+        except Exception as exc:
+            _fail(mount, "get_meta", full, exc)
+        meta: dict[str, Any] = {}
+        if raw is not None:
+            user = self._decode(full, raw)
+            if isinstance(user, dict):
+                meta.update(user)
+        meta.update(native)
+        return meta
+
+    async def set_meta(self, key: str, meta: Mapping[str, Any]) -> None:
+        """Store user meta beside ``key`` (never listed as a key)."""
+        full = self._key(key)
+        if not isinstance(meta, Mapping):
+            raise InvalidArgumentError(f"meta is a mapping, not {type(meta).__name__}")
+        data = self._encode(full, dict(meta))
+        mount = self._table.route(full)
+        self._writable(mount, full, None)
+        try:
+            await mount.driver.set_user_meta(full[len(mount.base) :], data)
+        except Exception as exc:
+            _fail(mount, "set_meta", full, exc)
+
+    async def remove_meta(self, key: str) -> None:
+        """Forget the user meta of ``key``."""
+        full = self._key(key)
+        mount = self._table.route(full)
+        self._writable(mount, full, None)
+        try:
+            await mount.driver.remove_user_meta(full[len(mount.base) :])
+        except Exception as exc:
+            _fail(mount, "remove_meta", full, exc)
+
+    # -- listing and clearing -----------------------------------------------------------------
+
+    async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
+        """Every key under ``base``, from every mount at or under it; shadowed keys hidden."""
+        full_base = self._base(base)
+        max_depth = check_max_depth(max_depth)
+        keys: list[str] = []
+        for part in self._table.plan(full_base, max_depth):
+            mount = part.mount
+            try:
+                found = await mount.driver.get_keys(part.base, max_depth=part.max_depth)
+            except Exception as exc:
+                _fail(mount, "get_keys", full_base or None, exc)
+            keys.extend(self._select(part, found, full_base, max_depth))
+        return keys
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        """The keys `get_keys` lists, streamed page by page from each mount."""
+        full_base = self._base(base)
+        max_depth = check_max_depth(max_depth)
+        for part in self._table.plan(full_base, max_depth):
+            mount = part.mount
+            page: list[str] = []
+            iterator = mount.driver.iter_keys(part.base, max_depth=part.max_depth)
+            while True:
+                try:
+                    key = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    _fail(mount, "iter_keys", full_base or None, exc)
+                page.append(key)
+                if len(page) >= _BATCH_CHUNK:
+                    for selected in self._select(part, page, full_base, max_depth):
+                        yield selected
+                    page = []
+            for selected in self._select(part, page, full_base, max_depth):
+                yield selected
+
+    def _select(self, part: Listing, found: Iterable[str], full_base: str, max_depth: int | None) -> list[str]:
+        mount_base = part.mount.base
+        start = len(self._prefix)
+        # Filtering again here keeps a driver's listing bug from leaking keys outside the base.
+        keys = [
+            full
+            for key in found
+            if part.visible(key) and (full := mount_base + key).startswith(full_base)
+        ]
+        if max_depth is not None:
+            depth_from = len(full_base)
+            keys = [key for key in keys if key.count(":", depth_from) <= max_depth]
+        return [key[start:] for key in keys] if start else keys
+
+    async def clear(self, base: str = "") -> None:
+        """Remove exactly the keys `get_keys(base)` lists (with their meta), in every mount."""
+        full_base = self._base(base)
+        parts = list(self._table.plan(full_base, None))
+        for part in parts:
+            if part.mount.driver.read_only:
+                raise ReadOnlyError(full_base, part.mount.driver.name)
+        for part in parts:
+            driver = part.mount.driver
+            try:
+                if not part.shadows:
+                    await driver.clear(part.base)
+                    continue
+                doomed = [key for key in await driver.get_keys(part.base) if part.owns(key)]
+                for start in range(0, len(doomed), _BATCH_CHUNK):
+                    await driver.remove_items(doomed[start : start + _BATCH_CHUNK])
+            except Exception as exc:
+                _fail(part.mount, "clear", full_base or None, exc)
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    async def snapshot(self, base: str = "") -> dict[str, Any]:
+        """Every value under ``base``, by key relative to ``base``."""
+        normalized = normalize_base(base)
+        keys = await self.get_keys(normalized)
+        values: dict[str, Any] = {}
+        for start in range(0, len(keys), _BATCH_CHUNK):
+            values.update(await self.get_items(keys[start : start + _BATCH_CHUNK]))
+        return {key[len(normalized) :]: value for key, value in values.items() if value is not None}
+
+    async def restore_snapshot(self, data: Mapping[str, Any], base: str = "") -> None:
+        """Write a `snapshot` back, under ``base``."""
+        normalized = normalize_base(base)
+        await self.set_items({normalized + key: value for key, value in data.items()})
+
+    # -- mounts -------------------------------------------------------------------------------
+
+    def mount(self, base: str, driver: Driver | str) -> Storage:
+        """Mount ``driver`` (a driver, a registered name or a URL) at ``base``; returns self."""
+        full_base = self._base(base)
+        if not full_base:
+            raise InvalidArgumentError("the root is mounted by create_storage(driver)")
+        self._table.add(full_base, create_driver(driver))
+        return self
+
+    async def unmount(self, base: str, *, dispose: bool = True) -> None:
+        """Remove the mount at ``base``; dispose its driver unless ``dispose=False``."""
+        mount = await self._table.remove(self._base(base))
+        if dispose:
+            await mount.driver.dispose()
+
+    def get_mount(self, key: str = "") -> Mount:
+        """The mount that holds ``key``."""
+        return self._table.route(self._prefix + normalize_key(key) if key else self._prefix)
+
+    def get_mounts(self, base: str = "", *, parents: bool = False) -> list[Mount]:
+        """Mounts at or under ``base`` (and, with ``parents``, those above it), longest first."""
+        full_base = self._base(base)
+        return [
+            mount
+            for mount in self._table.mounts()
+            if mount.base.startswith(full_base) or (parents and full_base.startswith(mount.base))
+        ]
+
+    # -- watching -----------------------------------------------------------------------------
+
+    async def watch(self, callback: WatchCallback) -> Unwatch:
+        """Call ``callback(event, key)`` ("update" or "remove") for changes under this storage."""
+        return await self._table.listen(self._prefix, callback, self)
+
+    async def unwatch(self) -> None:
+        """Stop every watch this storage started."""
+        await self._table.unlisten_owner(self)
+
+    # -- views and lifecycle --------------------------------------------------------------------
+
+    def namespace(self, base: str) -> Storage:
+        """A view whose keys are relative to ``base``; it shares this storage's mounts."""
+        prefix = self._base(base)
+        if not prefix:
+            raise InvalidArgumentError("a namespace needs a non-empty base")
+        return Storage(self._table, self._serializer, prefix=prefix, owner=False)
+
+    @property
+    def serializer(self) -> Serializer:
+        """The serializer that turns values into bytes for this storage."""
+        return self._serializer
+
+    async def dispose(self) -> None:
+        """Dispose every mounted driver. On a namespace view this only stops its watches."""
+        if self._owner:
+            await self._table.dispose()
+        else:
+            await self.unwatch()
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.dispose()
+
+    # Short aliases.
+    get = get_item
+    set = set_item
+    has = has_item
+    delete = remove_item
+    keys = get_keys
+
+    def __repr__(self) -> str:
+        bases = ", ".join(repr(mount.base) for mount in self._table.mounts())
+        return f"<Storage prefix={self._prefix!r} mounts=[{bases}]>"
+
+
+def create_storage(
+    driver: Driver | str | None = None,
+    *,
+    serializer: Serializer | None = None,
+    mounts: Mapping[str, Driver | str] | None = None,
+) -> Storage:
+    """A Storage whose root is ``driver`` (memory by default) with optional extra mounts."""
+    root = create_driver(driver if driver is not None else "memory")
+    chosen = serializer if serializer is not None else default_serializer
+    if not (callable(getattr(chosen, "dumps", None)) and callable(getattr(chosen, "loads", None))):
+        raise InvalidArgumentError("a serializer needs dumps(value) -> bytes and loads(bytes)")
+    storage = Storage(MountTable(root), chosen)
+    for base, mounted in (mounts or {}).items():
+        storage.mount(base, mounted)
+    return storage
+
+
