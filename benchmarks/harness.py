@@ -149,7 +149,9 @@ def table(results: list[Result]) -> str:
         lines.append(header)
         for row in sorted(rows, key=lambda r: -r.rate):
             vs_floor = f"{row.rate / floor.rate:.2f}x" if floor and floor.rate else "-"
-            vs_ours = f"{ours.rate / row.rate:.2f}x" if ours and row.rate and row is not ours else "-"
+            vs_ours = (
+                f"{ours.rate / row.rate:.2f}x" if ours and row.rate and row is not ours else "-"
+            )
             marker = " (floor)" if row.floor else (" (ours)" if row.ours else "")
             lines.append(
                 f"{'':<34} {(row.subject + marker)[:34]:<34} {row.rate:>14,.0f} {vs_floor:>9} {vs_ours:>8}"

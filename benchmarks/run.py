@@ -1,8 +1,8 @@
 """Run benchmark suites side by side and report ratios.
 
-    python -m benchmarks.run                 # every suite
-    python -m benchmarks.run memory sqlite   # some suites (module names without "bench_")
-    python -m benchmarks.run --quick         # a tenth of the iterations, for a smoke run
+python -m benchmarks.run                 # every suite
+python -m benchmarks.run memory sqlite   # some suites (module names without "bench_")
+python -m benchmarks.run --quick         # a tenth of the iterations, for a smoke run
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from pathlib import Path
 
 from .harness import Bench, Result, save, table
 
-SUITES = sorted(path.stem.removeprefix("bench_") for path in Path(__file__).parent.glob("bench_*.py"))
+SUITES = sorted(
+    path.stem.removeprefix("bench_") for path in Path(__file__).parent.glob("bench_*.py")
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("suites", nargs="*", help="suites to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the iterations")
     parser.add_argument("--name", default="latest", help="results/<name>.json and .png")

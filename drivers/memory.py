@@ -59,7 +59,9 @@ class MemoryDriver(Driver):
             if self._timer is not None:
                 self._timer.cancel()
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._sweep)
+            self._timer = loop.call_at(
+                loop.time() + max(0.0, deadline - time.monotonic()), self._sweep
+            )
             self._timer_at = deadline
 
     def _sweep(self) -> None:
@@ -137,7 +139,9 @@ class MemoryDriver(Driver):
         for key in keys:
             await self.remove_item(key)
 
-    async def iter_keys(self, base: str = "", *, max_depth: int | None = None) -> AsyncIterator[str]:
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
         for key in await self.get_keys(base, max_depth=max_depth):
             yield key
 

@@ -107,7 +107,9 @@ class MountTable:
         return mount
 
     def _reorder(self) -> None:
-        self._ordered = tuple(sorted(self._by_base.values(), key=lambda m: len(m.base), reverse=True))
+        self._ordered = tuple(
+            sorted(self._by_base.values(), key=lambda m: len(m.base), reverse=True)
+        )
 
     def mounts(self) -> tuple[Mount, ...]:
         """Every mount, longest base first."""

@@ -88,7 +88,9 @@ def create_driver(name_or_url: str | Driver, **options: Any) -> Driver:
             raise InvalidArgumentError("options go with a driver name or URL, not a driver object")
         return name_or_url
     if not isinstance(name_or_url, str) or not name_or_url:
-        raise InvalidArgumentError(f"expected a driver, a driver name or a URL, not {name_or_url!r}")
+        raise InvalidArgumentError(
+            f"expected a driver, a driver name or a URL, not {name_or_url!r}"
+        )
     scheme, sep, _ = name_or_url.partition("://")
     if sep:
         return _load(SCHEME_GROUP, scheme.lower(), "URL scheme").from_url(name_or_url, **options)

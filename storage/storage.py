@@ -83,7 +83,9 @@ class Storage:
         except SerializationError as exc:
             raise SerializationError(str(exc), key=key) from exc.__cause__
         except Exception as exc:
-            raise SerializationError(f"cannot serialize {type(value).__name__}: {exc}", key=key) from exc
+            raise SerializationError(
+                f"cannot serialize {type(value).__name__}: {exc}", key=key
+            ) from exc
 
     def _decode(self, key: str, data: bytes) -> Any:
         try:
@@ -98,7 +100,9 @@ class Storage:
         if driver.read_only:
             raise ReadOnlyError(key, driver.name)
         if ttl is not None and not driver.supports_ttl:
-            raise UnsupportedError(f"the {driver.name} driver (mounted at {mount.base!r}) has no TTL")
+            raise UnsupportedError(
+                f"the {driver.name} driver (mounted at {mount.base!r}) has no TTL"
+            )
 
     def _group(self, keys: Iterable[str]) -> dict[Mount, list[str]]:
         groups: dict[Mount, list[str]] = {}
@@ -253,7 +257,9 @@ class Storage:
         async def store(mount: Mount, group: list[str]) -> None:
             start = len(mount.base)
             try:
-                await mount.driver.set_items([(key[start:], encoded[key]) for key in group], ttl=seconds)
+                await mount.driver.set_items(
+                    [(key[start:], encoded[key]) for key in group], ttl=seconds
+                )
             except Exception as exc:
                 _fail(mount, "set_items", group[0], exc)
 
@@ -362,7 +368,9 @@ class Storage:
             for selected in self._select(part, page, full_base, max_depth):
                 yield selected
 
-    def _select(self, part: Listing, found: Iterable[str], full_base: str, max_depth: int | None) -> list[str]:
+    def _select(
+        self, part: Listing, found: Iterable[str], full_base: str, max_depth: int | None
+    ) -> list[str]:
         mount_base = part.mount.base
         start = len(self._prefix)
         # Filtering again here keeps a driver's listing bug from leaking keys outside the base.
@@ -509,5 +517,3 @@ def create_storage(
     for base, mounted in (mounts or {}).items():
         storage.mount(base, mounted)
     return storage
-
-

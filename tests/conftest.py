@@ -51,7 +51,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-async def driver(driver_name: str, request: pytest.FixtureRequest) -> Driver:
+def driver(driver_name: str, request: pytest.FixtureRequest) -> Driver:
     """A fresh, empty driver of the parametrized kind."""
     value = request.getfixturevalue(f"driver_{driver_name}")
     assert isinstance(value, Driver)
