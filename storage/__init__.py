@@ -3,7 +3,7 @@
 Start with `create_storage`; write a driver by subclassing `Driver`.
 """
 
-from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, WatchEvent, Watchers
+from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, Watchers, WatchEvent
 from .errors import (
     ConflictError,
     DriverError,

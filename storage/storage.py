@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, NoReturn
@@ -227,7 +227,7 @@ class Storage:
                 values = await mount.driver.get_items([key[start:] for key in group])
             except Exception as exc:
                 _fail(mount, "get_items", group[0], exc)
-            found.update(zip(group, values))
+            found.update(zip(group, values, strict=True))
 
         groups = self._group(dict.fromkeys(fulls))
         await asyncio.gather(*(fetch(mount, group) for mount, group in groups.items()))

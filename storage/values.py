@@ -101,9 +101,9 @@ def _is_plain(value: Any) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return -9223372036854775808 <= value <= 18446744073709551615
+        return bool(-9223372036854775808 <= value <= 18446744073709551615)
     if kind is float:
-        return value - value == 0.0
+        return bool(value - value == 0.0)
     return False
 
 

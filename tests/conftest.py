@@ -10,7 +10,6 @@ capability markers it lacks in ``CONFORMANCE_EXCLUDES = {"N": {"stores"}}``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +58,6 @@ def driver(driver_name: str, request: pytest.FixtureRequest) -> Driver:
 
 
 @pytest.fixture
-async def storage(driver: Driver) -> AsyncIterator[Storage]:
-    """A Storage whose root is the parametrized driver."""
-    yield create_storage(driver)
+def storage(driver: Driver) -> Storage:
+    """A Storage whose root is the parametrized driver (the driver fixture disposes it)."""
+    return create_storage(driver)
