@@ -1,0 +1,57 @@
+"""`SessionMiddleware`: puts a lazy `Session` at ``scope["session"]`` and commits it in time."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .manager import Sessions
+
+__all__ = ["SessionMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class SessionMiddleware:
+    """Pure ASGI middleware for Starlette, FastAPI or any ASGI app.
+
+    HTTP: the session is committed just before the response starts, and its Set-Cookie (with
+    ``Cache-Control: no-store``) is added to that response. WebSocket: the session is readable
+    at ``scope["session"]``; commit it yourself with `Sessions.commit` if you change it.
+    """
+
+    def __init__(self, app: ASGIApp, sessions: Sessions[Any]) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            scope["session"] = self.sessions.from_headers(scope["headers"])
+        if kind != "http":
+            await self.app(scope, receive, send)
+            return
+        session = self.sessions.from_headers(scope["headers"])
+        scope["session"] = session
+        commit = self.sessions.commit
+
+        async def send_with_session(message: Message) -> None:
+            if message["type"] == "http.response.start" and session.used:
+                extra = await commit(session)
+                if extra:
+                    headers = [
+                        (name, value)
+                        for name, value in message.get("headers", ())
+                        if name.lower() != b"cache-control"
+                    ]
+                    headers.extend(
+                        (name.encode(), value.encode("latin-1")) for name, value in extra
+                    )
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
