@@ -1,0 +1,175 @@
+"""The overlay driver: layers of drivers read top-down, with every change kept in the top layer.
+
+A removal writes a *tombstone* in the top layer, so a key removed through the overlay stays
+removed even when a lower layer still holds it. The tombstone is a reserved value,
+`TOMBSTONE`, that no serializer produces (it starts with a NUL byte); a raw write of exactly
+those bytes through an overlay reads back as a removal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from storage import Driver, InvalidArgumentError, ReadOnlyError, UnsupportedError
+from storage.registry import create_driver
+
+__all__ = ["TOMBSTONE", "OverlayDriver"]
+
+#: The value the top layer holds for a key removed through the overlay.
+TOMBSTONE = b"\x00\x1funistorage:overlay:removed\x1f\x00"
+
+_CHUNK = 1000
+
+
+class OverlayDriver(Driver):
+    """Reads through ``layers`` (drivers, names or URLs; the first is the top), writes to the top.
+
+    Listing merges every layer and hides keys whose top-layer value is a tombstone. Disposing
+    the overlay disposes every layer.
+    """
+
+    name = "overlay"
+    schemes = ("overlay",)
+    supports_ttl = True
+
+    def __init__(self, *, layers: Iterable[Driver | str], read_only: bool = False) -> None:
+        self.layers: list[Driver] = [create_driver(layer) for layer in layers]
+        if not self.layers:
+            raise InvalidArgumentError("the overlay driver needs at least one layer")
+        self.read_only = read_only
+
+    @property
+    def top(self) -> Driver:
+        """The layer that receives every write and every tombstone."""
+        return self.layers[0]
+
+    def _check_write(self, key: str, ttl: float | None) -> None:
+        if self.top.read_only:
+            raise ReadOnlyError(key, self.top.name)
+        if ttl is not None and not self.top.supports_ttl:
+            raise UnsupportedError(f"the top layer ({self.top.name}) of the overlay has no TTL")
+
+    async def _find(self, key: str) -> tuple[Driver, bytes] | None:
+        for layer in self.layers:
+            value = await layer.get_item(key)
+            if value is not None:
+                return None if value == TOMBSTONE else (layer, value)
+        return None
+
+    async def get_item(self, key: str) -> bytes | None:
+        found = await self._find(key)
+        return None if found is None else found[1]
+
+    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
+        values: list[bytes | None] = [None] * len(keys)
+        pending = list(range(len(keys)))
+        for layer in self.layers:
+            if not pending:
+                break
+            found = await layer.get_items([keys[index] for index in pending])
+            still: list[int] = []
+            for index, value in zip(pending, found, strict=True):
+                if value is None:
+                    still.append(index)
+                elif value != TOMBSTONE:
+                    values[index] = value
+            pending = still
+        return values
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self._check_write(key, ttl)
+        await self.top.set_item(key, value, ttl=ttl)
+
+    async def set_items(
+        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        if items:
+            self._check_write(items[0][0], ttl)
+        await self.top.set_items(items, ttl=ttl)
+
+    async def remove_item(self, key: str) -> None:
+        await self.remove_items([key])
+
+    async def remove_items(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        self._check_write(keys[0], None)
+        if len(self.layers) == 1:
+            await self.top.remove_items(keys)
+            return
+        # Only keys a lower layer still holds need a tombstone; the rest are simply removed.
+        shadowed = await self._lower_holds(keys)
+        plain = [key for key in keys if key not in shadowed]
+        if plain:
+            await self.top.remove_items(plain)
+        if shadowed:
+            await self.top.set_items([(key, TOMBSTONE) for key in shadowed])
+
+    async def _lower_holds(self, keys: Sequence[str]) -> set[str]:
+        held: set[str] = set()
+        pending = list(keys)
+        for layer in self.layers[1:]:
+            if not pending:
+                break
+            found = await layer.get_items(pending)
+            for key, value in zip(pending, found, strict=True):
+                if value is not None and value != TOMBSTONE:
+                    held.add(key)
+            pending = [key for key in pending if key not in held]
+        return held
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        seen: set[str] = set()
+        for layer in self.layers:
+            page: list[str] = []
+            async for key in layer.iter_keys(base, max_depth=max_depth):
+                if key not in seen:
+                    seen.add(key)
+                    page.append(key)
+                    if len(page) >= _CHUNK:
+                        for visible in await self._visible(page):
+                            yield visible
+                        page = []
+            for visible in await self._visible(page):
+                yield visible
+
+    async def _visible(self, keys: list[str]) -> list[str]:
+        # A key is listed when its topmost value is a real value, not a tombstone.
+        if not keys:
+            return []
+        values = await self.get_items(keys)
+        return [key for key, value in zip(keys, values, strict=True) if value is not None]
+
+    async def clear(self, base: str = "") -> None:
+        self._check_write(base, None)
+        await self.top.clear(base)
+        if len(self.layers) > 1:
+            doomed: list[str] = []
+            for layer in self.layers[1:]:
+                doomed.extend(await layer.get_keys(base))
+            for start in range(0, len(doomed), _CHUNK):
+                chunk = list(dict.fromkeys(doomed[start : start + _CHUNK]))
+                await self.top.set_items([(key, TOMBSTONE) for key in chunk])
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        for layer in self.layers:
+            value = await layer.get_item(key)
+            if value is not None:
+                return {} if value == TOMBSTONE else await layer.get_meta(key)
+        return {}
+
+    async def dispose(self) -> None:
+        for layer in self.layers:
+            await layer.dispose()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Driver:
+        """``overlay://?layers=URL1,URL2`` is not supported; pass ``layers=`` instead."""
+        if "layers" not in options:
+            raise InvalidArgumentError(
+                "the overlay driver is built from drivers: create_driver('overlay', layers=[...])"
+            )
+        return cls(**options)
