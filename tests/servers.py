@@ -1,0 +1,255 @@
+"""Start real servers on free local ports: redis-server, a Redis Cluster, and moto's S3 server.
+
+Shared by the test fixtures and the benchmarks. Every server runs as a child process in a
+temporary directory, without persistence, and is stopped by `stop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = [
+    "MissingServerError",
+    "MotoServer",
+    "RedisCluster",
+    "RedisServer",
+    "free_port",
+]
+
+_HOST = "127.0.0.1"
+_START_TIMEOUT = 20.0
+
+
+class MissingServerError(RuntimeError):
+    """A server binary or package is not installed; the message says how to install it."""
+
+
+def free_port(*, bus_offset: int | None = None) -> int:
+    """A TCP port free right now (and, with ``bus_offset``, ``port + bus_offset`` free too)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind((_HOST, 0))
+            port = int(sock.getsockname()[1])
+        if bus_offset is None:
+            return port
+        if port + bus_offset < 65536 and _port_is_free(port + bus_offset):
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited: {log.read_text(errors='replace')}")
+        with contextlib.suppress(OSError), socket.create_connection((_HOST, port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"server on port {port} did not start within {_START_TIMEOUT} s")
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def _redis_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise MissingServerError(
+            f"{name} is not installed; install it with `apt-get install redis-server` "
+            "(it provides redis-server and redis-cli)"
+        )
+    return path
+
+
+class RedisServer:
+    """One redis-server process on a free port, no persistence; `stop` / `start` keep the port."""
+
+    def __init__(self, directory: Path | None = None, *, cluster: bool = False) -> None:
+        self.binary = _redis_binary("redis-server")
+        self._owned_dir = directory is None
+        self.directory = (
+            Path(tempfile.mkdtemp(prefix="unistorage-redis-")) if directory is None else directory
+        )
+        self.cluster = cluster
+        self.port = free_port(bus_offset=10000 if cluster else None)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{_HOST}:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start (or restart) the server and wait until it accepts connections."""
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", _HOST,
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "no",
+            "--daemonize", "no",
+            "--logfile", "redis.log",
+        ]  # fmt: skip
+        if self.cluster:
+            args += [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "3000",
+            ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.directory
+        )
+        _wait_for_port(self.port, self.process, self.directory / "redis.log")
+        return self
+
+    def stop(self) -> None:
+        """Stop the process (data is lost: no persistence)."""
+        _terminate(self.process)
+        self.process = None
+
+    def close(self) -> None:
+        """Stop and remove the temporary directory."""
+        self.stop()
+        if self._owned_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RedisCluster:
+    """A Redis Cluster of ``primaries`` redis-server nodes (no replicas), created by redis-cli."""
+
+    def __init__(self, primaries: int = 3) -> None:
+        self.cli = _redis_binary("redis-cli")
+        self.directory = Path(tempfile.mkdtemp(prefix="unistorage-cluster-"))
+        self.nodes: list[RedisServer] = []
+        for index in range(primaries):
+            node_dir = self.directory / f"node{index}"
+            node_dir.mkdir()
+            self.nodes.append(RedisServer(node_dir, cluster=True))
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://{_HOST}:{self.nodes[0].port}"
+
+    def start(self) -> RedisCluster:
+        """Start the nodes, assign every slot, and wait until ``cluster_state:ok`` everywhere."""
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"{_HOST}:{node.port}" for node in self.nodes]
+            subprocess.run(
+                [
+                    self.cli,
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=_START_TIMEOUT,
+            )
+            self._wait_ok()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _wait_ok(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        pending = list(self.nodes)
+        while pending and time.monotonic() < deadline:
+            info = subprocess.run(
+                [self.cli, "-h", _HOST, "-p", str(pending[0].port), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout
+            if "cluster_state:ok" in info:
+                pending.pop(0)
+            else:
+                time.sleep(0.05)
+        if pending:
+            raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    def close(self) -> None:
+        """Stop every node and remove the temporary directory."""
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class MotoServer:
+    """moto's S3-compatible HTTP server (``python -m moto.server``) as a separate process."""
+
+    def __init__(self) -> None:
+        try:
+            import flask  # noqa: F401
+            import moto.server  # noqa: F401
+        except ImportError as exc:
+            raise MissingServerError(
+                "moto's server mode is not installed; install it with `pip install 'moto[server]'`"
+            ) from exc
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="unistorage-moto-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{_HOST}:{self.port}"
+
+    def start(self) -> MotoServer:
+        """Start the server and wait until it answers HTTP."""
+        log = self.directory / "moto.log"
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", _HOST, "-p", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
+        _wait_for_port(self.port, self.process, log)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):
+                    return self
+            except urllib.error.HTTPError:
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("moto server did not answer HTTP")
+
+    def close(self) -> None:
+        """Stop the server and remove its directory."""
+        _terminate(self.process)
+        self.process = None
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,200 @@
+"""What is special about the redis driver: cluster batches, SCAN escaping, faults, keyspace watch."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from drivers.redis import RedisDriver
+from storage import DriverError, Storage, create_driver, create_storage
+from tests.servers import RedisCluster, RedisServer
+
+
+async def _eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def lone_server() -> Iterator[RedisServer]:
+    """A redis-server of this test alone, which the test may stop and restart."""
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def test_cluster_batches_across_slots_keep_input_order(
+    driver_redis_cluster: RedisDriver,
+) -> None:
+    keys = [f"user:{index}" for index in range(300)]
+    await driver_redis_cluster.set_items([(key, key.encode()) for key in keys[::2]])
+    shuffled = keys[::-1]
+    values = await driver_redis_cluster.get_items(shuffled)
+    assert values == [key.encode() if int(key[5:]) % 2 == 0 else None for key in shuffled]
+
+
+async def test_cluster_batches_with_ttl_and_listing_reach_every_primary(
+    driver_redis_cluster: RedisDriver, redis_cluster: RedisCluster
+) -> None:
+    keys = [f"k{index}" for index in range(200)]
+    await driver_redis_cluster.set_items([(key, b"v") for key in keys], ttl=60)
+    assert sorted(await driver_redis_cluster.get_keys()) == sorted(keys)
+    counts = []
+    for node in redis_cluster.nodes:
+        async with Redis(port=node.port) as client:
+            counts.append(await client.dbsize())
+    assert all(counts), "keys should spread over every primary"
+    await driver_redis_cluster.clear()
+    assert await driver_redis_cluster.get_keys() == []
+
+
+async def test_scan_treats_glob_characters_in_bases_literally(driver_redis: RedisDriver) -> None:
+    tricky = ["a*:1", "ab:1", "a?:1", "a[b]:1", "ab]:1", "a\\:1", "b:1"]
+    await driver_redis.set_items([(key, b"x") for key in tricky])
+    assert await driver_redis.get_keys("a*:") == ["a*:1"]
+    assert await driver_redis.get_keys("a?:") == ["a?:1"]
+    assert await driver_redis.get_keys("a[b]:") == ["a[b]:1"]
+    assert await driver_redis.get_keys("a\\:") == ["a\\:1"]
+    await driver_redis.clear("a*:")
+    assert sorted(await driver_redis.get_keys()) == sorted(key for key in tricky if key != "a*:1")
+
+
+async def test_a_base_prefix_with_glob_characters_isolates_the_driver(
+    redis_server: RedisServer,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    starred = RedisDriver(redis_server.url, base=f"{tag}*")
+    plain = RedisDriver(redis_server.url, base=f"{tag}x")
+    try:
+        await plain.set_item("k", b"plain")
+        await starred.set_item("k", b"starred")
+        assert await starred.get_keys() == ["k"]
+        await starred.clear()
+        assert await plain.get_item("k") == b"plain"
+    finally:
+        await plain.clear()
+        await starred.dispose()
+        await plain.dispose()
+
+
+async def test_values_are_stored_as_the_raw_bytes(driver_redis: RedisDriver, raw: Redis) -> None:
+    value = bytes(range(256))
+    await driver_redis.set_item("bin", value)
+    assert await raw.get(driver_redis._key("bin")) == value
+
+
+async def test_ttl_is_native_and_reported_by_get_meta(
+    driver_redis: RedisDriver, raw: Redis
+) -> None:
+    await driver_redis.set_item("t", b"v", ttl=30)
+    assert 29_000 < await raw.pttl(driver_redis._key("t")) <= 30_000
+    meta = await driver_redis.get_meta("t")
+    assert 29 < meta["ttl"] <= 30
+    assert meta["size"] == 1
+
+
+async def test_url_options_reach_the_driver_and_the_client(redis_server: RedisServer) -> None:
+    driver = create_driver(f"{redis_server.url}?base=app&ttl=5&socket_timeout=1.5")
+    assert isinstance(driver, RedisDriver)
+    try:
+        await driver.set_item("k", b"v")
+        assert await driver.get_keys() == ["k"]
+        assert 0 < (await driver.get_meta("k"))["ttl"] <= 5
+        assert driver._prefix == "app:"
+    finally:
+        await driver.clear()
+        await driver.dispose()
+
+
+async def test_a_stopped_server_gives_driver_errors_and_recovery_follows(
+    lone_server: RedisServer,
+) -> None:
+    storage = create_storage(RedisDriver(lone_server.url))
+    try:
+        await storage.set_item("k", 1)
+        lone_server.stop()
+        with pytest.raises(DriverError) as caught:
+            await storage.get_item("k")
+        assert caught.value.driver == "redis"
+        with pytest.raises(DriverError):
+            await storage.set_items({"a": 1, "b": 2})
+        with pytest.raises(DriverError):
+            await storage.get_keys()
+        lone_server.start()
+        await storage.set_item("k", 2)
+        assert await storage.get_item("k") == 2
+        assert await storage.get_keys() == ["k"]
+    finally:
+        await storage.dispose()
+
+
+async def test_watch_sees_writes_from_other_clients_and_expiry(
+    driver_redis: RedisDriver, raw: Redis
+) -> None:
+    events: list[tuple[str, str]] = []
+    unwatch = await driver_redis.watch(lambda event, key: events.append((event, key)))
+    await raw.set(driver_redis._key("from:outside"), b"1")
+    await driver_redis.set_item("short", b"1", ttl=0.2)
+    await raw.delete(driver_redis._key("from:outside"))
+    await raw.set("someone-else:key", b"1")
+    await _eventually(lambda: ("remove", "short") in events)
+    assert ("update", "from:outside") in events
+    assert ("remove", "from:outside") in events
+    assert all(not key.startswith("someone") and "someone" not in key for _, key in events)
+    await unwatch()
+    assert driver_redis._listeners == []
+
+
+async def test_watch_leaves_server_config_alone_unless_allowed(lone_server: RedisServer) -> None:
+    driver = RedisDriver(lone_server.url)
+    try:
+        unwatch = await driver.watch(lambda event, key: None)
+        await unwatch()
+        async with Redis(port=lone_server.port) as client:
+            config = await client.config_get("notify-keyspace-events")
+        assert config["notify-keyspace-events"] in ("", b"")
+    finally:
+        await driver.dispose()
+
+
+async def test_watch_resumes_after_the_server_restarts(lone_server: RedisServer) -> None:
+    driver = RedisDriver(lone_server.url, notify_keyspace_events=True)
+    events: list[tuple[str, str]] = []
+    try:
+        await driver.watch(lambda event, key: events.append((event, key)))
+        lone_server.stop()
+        lone_server.start()
+        # The restarted server forgot its config; the listener must turn notifications on again.
+        async with Redis(port=lone_server.port) as client:
+
+            async def write_until_seen() -> None:
+                while ("update", "again") not in events:
+                    await client.set("again", b"1")
+                    await asyncio.sleep(0.1)
+
+            await asyncio.wait_for(write_until_seen(), 15)
+    finally:
+        await driver.dispose()
+
+
+async def test_watch_on_a_cluster_hears_every_primary(driver_redis_cluster: RedisDriver) -> None:
+    storage: Storage = create_storage(driver_redis_cluster)
+    seen: set[str] = set()
+    await storage.watch(lambda event, key: seen.add(key))
+    keys = {f"w{index}" for index in range(30)}
+    await storage.set_items(dict.fromkeys(keys, 1))
+    await _eventually(lambda: keys <= seen)
+    await storage.unwatch()
