@@ -1,0 +1,514 @@
+"""The sqlite driver: one table in a SQLite file, owned by one thread, with group commit.
+
+Each connection belongs to one worker thread (the aiosqlite discipline) that takes jobs from a
+queue. Whatever jobs are waiting when the thread wakes run together: reads first, then every
+write in one ``BEGIN IMMEDIATE`` ... ``COMMIT``. A write's future resolves only after that
+commit, so concurrent writers share transactions and nothing is acknowledged uncommitted.
+
+Table ``<table>(key TEXT PRIMARY KEY, value BLOB, expires REAL, mtime REAL, version INTEGER)``;
+``expires`` is a Unix time or NULL, ``version`` a random number per write (the etag). Keys are
+only ever bound as parameters; prefix listings use the range ``base <= key < base[:-1] + ";"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from storage import (
+    ConflictError,
+    Driver,
+    DriverError,
+    InvalidArgumentError,
+    StorageError,
+    Unwatch,
+    WatchCallback,
+    Watchers,
+    WatchEvent,
+)
+from storage.driver import parse_url_options
+
+__all__ = ["SqliteDriver"]
+
+logger = logging.getLogger(__name__)
+
+_COLUMNS = ["key", "value", "expires", "mtime", "version"]
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_PAGE = 1000
+_IN_CHUNK = 500
+_BATCH = 1024
+
+Events = list[tuple[WatchEvent, str]]
+Work = Callable[[sqlite3.Connection, Events], Any]
+
+
+@dataclass(slots=True)
+class _Job:
+    work: Work
+    future: asyncio.Future[Any]
+    write: bool
+    events: Events = field(default_factory=list)
+
+
+def _upper(base: str) -> str:
+    """The least string above every key that starts with ``base`` (which ends in ``:``)."""
+    return base[:-1] + chr(ord(":") + 1)
+
+
+def _version() -> int:
+    return random.getrandbits(62)
+
+
+class SqliteDriver(Driver):
+    """Keys in one SQLite table: WAL, busy timeout, TTL column, group commit, watch."""
+
+    name = "sqlite"
+    schemes = ("sqlite",)
+    supports_ttl = True
+    supports_conditional = True
+    supports_watch = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".data/unistorage.db",
+        *,
+        table: str = "unistorage",
+        read_only: bool = False,
+        busy_timeout: float = 5.0,
+        sweep_interval: float = 60.0,
+        durable: bool = False,
+    ) -> None:
+        if not _IDENTIFIER.match(table):
+            raise InvalidArgumentError(f"table must be a plain SQL identifier, not {table!r}")
+        self.path = os.fspath(path)
+        self.table = table
+        self.read_only = read_only
+        self.busy_timeout = busy_timeout
+        self.sweep_interval = sweep_interval
+        self.durable = durable
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._watchers = Watchers()
+        self._sweeper: asyncio.Task[None] | None = None
+        t = f'"{table}"'
+        self._sql_get = f"SELECT value, expires FROM {t} WHERE key = ?"
+        self._sql_has = f"SELECT expires FROM {t} WHERE key = ?"
+        self._sql_put = (
+            f"INSERT INTO {t} (key, value, expires, mtime, version) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires, "
+            "mtime = excluded.mtime, version = excluded.version"
+        )
+        self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
+        self._sql_purge = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
+        self._sql_live = "(expires IS NULL OR expires > ?)"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SqliteDriver:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite://:memory:``."""
+        parts = urlsplit(url)
+        if parts.scheme != "sqlite":
+            raise InvalidArgumentError(f"the sqlite driver does not read {parts.scheme!r} URLs")
+        if parts.netloc == ":memory:" or parts.path in ("/:memory:", ":memory:"):
+            path = ":memory:"
+        elif parts.netloc:
+            raise InvalidArgumentError(f"sqlite URLs have no host: {url!r} (use sqlite:///file.db)")
+        else:
+            path = unquote(parts.path[1:])
+        if not path:
+            raise InvalidArgumentError(f"no database file in {url!r}")
+        return cls(path, **{**parse_url_options(parts.query), **options})
+
+    # -- the worker thread -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if self.path != ":memory:" and not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+            self._check_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        t = f'"{self.table}"'
+        try:
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({t})")]
+        except sqlite3.DatabaseError as exc:
+            raise DriverError(
+                "sqlite", "open", None, f"{self.path!r} is not a SQLite database ({exc})"
+            ) from exc
+        if not columns:
+            if self.read_only:
+                raise DriverError(
+                    "sqlite", "open", None, f"no table {self.table!r} in {self.path!r}"
+                )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, "
+                "value BLOB NOT NULL, expires REAL, mtime REAL NOT NULL, version INTEGER NOT NULL)"
+            )
+            conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "{self.table}_expires" ON {t} (expires) '
+                "WHERE expires IS NOT NULL"
+            )
+        elif columns != _COLUMNS:
+            raise DriverError(
+                "sqlite",
+                "open",
+                None,
+                f"table {self.table!r} in {self.path!r} is not a unistorage table "
+                f"(columns {columns}, expected {_COLUMNS}); choose another table= or file",
+            )
+
+    def _serve(self) -> None:
+        try:
+            conn: sqlite3.Connection | None = self._connect()
+        except BaseException as exc:  # every job is answered with why the database is unusable
+            conn, failure = None, exc
+        try:
+            while True:
+                first = self._queue.get()
+                jobs: list[_Job] = []
+                stopping = first is None
+                if first is not None:
+                    jobs.append(first)
+                while len(jobs) < _BATCH:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                    else:
+                        jobs.append(job)
+                if conn is None:
+                    self._resolve([(job, None, failure) for job in jobs])
+                elif jobs:
+                    self._run_batch(conn, jobs)
+                if stopping:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        done: list[tuple[_Job, Any, BaseException | None]] = []
+        writes = [job for job in jobs if job.write]
+        for job in jobs:
+            if not job.write:
+                done.append(self._attempt(conn, job))
+        if len(writes) == 1:
+            done.append(self._transaction(conn, writes[0]))
+        elif writes:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = [self._attempt(conn, job, savepoint=True) for job in writes]
+                conn.execute("COMMIT")
+                done.extend(outcomes)
+            except sqlite3.Error:
+                # One job broke the shared transaction: redo each alone, so only it fails.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for job in writes:
+                    job.events.clear()
+                    done.append(self._transaction(conn, job))
+        self._resolve(done)
+
+    def _attempt(
+        self, conn: sqlite3.Connection, job: _Job, *, savepoint: bool = False
+    ) -> tuple[_Job, Any, BaseException | None]:
+        if savepoint:
+            conn.execute("SAVEPOINT job")
+        try:
+            result = job.work(conn, job.events)
+        except StorageError as exc:
+            if savepoint:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            job.events.clear()
+            return job, None, exc
+        if savepoint:
+            conn.execute("RELEASE job")
+        return job, result, None
+
+    def _transaction(
+        self, conn: sqlite3.Connection, job: _Job
+    ) -> tuple[_Job, Any, BaseException | None]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcome = self._attempt(conn, job)
+            conn.execute("COMMIT")
+            return outcome
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            job.events.clear()
+            return job, None, exc
+
+    def _resolve(self, done: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+        for outcome in done:
+            by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
+        for loop, outcomes in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._settle, outcomes)
+            except RuntimeError:
+                logger.warning("sqlite: results for a closed event loop were dropped")
+
+    def _settle(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        for job, result, exc in outcomes:
+            if job.events and self._watchers:
+                for event, key in job.events:
+                    self._watchers.emit(event, key)
+            if job.future.done():
+                continue
+            if exc is not None:
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+
+    async def _call(self, work: Work, *, write: bool = False) -> Any:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._serve, name=f"sqlite:{self.path}", daemon=True
+            )
+            self._thread.start()
+            if self.sweep_interval > 0 and not self.read_only:
+                self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Job(work, future, write))
+        return await future
+
+    # -- operations (the work runs in the worker thread) ----------------------------------------
+
+    def _purge_later(self, key: str) -> None:
+        def purge(conn: sqlite3.Connection, events: Events) -> None:
+            if conn.execute(self._sql_purge, (key, time.time())).rowcount:
+                events.append(("remove", key))
+
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_log_failure)
+        self._queue.put(_Job(purge, future, True))
+
+    async def get_item(self, key: str) -> bytes | None:
+        row = await self._call(lambda conn, _: conn.execute(self._sql_get, (key,)).fetchone())
+        if row is None:
+            return None
+        if row[1] is not None and row[1] <= time.time():
+            self._purge_later(key)
+            return None
+        return bytes(row[0])
+
+    async def has_item(self, key: str) -> bool:
+        row = await self._call(lambda conn, _: conn.execute(self._sql_has, (key,)).fetchone())
+        if row is not None and row[0] is not None and row[0] <= time.time():
+            self._purge_later(key)
+            return False
+        return row is not None
+
+    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
+        def work(conn: sqlite3.Connection, _: Events) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            now = time.time()
+            unique = list(dict.fromkeys(keys))
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                sql = f'SELECT key, value FROM "{self.table}" WHERE key IN ({marks}) AND {self._sql_live}'
+                found.update(conn.execute(sql, (*chunk, now)).fetchall())
+            return found
+
+        found = await self._call(work)
+        return [found.get(key) for key in keys]
+
+    def _put(self, conn: sqlite3.Connection, key: str, value: bytes, ttl: float | None) -> str:
+        now = time.time()
+        version = _version()
+        conn.execute(self._sql_put, (key, value, None if ttl is None else now + ttl, now, version))
+        return str(version)
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        def work(conn: sqlite3.Connection, events: Events) -> None:
+            self._put(conn, key, value, ttl)
+            events.append(("update", key))
+
+        await self._call(work, write=True)
+
+    async def set_items(
+        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        def work(conn: sqlite3.Connection, events: Events) -> None:
+            now = time.time()
+            expires = None if ttl is None else now + ttl
+            conn.executemany(
+                self._sql_put, [(key, value, expires, now, _version()) for key, value in items]
+            )
+            events.extend(("update", key) for key, _ in items)
+
+        await self._call(work, write=True)
+
+    async def set_item_conditional(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        sql = f'SELECT version FROM "{self.table}" WHERE key = ? AND {self._sql_live}'
+
+        def work(conn: sqlite3.Connection, events: Events) -> str:
+            row = conn.execute(sql, (key, time.time())).fetchone()
+            if if_none_match and row is not None:
+                raise ConflictError(key, "the key already exists")
+            if if_match is not None and (row is None or str(row[0]) != if_match):
+                raise ConflictError(key)
+            events.append(("update", key))
+            return self._put(conn, key, value, ttl)
+
+        return str(await self._call(work, write=True))
+
+    async def remove_item(self, key: str) -> None:
+        def work(conn: sqlite3.Connection, events: Events) -> None:
+            if conn.execute(self._sql_delete, (key,)).rowcount:
+                events.append(("remove", key))
+
+        await self._call(work, write=True)
+
+    async def remove_items(self, keys: Sequence[str]) -> None:
+        def work(conn: sqlite3.Connection, events: Events) -> None:
+            if not self._watchers:
+                conn.executemany(self._sql_delete, [(key,) for key in keys])
+                return
+            for key in keys:
+                if conn.execute(self._sql_delete, (key,)).rowcount:
+                    events.append(("remove", key))
+
+        await self._call(work, write=True)
+
+    def _range(self, base: str) -> tuple[str, tuple[str, ...]]:
+        if not base:
+            return "", ()
+        return "key >= ? AND key < ? AND ", (base, _upper(base))
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        upper = _upper(base) if base else None
+        sql = (
+            f'SELECT key FROM "{self.table}" WHERE key > ? '
+            f"{'AND key < ? ' if upper else ''}AND {self._sql_live} ORDER BY key LIMIT {_PAGE}"
+        )
+        # Everything under the base sorts above the base itself (or above "" for the root).
+        after = base
+        while True:
+            args = (after, upper, time.time()) if upper else (after, time.time())
+            rows = await self._call(_fetch_all(sql, args))
+            for (key,) in rows:
+                yield key
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
+        where, args = self._range(base)
+        sql = f'SELECT key FROM "{self.table}" WHERE {where}{self._sql_live}'
+        rows = await self._call(lambda conn, _: conn.execute(sql, (*args, time.time())).fetchall())
+        return [key for (key,) in rows]
+
+    async def clear(self, base: str = "") -> None:
+        where, args = self._range(base)
+        sql = f'DELETE FROM "{self.table}" WHERE {where}1 RETURNING key'
+
+        def work(conn: sqlite3.Connection, events: Events) -> None:
+            removed = conn.execute(sql, args).fetchall()
+            if self._watchers:
+                events.extend(("remove", key) for (key,) in removed)
+
+        await self._call(work, write=True)
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        sql = f'SELECT mtime, expires, version, length(value) FROM "{self.table}" WHERE key = ?'
+        row = await self._call(lambda conn, _: conn.execute(sql, (key,)).fetchone())
+        if row is None:
+            return {}
+        mtime, expires, version, size = row
+        now = time.time()
+        if expires is not None and expires <= now:
+            self._purge_later(key)
+            return {}
+        meta: dict[str, Any] = {
+            "mtime": datetime.fromtimestamp(mtime, timezone.utc),
+            "size": size,
+            "etag": str(version),
+        }
+        if expires is not None:
+            meta["ttl"] = max(0.0, expires - now)
+        return meta
+
+    async def sweep(self) -> list[str]:
+        """Delete every expired row now; return their keys."""
+        sql = f'DELETE FROM "{self.table}" WHERE expires <= ? RETURNING key'
+
+        def work(conn: sqlite3.Connection, events: Events) -> list[str]:
+            removed = [key for (key,) in conn.execute(sql, (time.time(),)).fetchall()]
+            events.extend(("remove", key) for key in removed)
+            return removed
+
+        result: list[str] = await self._call(work, write=True)
+        return result
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("sqlite sweep of %s failed", self.path)
+
+    async def watch(self, callback: WatchCallback) -> Unwatch:
+        """Report the changes made through this driver object (not other processes)."""
+        return self._watchers.add(callback)
+
+    async def dispose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._watchers.clear()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        logger.warning("sqlite: purging an expired key failed: %s", exc)
+
+
+def _fetch_all(sql: str, args: tuple[Any, ...]) -> Work:
+    def work(conn: sqlite3.Connection, _: Events) -> list[Any]:
+        return conn.execute(sql, args).fetchall()
+
+    return work
