@@ -213,6 +213,8 @@ class HttpDriver(Driver):
             # A plain unstorage server: fall back to one request per key from now on.
             self._batches = False
             return None
+        if response.status_code == 413 and len(next(iter(body.values()))) > 1:
+            return None  # over the server's body limit: these items go one by one
         if response.status_code >= 300:
             raise _error(response.status_code, _message(response), key)
         answer: dict[str, Any] = orjson.loads(response.content)

@@ -1,0 +1,101 @@
+"""The http driver: what is special about talking to a server (the conformance suite does the rest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from drivers.http import HttpDriver
+from storage import DriverError, ReadOnlyError, create_driver, create_storage
+from tests.fixtures.http import ServerThread
+from tests.servers import free_port
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    with ServerThread() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[ServerThread]:
+    with ServerThread(tokens=["w"], read_tokens=["r"]) as running:
+        yield running
+
+
+async def test_the_url_path_is_a_key_prefix_on_the_server(server: ServerThread) -> None:
+    async with (
+        create_storage(f"{server.url}/apps/one") as one,
+        create_storage(server.url) as root,
+    ):
+        await one.set_item("cfg:a", 1)
+        assert await one.get_keys() == ["cfg:a"]
+        assert await root.get_item("apps:one:cfg:a") == 1
+        assert "apps:one:cfg:a" in await root.get_keys("apps")
+        await one.clear()
+        assert await root.get_keys("apps:one") == []
+
+
+async def test_values_travel_raw_so_any_bytes_round_trip(server: ServerThread) -> None:
+    driver = HttpDriver(base=f"{server.url}/raw")
+    await driver.set_item("k", b"\x00\xff not json")
+    assert await driver.get_item("k") == b"\x00\xff not json"
+    await driver.dispose()
+
+
+async def test_batches_take_one_request_per_thousand_keys(server: ServerThread) -> None:
+    async with create_storage(f"{server.url}/bulk") as storage:
+        await storage.set_items({f"k{i}": i for i in range(2500)})
+        got = await storage.get_items([f"k{i}" for i in range(2500)])
+        assert list(got.values()) == list(range(2500))
+
+
+async def test_a_token_is_sent_as_a_bearer_token(guarded: ServerThread) -> None:
+    async with create_storage(HttpDriver(base=guarded.url, token="w")) as writer:
+        await writer.set_item("k", "v")
+    async with create_storage(create_driver(guarded.url, token="r")) as reader:
+        assert await reader.get_item("k") == "v"
+        with pytest.raises(DriverError, match="403"):
+            await reader.set_item("k", "w")
+
+
+async def test_a_missing_token_is_a_driver_error_naming_401(guarded: ServerThread) -> None:
+    async with create_storage(guarded.url) as anonymous:
+        with pytest.raises(DriverError, match="401"):
+            await anonymous.get_item("k")
+
+
+async def test_a_read_only_server_raises_read_only_error() -> None:
+    with ServerThread(read_only=True) as running:
+        async with create_storage(running.url) as storage:
+            with pytest.raises(ReadOnlyError):
+                await storage.set_item("k", 1)
+            assert await storage.get_item("k") is None
+
+
+async def test_a_body_over_the_server_limit_is_a_driver_error() -> None:
+    with ServerThread(max_body=64) as running:
+        async with create_storage(running.url) as storage:
+            await storage.set_items({f"k{i}": "x" * 20 for i in range(4)})  # split, not refused
+            assert len(await storage.get_keys()) == 4
+            with pytest.raises(DriverError, match="413"):
+                await storage.set_item_raw("big", b"x" * 100)
+
+
+async def test_a_server_that_is_down_fails_fast_with_a_driver_error() -> None:
+    async with create_storage(f"http://127.0.0.1:{free_port()}?timeout=2") as storage:
+        with pytest.raises(DriverError):
+            await storage.get_item("k")
+
+
+def test_url_query_options_become_driver_options() -> None:
+    driver = create_driver("https://example.invalid/base/path?timeout=3&read_only=true")
+    assert isinstance(driver, HttpDriver)
+    assert driver.base == "https://example.invalid/base/path/"
+    assert driver.read_only is True
+
+
+def test_non_http_bases_are_rejected() -> None:
+    with pytest.raises(ValueError, match="http"):
+        HttpDriver(base="ftp://example.invalid/")

@@ -1,0 +1,326 @@
+"""The storage server, driven over real HTTP (uvicorn on a free port)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from drivers.memory import MemoryDriver
+from storage import Driver, create_storage
+from tests.fixtures.http import ServerThread
+
+OCTET = {"accept": "application/octet-stream"}
+
+
+class _BrokenDriver(Driver):
+    """A backend that fails on every call (a database that went away)."""
+
+    name = "broken"
+
+    async def get_item(self, key: str) -> bytes | None:
+        raise ConnectionError("backend unreachable")
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        raise ConnectionError("backend unreachable")
+
+    async def remove_item(self, key: str) -> None:
+        raise ConnectionError("backend unreachable")
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        raise ConnectionError("backend unreachable")
+        yield ""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    storage = create_storage(
+        mounts={"frozen": MemoryDriver(read_only=True), "broken": _BrokenDriver()}
+    )
+    with ServerThread(storage, max_body=1024) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def http(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[httpx.Client]:
+    with (
+        ServerThread(tokens=["writer-token"], read_tokens=["reader-token"]) as running,
+        httpx.Client(base_url=running.url) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def read_only() -> Iterator[httpx.Client]:
+    with ServerThread(read_only=True) as running, httpx.Client(base_url=running.url) as client:
+        yield client
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert body["statusCode"] == response.status_code
+    return body
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def test_raw_bytes_round_trip_unchanged(http: httpx.Client) -> None:
+    data = bytes(range(256))
+    put = http.put("/raw/blob", content=data, headers={"content-type": "application/octet-stream"})
+    assert (put.status_code, put.text) == (200, "OK")
+    got = http.get("/raw/blob", headers=OCTET)
+    assert got.content == data
+    assert got.headers["content-type"] == "application/octet-stream"
+
+
+def test_text_that_is_not_json_is_stored_as_a_string(http: httpx.Client) -> None:
+    http.put("/text/plain", content=b"hello world", headers={"content-type": "text/plain"})
+    assert http.get("/text/plain", headers=OCTET).content == b'"hello world"'
+    got = http.get("/text/plain")
+    assert got.text == "hello world"
+    assert got.headers["content-type"].startswith("text/plain")
+
+
+def test_json_bodies_are_stored_as_json_values(http: httpx.Client) -> None:
+    http.put("/json/doc", content=b'{"a": [1, 2]}', headers={"content-type": "application/json"})
+    got = http.get("/json/doc")
+    assert got.headers["content-type"] == "application/json"
+    assert got.json() == {"a": [1, 2]}
+    http.put("/json/number", content=b"42")
+    assert http.get("/json/number").json() == 42
+
+
+def test_a_json_string_body_reads_back_as_bare_text(http: httpx.Client) -> None:
+    http.put("/json/quoted", content=b'"quoted"')
+    assert http.get("/json/quoted").text == "quoted"
+
+
+def test_missing_keys_are_404_with_a_json_error(http: httpx.Client) -> None:
+    response = http.get("/does/not/exist")
+    assert response.status_code == 404
+    assert _error(response)["statusMessage"] == "Not Found"
+    assert http.head("/does/not/exist").status_code == 404
+
+
+def test_head_reports_meta_headers(http: httpx.Client) -> None:
+    http.put("/meta/k", content=b"12345", headers={"x-ttl": "100"})
+    head = http.head("/meta/k")
+    assert head.status_code == 200
+    assert head.headers["last-modified"].endswith("GMT")
+    assert 90 < float(head.headers["x-ttl"]) <= 100
+    assert head.headers["cache-control"].startswith("max-age=")
+    assert head.headers["etag"].startswith('"')
+    assert head.headers["x-size"] == "5"
+    assert http.get("/meta/k").headers["etag"] == head.headers["etag"]
+
+
+def test_a_write_without_ttl_has_no_ttl_header(http: httpx.Client) -> None:
+    http.put("/meta/forever", content=b"1", headers={"x-ttl": "0"})
+    assert "x-ttl" not in http.head("/meta/forever").headers
+
+
+@pytest.mark.parametrize("ttl", ["soon", "-1", "inf", "nan"])
+def test_bad_ttls_are_400(http: httpx.Client, ttl: str) -> None:
+    response = http.put("/meta/bad", content=b"1", headers={"x-ttl": ttl})
+    assert response.status_code == 400
+    assert "x-ttl" in _error(response)["message"]
+
+
+# -- keys, listing, removal -------------------------------------------------------------------
+
+
+def test_paths_are_percent_decoded_and_normalized(http: httpx.Client) -> None:
+    http.put("/keys/with%20space/%C3%A9t%C3%A9%3Fq", content=b"1")
+    assert http.get("/keys:with space:été?q").status_code == 404  # "?" starts a query here
+    assert http.get("/keys:with%20space:%C3%A9t%C3%A9%3Fq").json() == 1
+    assert http.get("/keys//with%20space\\%C3%A9t%C3%A9%3Fq").json() == 1
+
+
+def test_a_trailing_separator_lists_a_base_with_slashes(http: httpx.Client) -> None:
+    for key in ("tree/a", "tree/b/c", "tree/b/d/e", "treeish/x"):
+        http.put(f"/{key}", content=b"1")
+    listed = http.get("/tree/")
+    assert listed.headers["content-type"] == "application/json"
+    assert sorted(listed.json()) == ["tree/a", "tree/b/c", "tree/b/d/e"]
+    assert sorted(http.get("/tree:").json()) == ["tree/a", "tree/b/c", "tree/b/d/e"]
+    assert sorted(http.get("/tree/", params={"max_depth": 1}).json()) == ["tree/a", "tree/b/c"]
+    assert http.get("/nothing/here/").json() == []
+
+
+def test_a_long_listing_is_one_json_array(http: httpx.Client) -> None:
+    for start in range(0, 2000, 40):
+        body = {"set": [[f"k{i:05d}", "MQ=="] for i in range(start, start + 40)]}
+        assert http.post("/long/?batch", content=orjson.dumps(body)).status_code == 200
+    keys = http.get("/long/").json()
+    assert len(keys) == 2000
+    assert keys[0].startswith("long/k")
+
+
+def test_delete_removes_an_item_and_a_base_delete_clears_only_that_base(
+    http: httpx.Client,
+) -> None:
+    for key in ("del/a", "del/b/c", "delx"):
+        http.put(f"/{key}", content=b"1")
+    assert http.delete("/del/a").text == "OK"
+    assert http.get("/del/a").status_code == 404
+    assert http.delete("/del/").status_code == 200
+    assert http.get("/del/").json() == []
+    assert http.get("/delx").json() == 1
+
+
+def test_bad_max_depth_is_400(http: httpx.Client) -> None:
+    assert http.get("/tree/", params={"max_depth": "deep"}).status_code == 400
+
+
+def test_control_characters_in_keys_are_400(http: httpx.Client) -> None:
+    response = http.put("/bad%00key", content=b"1")
+    assert response.status_code == 400
+    assert "control" in _error(response)["message"]
+
+
+# -- conditional writes -----------------------------------------------------------------------
+
+
+def test_if_none_match_star_creates_only_once(http: httpx.Client) -> None:
+    star = {"if-none-match": "*"}
+    assert http.put("/cas/new", content=b"1", headers=star).status_code == 200
+    response = http.put("/cas/new", content=b"2", headers=star)
+    assert response.status_code == 412
+    _error(response)
+
+
+def test_if_match_writes_only_over_the_expected_version(http: httpx.Client) -> None:
+    http.put("/cas/k", content=b"1")
+    etag = http.head("/cas/k").headers["etag"]
+    assert http.put("/cas/k", content=b"2", headers={"if-match": etag}).status_code == 200
+    assert http.put("/cas/k", content=b"3", headers={"if-match": etag}).status_code == 412
+    assert http.get("/cas/k").json() == 2
+
+
+# -- methods, limits, failures ----------------------------------------------------------------
+
+
+def test_unknown_methods_are_405(http: httpx.Client) -> None:
+    response = http.request("PATCH", "/k", content=b"1")
+    assert response.status_code == 405
+    assert "PUT" in response.headers["allow"]
+    assert http.post("/k", content=b"1").status_code == 405
+
+
+def test_writing_to_a_base_is_405(http: httpx.Client) -> None:
+    response = http.put("/base/", content=b"1")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, DELETE"
+
+
+def test_a_declared_body_over_the_limit_is_413(http: httpx.Client) -> None:
+    response = http.put("/big", content=b"x" * 1025)
+    assert response.status_code == 413
+    _error(response)
+    assert http.get("/big").status_code == 404
+
+
+def test_a_streamed_body_over_the_limit_is_413(http: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(8):
+            yield b"x" * 200
+
+    assert http.put("/big", content=chunks()).status_code == 413
+
+
+def test_a_write_into_a_read_only_mount_is_405(http: httpx.Client) -> None:
+    response = http.put("/frozen/k", content=b"1")
+    assert response.status_code == 405
+    assert "read-only" in _error(response)["message"]
+
+
+def test_a_failing_backend_is_502(http: httpx.Client) -> None:
+    response = http.get("/broken/k")
+    assert response.status_code == 502
+    assert "backend unreachable" in _error(response)["message"]
+    assert http.get("/broken/").status_code == 502
+
+
+# -- user meta and batches --------------------------------------------------------------------
+
+
+def test_user_meta_lives_beside_the_item(http: httpx.Client) -> None:
+    http.put("/um/doc", content=b"1")
+    assert http.get("/um/doc?meta").status_code == 404
+    assert http.put("/um/doc?meta", content=b'{"owner":"ann"}').status_code == 200
+    assert http.get("/um/doc?meta").json() == {"owner": "ann"}
+    assert http.get("/um/").json() == ["um/doc"]
+    assert http.delete("/um/doc?meta").status_code == 200
+    assert http.head("/um/doc?meta").status_code == 404
+
+
+def test_batches_get_set_and_remove_many_keys(http: httpx.Client) -> None:
+    body = {"set": [["a", "MQ=="], ["b/c", "Mg=="]], "ttl": 60}
+    assert http.post("/batch/?batch", content=orjson.dumps(body)).json() == {"ok": True}
+    got = http.post("/batch/?batch", content=orjson.dumps({"get": ["a", "b:c", "zz"]}))
+    assert got.json()["values"] == ["MQ==", "Mg==", None]
+    assert 0 < float(http.head("/batch/a").headers["x-ttl"]) <= 60
+    http.post("/batch/?batch", content=orjson.dumps({"remove": ["a"]}))
+    assert http.get("/batch/").json() == ["batch/b/c"]
+
+
+def test_a_malformed_batch_is_400(http: httpx.Client) -> None:
+    assert http.post("/batch/?batch", content=b"[1]").status_code == 400
+    assert http.post("/batch/?batch", content=b'{"set": [["a", "!"]]}').status_code == 400
+
+
+# -- authorization ----------------------------------------------------------------------------
+
+
+def test_without_a_token_requests_are_401(guarded: httpx.Client) -> None:
+    response = guarded.get("/k")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    _error(response)
+
+
+def test_an_unknown_token_is_401(guarded: httpx.Client) -> None:
+    response = guarded.get("/k", headers={"authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert guarded.get("/k", headers={"authorization": "Basic writer-token"}).status_code == 401
+
+
+def test_a_read_token_reads_but_may_not_write(guarded: httpx.Client) -> None:
+    reader = {"authorization": "Bearer reader-token"}
+    writer = {"authorization": "Bearer writer-token"}
+    assert guarded.put("/k", content=b"1", headers=writer).status_code == 200
+    assert guarded.get("/k", headers=reader).json() == 1
+    assert guarded.put("/k", content=b"2", headers=reader).status_code == 403
+    assert guarded.delete("/", headers=reader).status_code == 403
+    batch = orjson.dumps({"remove": ["k"]})
+    assert guarded.post("/?batch", content=batch, headers=reader).status_code == 403
+    assert guarded.post("/?batch", content=batch, headers=writer).status_code == 200
+
+
+def test_a_read_only_server_refuses_writes_with_405(read_only: httpx.Client) -> None:
+    response = read_only.put("/k", content=b"1")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert read_only.delete("/").status_code == 405
+    assert read_only.get("/k").status_code == 404
+    assert read_only.get("/").json() == []
+
+
+def test_the_root_lists_every_key(guarded: httpx.Client) -> None:
+    writer = {"authorization": "Bearer writer-token"}
+    guarded.put("/r/a", content=b"1", headers=writer)
+    guarded.put("/s", content=b"1", headers=writer)
+    assert sorted(guarded.get("/", headers=writer).json()) == ["r/a", "s"]
