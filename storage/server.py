@@ -268,7 +268,10 @@ class StorageServer:
             if "get" in body:
                 keys = [base + normalize_key(key) for key in body["get"]]
             elif "set" in body:
-                items = {base + normalize_key(key): b64decode(value, validate=True) for key, value in body["set"]}
+                items = {
+                    base + normalize_key(key): b64decode(value, validate=True)
+                    for key, value in body["set"]
+                }
                 keys, ttl = list(items), _ttl_header(None if ttl is None else str(ttl))
             else:
                 keys = [base + normalize_key(key) for key in body["remove"]]
