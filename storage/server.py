@@ -196,7 +196,10 @@ class StorageServer:
         elif method == "HEAD":
             if not await storage.has_item(key):
                 raise HTTPError(404, "KV value not found")
-            await _send(send, 200, b"", None, await self._meta_headers(key))
+            headers = await self._meta_headers(key)
+            # The size a raw GET would send; it also keeps the server from announcing chunks.
+            size = next((value for name, value in headers if name == "x-size"), "0")
+            await _send(send, 200, b"", None, [*headers, ("content-length", size)])
         elif method == "PUT":
             await self._put(request, key)
             await _send(send, 200, b"OK", "text/plain; charset=utf-8")
