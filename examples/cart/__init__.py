@@ -1,0 +1,8 @@
+"""The shopping cart of Astro's sessions guide, on unistorage sessions and Starlette.
+
+Run it with ``python -m examples.cart`` and open http://localhost:8000.
+"""
+
+from .app import create_app
+
+__all__ = ["create_app"]
