@@ -8,18 +8,17 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 from storage import ConflictError, Driver, Unwatch, WatchCallback, Watchers
 
 __all__ = ["MemoryDriver"]
 
 
-class _Entry(NamedTuple):
-    value: bytes
-    expires: float  # time.monotonic() deadline, 0.0 for never
-    mtime: float  # time.time() of the write
-    version: int
+# An entry is a plain tuple (value, expires, mtime, version): building a NamedTuple costs more
+# than the rest of a write. expires is a time.monotonic() deadline, 0.0 for never.
+_Entry = tuple[bytes, float, float, int]
+_VALUE, _EXPIRES, _MTIME, _VERSION = 0, 1, 2, 3
 
 
 class MemoryDriver(Driver):
@@ -38,11 +37,12 @@ class MemoryDriver(Driver):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._watchers = Watchers()
+        self._listening = self._watchers.callbacks
         self.read_only = read_only
 
     def _live(self, key: str) -> _Entry | None:
         entry = self._data.get(key)
-        if entry is not None and entry.expires and entry.expires <= time.monotonic():
+        if entry is not None and entry[_EXPIRES] and entry[_EXPIRES] <= time.monotonic():
             self._expire(key, entry)
             return None
         return entry
@@ -50,7 +50,7 @@ class MemoryDriver(Driver):
     def _expire(self, key: str, entry: _Entry) -> None:
         if self._data.get(key) is entry:
             del self._data[key]
-            if self._watchers:
+            if self._listening:
                 self._watchers.emit("remove", key)
 
     def _schedule(self, key: str, deadline: float) -> None:
@@ -70,7 +70,7 @@ class MemoryDriver(Driver):
         while self._deadlines and self._deadlines[0][0] <= now:
             _, key = heapq.heappop(self._deadlines)
             entry = self._data.get(key)
-            if entry is not None and entry.expires and entry.expires <= now:
+            if entry is not None and entry[_EXPIRES] and entry[_EXPIRES] <= now:
                 self._expire(key, entry)
         if self._deadlines:
             deadline = self._deadlines[0][0]
@@ -80,13 +80,13 @@ class MemoryDriver(Driver):
 
     def _write(self, key: str, value: bytes, ttl: float | None) -> _Entry:
         if ttl is None:
-            entry = _Entry(value, 0.0, time.time(), next(self._versions))
+            entry = (value, 0.0, time.time(), next(self._versions))
         else:
             deadline = time.monotonic() + ttl
-            entry = _Entry(value, deadline, time.time(), next(self._versions))
+            entry = (value, deadline, time.time(), next(self._versions))
             self._schedule(key, deadline)
         self._data[key] = entry
-        if self._watchers:
+        if self._listening:
             self._watchers.emit("update", key)
         return entry
 
@@ -94,20 +94,23 @@ class MemoryDriver(Driver):
         entry = self._data.get(key)
         if entry is None:
             return None
-        if entry.expires and entry.expires <= time.monotonic():
+        if entry[_EXPIRES] and entry[_EXPIRES] <= time.monotonic():
             self._expire(key, entry)
             return None
-        return entry.value
+        return entry[_VALUE]
 
     async def has_item(self, key: str) -> bool:
         return self._live(key) is not None
 
     async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
         live = self._live
-        return [None if (entry := live(key)) is None else entry.value for key in keys]
+        return [None if (entry := live(key)) is None else entry[_VALUE] for key in keys]
 
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        self._write(key, value, ttl)
+        if ttl is None and not self._listening:  # the common write, inlined
+            self._data[key] = (value, 0.0, time.time(), next(self._versions))
+        else:
+            self._write(key, value, ttl)
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -127,12 +130,12 @@ class MemoryDriver(Driver):
         current = self._live(key)
         if if_none_match and current is not None:
             raise ConflictError(key, "the key already exists")
-        if if_match is not None and (current is None or str(current.version) != if_match):
+        if if_match is not None and (current is None or str(current[_VERSION]) != if_match):
             raise ConflictError(key)
-        return str(self._write(key, value, ttl).version)
+        return str(self._write(key, value, ttl)[_VERSION])
 
     async def remove_item(self, key: str) -> None:
-        if self._data.pop(key, None) is not None and self._watchers:
+        if self._data.pop(key, None) is not None and self._listening:
             self._watchers.emit("remove", key)
 
     async def remove_items(self, keys: Sequence[str]) -> None:
@@ -150,7 +153,7 @@ class MemoryDriver(Driver):
         return [
             key
             for key, entry in list(self._data.items())
-            if key.startswith(base) and not (entry.expires and entry.expires <= now)
+            if key.startswith(base) and not (entry[_EXPIRES] and entry[_EXPIRES] <= now)
         ]
 
     async def clear(self, base: str = "") -> None:
@@ -167,12 +170,12 @@ class MemoryDriver(Driver):
         if entry is None:
             return {}
         meta: dict[str, Any] = {
-            "mtime": datetime.fromtimestamp(entry.mtime, timezone.utc),
-            "size": len(entry.value),
-            "etag": str(entry.version),
+            "mtime": datetime.fromtimestamp(entry[_MTIME], timezone.utc),
+            "size": len(entry[_VALUE]),
+            "etag": str(entry[_VERSION]),
         }
-        if entry.expires:
-            meta["ttl"] = max(0.0, entry.expires - time.monotonic())
+        if entry[_EXPIRES]:
+            meta["ttl"] = max(0.0, entry[_EXPIRES] - time.monotonic())
         return meta
 
     async def watch(self, callback: WatchCallback) -> Unwatch:

@@ -209,6 +209,11 @@ class Watchers:
     def __bool__(self) -> bool:
         return bool(self._callbacks)
 
+    @property
+    def callbacks(self) -> list[WatchCallback]:
+        """The live list of callbacks; hot paths test it directly instead of calling bool()."""
+        return self._callbacks
+
     def add(self, callback: WatchCallback) -> Unwatch:
         """Register ``callback``; the returned coroutine function removes it."""
         self._callbacks.append(callback)

@@ -24,8 +24,6 @@ __all__ = [
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 _SEPARATORS = re.compile(r"[:/\\]+")
-_CACHE_LIMIT = 8192
-_cache: dict[str, str] = {}
 
 
 def _normalize(key: object) -> str:
@@ -43,16 +41,22 @@ def _normalize(key: object) -> str:
 
 def normalize_key(key: object) -> str:
     """Return the normalized form of an item key; raise `InvalidKeyError` if it is empty or unsafe."""
-    try:
-        return _cache[key]  # type: ignore[index]
-    except (KeyError, TypeError):
-        pass
+    # Most keys are already normalized: recognize them with a few C-level string checks.
+    if (
+        type(key) is str
+        and key.isprintable()
+        and "/" not in key
+        and "\\" not in key
+        and "::" not in key
+        and "." not in key
+        and key[:1] != ":"
+        and key[-1:] != ":"
+        and key
+    ):
+        return key
     normalized = _normalize(key)
     if not normalized:
         raise InvalidKeyError(key, "the key is empty")
-    if len(_cache) >= _CACHE_LIMIT:
-        _cache.clear()
-    _cache[key] = normalized  # type: ignore[index]
     return normalized
 
 

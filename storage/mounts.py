@@ -60,12 +60,14 @@ class _Listener:
 class MountTable:
     """Mounts by base, kept longest-first so that the first match routes a key."""
 
-    __slots__ = ("_by_base", "_listeners", "_ordered", "_pending", "_unwatchers", "root")
+    __slots__ = ("_by_base", "_listeners", "_ordered", "_pending", "_unwatchers", "only", "root")
 
     def __init__(self, root: Driver) -> None:
         self.root = Mount("", root)
         self._by_base: dict[str, Mount] = {"": self.root}
         self._ordered: tuple[Mount, ...] = (self.root,)
+        #: The root driver while nothing else is mounted: the core's fast path skips routing.
+        self.only: Driver | None = root
         self._listeners: list[_Listener] = []
         self._unwatchers: dict[str, Unwatch] = {}
         self._pending: set[asyncio.Future[Any]] = set()
@@ -110,6 +112,7 @@ class MountTable:
         self._ordered = tuple(
             sorted(self._by_base.values(), key=lambda m: len(m.base), reverse=True)
         )
+        self.only = self.root.driver if len(self._ordered) == 1 else None
 
     def mounts(self) -> tuple[Mount, ...]:
         """Every mount, longest base first."""

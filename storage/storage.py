@@ -137,15 +137,25 @@ class Storage:
 
     async def get_item(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is missing."""
-        full = self._key(key)
-        mount = self._table.route(full)
-        try:
-            data = await mount.driver.get_item(full[len(mount.base) :])
-        except Exception as exc:
-            _fail(mount, "get_item", full, exc)
+        full = self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
+        driver = self._table.only
+        if driver is not None:  # one mount: no routing, and the key is already relative
+            try:
+                data = await driver.get_item(full)
+            except Exception as exc:
+                _fail(self._table.root, "get_item", full, exc)
+        else:
+            mount = self._table.route(full)
+            try:
+                data = await mount.driver.get_item(full[len(mount.base) :])
+            except Exception as exc:
+                _fail(mount, "get_item", full, exc)
         if data is None:
             return default
-        return self._decode(full, data)
+        try:
+            return self._loads(data)
+        except Exception:
+            return self._decode(full, data)  # raises a SerializationError naming the key
 
     async def set_item(
         self,
@@ -157,8 +167,21 @@ class Storage:
         if_none_match: bool = False,
     ) -> None:
         """Store ``value`` at ``key``; optionally expiring, or only if the version matches."""
-        full = self._key(key)
-        await self._set(full, self._encode(full, value), ttl, if_match, if_none_match)
+        full = self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
+        try:
+            data = self._dumps(value)
+        except Exception:
+            data = self._encode(full, value)  # raises a SerializationError naming the key
+        driver = self._table.only
+        if driver is None or ttl is not None or if_match is not None or if_none_match:
+            await self._set(full, data, ttl, if_match, if_none_match)
+            return
+        if driver.read_only:
+            raise ReadOnlyError(full, driver.name)
+        try:
+            await driver.set_item(full, data)
+        except Exception as exc:
+            _fail(self._table.root, "set_item", full, exc)
 
     async def set_item_raw(
         self,

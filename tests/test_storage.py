@@ -1,0 +1,234 @@
+"""The Storage core: mounts, shadowing, namespaces, errors, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from drivers.memory import MemoryDriver
+from storage import (
+    Driver,
+    DriverError,
+    InvalidArgumentError,
+    ReadOnlyError,
+    Storage,
+    UnsupportedError,
+    create_storage,
+)
+
+
+@pytest.fixture
+def storage() -> Storage:
+    return create_storage()
+
+
+async def test_the_default_root_is_memory(storage: Storage) -> None:
+    assert isinstance(storage.get_mount("anything").driver, MemoryDriver)
+
+
+async def test_keys_route_to_the_longest_matching_mount(storage: Storage) -> None:
+    outer, inner = MemoryDriver(), MemoryDriver()
+    storage.mount("a", outer).mount("a:b", inner)
+    await storage.set_items({"a:b:c": 1, "a:x": 2, "z": 3, "a:bc": 4})
+    assert await inner.get_keys() == ["c"]
+    assert sorted(await outer.get_keys()) == ["bc", "x"]
+    assert storage.get_mount("a:b:c").base == "a:b:"
+    assert storage.get_mount("a:b").base == "a:"  # the base itself is not inside its mount
+    assert storage.get_mount("z").base == ""
+
+
+async def test_listing_spans_every_mount_at_or_under_the_base(storage: Storage) -> None:
+    storage.mount("data:cache", MemoryDriver())
+    await storage.set_items({"data:x": 1, "data:cache:y": 2, "data:cache:deep:z": 3, "top": 4})
+    assert sorted(await storage.get_keys("data")) == ["data:cache:deep:z", "data:cache:y", "data:x"]
+    assert sorted(await storage.get_keys("data", max_depth=1)) == ["data:cache:y", "data:x"]
+    assert sorted(await storage.get_keys("data:cache:deep")) == ["data:cache:deep:z"]
+    assert sorted(await storage.get_keys("", max_depth=0)) == ["top"]
+
+
+async def test_keys_under_a_later_mount_are_shadowed(storage: Storage) -> None:
+    await storage.set_items({"m:hidden": "root copy", "m2": "sibling"})
+    storage.mount("m", MemoryDriver())
+    assert await storage.get_item("m:hidden") is None
+    assert sorted(await storage.get_keys()) == ["m2"]
+    await storage.set_item("m:visible", 1)
+    assert sorted(await storage.get_keys()) == ["m2", "m:visible"]
+
+
+async def test_clear_leaves_shadowed_keys_of_a_parent_alone(storage: Storage) -> None:
+    root = storage.get_mount("").driver
+    await storage.set_items({"m:hidden": 1, "keep": 2, "gone:x": 3})
+    storage.mount("m", MemoryDriver())
+    await storage.set_item("m:child", 4)
+    await storage.clear()
+    assert await storage.get_keys() == []
+    assert await root.get_keys() == ["m:hidden"]  # never listed, so never cleared
+
+
+async def test_clear_of_a_base_inside_a_mount_touches_only_that_mount(storage: Storage) -> None:
+    side = MemoryDriver()
+    storage.mount("side", side)
+    await storage.set_items({"side:a:1": 1, "side:b:1": 2, "root:a": 3})
+    await storage.clear("side:a")
+    assert await side.get_keys() == ["b:1"]
+    assert await storage.get_item("root:a") == 3
+
+
+async def test_mounting_twice_at_one_base_raises(storage: Storage) -> None:
+    storage.mount("x", MemoryDriver())
+    with pytest.raises(InvalidArgumentError, match="already mounted"):
+        storage.mount("x:", MemoryDriver())
+    with pytest.raises(InvalidArgumentError):
+        storage.mount("", MemoryDriver())
+
+
+async def test_unmount_disposes_unless_asked_not_to(storage: Storage) -> None:
+    kept, dropped = MemoryDriver(), MemoryDriver()
+    storage.mount("kept", kept).mount("dropped", dropped)
+    await storage.set_items({"kept:a": 1, "dropped:a": 2})
+    await storage.unmount("kept", dispose=False)
+    await storage.unmount("dropped")
+    assert await kept.get_keys() == ["a"]
+    assert await dropped.get_keys() == []
+    assert [m.base for m in storage.get_mounts()] == [""]
+    with pytest.raises(InvalidArgumentError):
+        await storage.unmount("nothing")
+
+
+async def test_get_mounts_lists_children_and_optionally_parents(storage: Storage) -> None:
+    storage.mount("a", MemoryDriver()).mount("a:b", MemoryDriver()).mount("c", MemoryDriver())
+    assert [m.base for m in storage.get_mounts("a")] == ["a:b:", "a:"]
+    assert [m.base for m in storage.get_mounts("a:b", parents=True)] == ["a:b:", "a:", ""]
+
+
+async def test_mounts_accept_names_and_urls(storage: Storage) -> None:
+    storage.mount("by-name", "memory").mount("by-url", "memory://")
+    assert isinstance(storage.get_mount("by-url:x").driver, MemoryDriver)
+    with pytest.raises(InvalidArgumentError, match="no driver"):
+        storage.mount("bad", "nosuchdriver")
+
+
+async def test_a_namespace_sees_keys_relative_to_its_base(storage: Storage) -> None:
+    users = storage.namespace("users")
+    await users.set_item("ann", {"age": 3})
+    assert await storage.get_item("users:ann") == {"age": 3}
+    assert await users.get_keys() == ["ann"]
+    assert await users.get_items(["ann", "bob"]) == {"ann": {"age": 3}, "bob": None}
+    nested = users.namespace("admins")
+    await nested.set_item("root", 1)
+    assert sorted(await users.get_keys()) == ["admins:root", "ann"]
+    await users.clear()
+    assert await storage.get_keys() == []
+
+
+async def test_a_namespace_view_does_not_dispose_shared_drivers(storage: Storage) -> None:
+    await storage.set_item("ns:k", 1)
+    await storage.namespace("ns").dispose()
+    assert await storage.get_item("ns:k") == 1
+
+
+async def test_async_with_disposes_every_driver() -> None:
+    side = MemoryDriver()
+    async with create_storage(mounts={"side": side}) as storage:
+        await storage.set_item("side:k", 1)
+    assert await side.get_keys() == []
+
+
+async def test_read_only_drivers_refuse_writes_before_io(storage: Storage) -> None:
+    frozen = MemoryDriver(read_only=True)
+    storage.mount("ro", frozen)
+    for write in (
+        storage.set_item("ro:k", 1),
+        storage.set_items({"ro:k": 1}),
+        storage.remove_item("ro:k"),
+        storage.set_meta("ro:k", {}),
+        storage.clear("ro"),
+        storage.clear(),
+    ):
+        with pytest.raises(ReadOnlyError, match="memory"):
+            await write
+    assert await storage.get_item("ro:k") is None
+
+
+class _Broken(Driver):
+    """A driver whose backend always fails, the way a dead connection does."""
+
+    name = "broken"
+
+    async def get_item(self, key: str) -> bytes | None:
+        raise ConnectionRefusedError("backend is down")
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        raise ConnectionRefusedError("backend is down")
+
+    async def remove_item(self, key: str) -> None:
+        raise ConnectionRefusedError("backend is down")
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        raise ConnectionRefusedError("backend is down")
+        yield ""  # pragma: no cover - makes this an async generator
+
+
+async def test_backend_failures_surface_as_driver_errors(storage: Storage) -> None:
+    storage.mount("down", _Broken())
+    with pytest.raises(DriverError) as info:
+        await storage.get_item("down:key")
+    error = info.value
+    assert (error.driver, error.operation, error.key) == ("broken", "get_item", "down:key")
+    assert isinstance(error.__cause__, ConnectionRefusedError)
+    with pytest.raises(DriverError, match="set_items"):
+        await storage.set_items({"down:a": 1, "up": 2})
+    with pytest.raises(DriverError, match="iter_keys"):
+        _ = [key async for key in storage.iter_keys("down")]
+    with pytest.raises(DriverError):
+        await storage.get_keys()
+
+
+async def test_ttl_on_a_driver_without_ttl_is_refused(storage: Storage) -> None:
+    storage.mount("down", _Broken())
+    with pytest.raises(UnsupportedError, match="TTL"):
+        await storage.set_item("down:k", 1, ttl=5)
+    with pytest.raises(UnsupportedError):
+        await storage.set_item("down:k", 1, if_none_match=True)
+    with pytest.raises(UnsupportedError):
+        await _Broken().watch(lambda event, key: None)
+
+
+async def test_watch_callbacks_may_be_coroutines(storage: Storage) -> None:
+    seen: list[str] = []
+
+    async def callback(event: str, key: str) -> None:
+        seen.append(f"{event}:{key}")
+
+    await storage.watch(callback)
+    await storage.set_item("k", 1)
+    for _ in range(5):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == ["update:k"]
+    await storage.unwatch()
+
+
+async def test_watch_skips_meta_entries_and_covers_later_mounts(storage: Storage) -> None:
+    seen: list[tuple[str, str]] = []
+    await storage.watch(lambda event, key: seen.append((event, key)))
+    await storage.set_item("k", 1)
+    await storage.set_meta("k", {"a": 1})
+    storage.mount("late", MemoryDriver())
+    await asyncio.sleep(0)
+    await storage.set_item("late:x", 1)
+    assert seen == [("update", "k"), ("update", "late:x")]
+
+
+async def test_aliases_match_the_long_names(storage: Storage) -> None:
+    await storage.set("k", 1)
+    assert await storage.get("k") == 1
+    assert await storage.has("k")
+    assert await storage.keys() == ["k"]
+    await storage.delete("k")
+    assert not await storage.has("k")
