@@ -252,8 +252,6 @@ class StorageServer:
         if request.method == "DELETE":
             await self.storage.clear(base)
             await _send(send, 200, b"OK", "text/plain; charset=utf-8")
-        elif request.method == "HEAD":
-            await _send(send, 200, b"", "application/json")
         elif request.method == "GET":
             depth = request.query.get("max_depth", [""])[0]
             if depth and not depth.isdigit():
@@ -261,8 +259,8 @@ class StorageServer:
             keys = self.storage.iter_keys(base, max_depth=int(depth) if depth else None)
             await _send_listing(send, keys)
         else:
-            raise HTTPError(405, "a base can be listed or cleared, not written",
-                            [("allow", "GET, HEAD, DELETE")])  # fmt: skip
+            # As unstorage's server answers: a base is listed or cleared, never read or written.
+            raise HTTPError(400, f"Invalid key: {request.method} is not allowed on a base key")
 
     async def _batch(self, request: _Request, base: str, send: Send) -> None:
         try:

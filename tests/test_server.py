@@ -220,10 +220,11 @@ def test_unknown_methods_are_405(http: httpx.Client) -> None:
     assert http.post("/k", content=b"1").status_code == 405
 
 
-def test_writing_to_a_base_is_405(http: httpx.Client) -> None:
+def test_writing_to_or_heading_a_base_is_400(http: httpx.Client) -> None:
     response = http.put("/base/", content=b"1")
-    assert response.status_code == 405
-    assert response.headers["allow"] == "GET, HEAD, DELETE"
+    assert response.status_code == 400
+    assert "base key" in _error(response)["message"]
+    assert http.head("/base/").status_code == 400
 
 
 def test_a_declared_body_over_the_limit_is_413(http: httpx.Client) -> None:
