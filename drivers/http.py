@@ -17,7 +17,7 @@ from base64 import b64decode, b64encode
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -30,6 +30,7 @@ from storage import (
     UnsupportedError,
 )
 from storage.driver import parse_url_options
+from storage.keys import normalize_base
 
 __all__ = ["HttpDriver"]
 
@@ -73,10 +74,10 @@ class HttpDriver(Driver):
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InvalidArgumentError(f"the http driver needs an http(s) URL, not {base!r}")
-        path = parts.path.strip("/")
         self._origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        self._prefix = path.replace("/", ":") + ":" if path else ""
-        self.base = self._origin + "/" + (path + "/" if path else "")
+        # The URL path is a key prefix: decoded and normalized like any base.
+        self._prefix = normalize_base(unquote(parts.path))
+        self.base = self._url("", True)
         self._headers = dict(headers or {})
         if token:
             self._headers["authorization"] = f"Bearer {token}"

@@ -99,3 +99,13 @@ def test_url_query_options_become_driver_options() -> None:
 def test_non_http_bases_are_rejected() -> None:
     with pytest.raises(ValueError, match="http"):
         HttpDriver(base="ftp://example.invalid/")
+
+
+async def test_a_percent_encoded_base_path_is_decoded_once(server: ServerThread) -> None:
+    async with (
+        create_storage(f"{server.url}/my%20space/x") as spaced,
+        create_storage(server.url) as root,
+    ):
+        await spaced.set_item("k", 1)
+        assert await root.get_item("my space:x:k") == 1
+        assert await spaced.get_keys() == ["k"]
