@@ -8,7 +8,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic
 
-from storage import ConflictError, SerializationError, Storage
+from storage import (
+    ConflictError,
+    Driver,
+    DriverError,
+    SerializationError,
+    Storage,
+    StorageError,
+    normalize_base,
+)
 
 from .cookies import CookieSettings, SameSite
 from .ids import MIN_ID_BYTES, is_valid_id, new_id, storage_digest
@@ -31,6 +39,18 @@ class _Record:
         self.created = created
         self.accessed = accessed
         self.data = data
+
+
+class _Place:
+    """Where one session entry lives: its driver, its driver-relative key and its full key."""
+
+    __slots__ = ("conditional", "driver", "full", "relative")
+
+    def __init__(self, driver: Driver, relative: str, full: str) -> None:
+        self.driver = driver
+        self.relative = relative
+        self.full = full
+        self.conditional = driver.supports_conditional
 
 
 class Sessions(Generic[DataT]):
@@ -71,6 +91,7 @@ class Sessions(Generic[DataT]):
         if not 0 <= touch_interval < idle_timeout:
             raise ValueError("touch_interval must be >= 0 and shorter than idle_timeout")
         self.storage = storage.namespace(namespace)
+        self._prefix = normalize_base(namespace)
         self.cookie = CookieSettings(
             name=cookie_name,
             secure=secure,
@@ -124,19 +145,38 @@ class Sessions(Generic[DataT]):
                 f"session value {type(value).__name__} cannot be stored: {exc}", key=key
             ) from exc
 
-    async def _read(self, session_id: str, *, with_etag: bool) -> tuple[_Record | None, str | None]:
-        key = self._key(session_id)
+    async def _read(
+        self, key: str, place: _Place | None = None
+    ) -> tuple[_Record | None, str | None]:
+        """The record at ``key``; with ``place``, its version token too (read first)."""
         etag: str | None = None
-        if with_etag:
+        if place is not None and place.conditional:
             # The version is read before the value: if the value changes in between, the
             # conditional write fails and we read again, never writing over a newer value.
-            etag = (await self.storage.get_meta(key)).get("etag")
+            etag = await self._etag(place)
         try:
             raw = await self.storage.get_item(key)
         except SerializationError:
             logger.warning("a stored session could not be decoded; starting a new one")
             return None, etag
         return self._parse(raw), etag
+
+    async def _etag(self, place: _Place) -> str | None:
+        # Only the driver's own version token is needed. Storage.get_meta also fetches user
+        # meta concurrently (two tasks per call), which costs more than the rest of a request.
+        try:
+            meta = await place.driver.get_meta(place.relative)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise DriverError(place.driver.name, "get_meta", place.full, str(exc)) from exc
+        etag = meta.get("etag")
+        return etag if isinstance(etag, str) else None
+
+    def _place(self, key: str) -> _Place:
+        mount = self.storage.get_mount(key)
+        full = self._prefix + key
+        return _Place(mount.driver, full[len(mount.base) :], full)
 
     @staticmethod
     def _parse(raw: Any) -> _Record | None:
@@ -164,7 +204,10 @@ class Sessions(Generic[DataT]):
         presented = session._presented_id()
         if presented is None:
             return
-        record, _ = await self._read(presented, with_etag=False)
+        key = self._key(presented)
+        # On drivers with conditional writes the version is read too, so that a commit can
+        # write in one step when nobody else changed the entry meanwhile.
+        record, version = await self._read(key, self._place(key))
         now = self.clock()
         if record is None or self._expired(record, now):
             if record is not None:
@@ -174,6 +217,7 @@ class Sessions(Generic[DataT]):
             return
         session._id = presented
         session._stored = True
+        session._version = version
         session._data = record.data
         session._created = record.created
         session._accessed = record.accessed
@@ -185,6 +229,7 @@ class Sessions(Generic[DataT]):
         session._id = new_id(self.id_bytes)
         session._new = True
         session._stored = False
+        session._version = None
         session._created = now
         session._accessed = now
         session._changes = dict(session._data)
@@ -192,15 +237,11 @@ class Sessions(Generic[DataT]):
 
     # -- writing --------------------------------------------------------------------------------
 
-    def _conditional(self, key: str) -> bool:
-        return self.storage.get_mount(key).driver.supports_conditional
-
-    def _ttl(self, key: str, created: float, now: float) -> float | None:
+    def _ttl(self, place: _Place, created: float, now: float) -> float | None:
         """Seconds the entry may live: a hint for drivers that expire keys themselves."""
-        remaining = min(self.idle_timeout, created + self.absolute_timeout - now)
-        if not self.storage.get_mount(key).driver.supports_ttl:
+        if not place.driver.supports_ttl:
             return None
-        return max(remaining, 0.001)
+        return max(min(self.idle_timeout, created + self.absolute_timeout - now), 0.001)
 
     def _record(self, created: float, now: float, data: dict[str, Any]) -> dict[str, Any]:
         return {"v": _RECORD_VERSION, "created": created, "accessed": now, "data": data}
@@ -244,10 +285,11 @@ class Sessions(Generic[DataT]):
     async def _create(self, session: Session[DataT]) -> None:
         assert session._id is not None
         key = self._key(session._id)
+        place = self._place(key)
         now = self.clock()
-        ttl = self._ttl(key, session._created, now)
+        ttl = self._ttl(place, session._created, now)
         record = self._record(session._created, now, session._data)
-        if self._conditional(key):
+        if place.conditional:
             await self.storage.set_item(key, record, ttl=ttl, if_none_match=True)
         else:
             await self.storage.set_item(key, record, ttl=ttl)
@@ -258,17 +300,31 @@ class Sessions(Generic[DataT]):
     async def _merge(self, session: Session[DataT]) -> bool:
         assert session._id is not None
         key = self._key(session._id)
-        conditional = self._conditional(key)
+        place = self._place(key)
+        version, session._version = session._version, None
+        if version is not None and place.conditional:
+            # Unchanged since the load (same version): the loaded state is the fresh state.
+            now = self.clock()
+            stored = self._record(session._created, now, session._data)
+            try:
+                await self.storage.set_item(
+                    key, stored, ttl=self._ttl(place, session._created, now), if_match=version
+                )
+            except ConflictError:
+                pass
+            else:
+                session._accessed = now
+                return True
         for _ in range(_MERGE_ATTEMPTS):
-            record, etag = await self._read(session._id, with_etag=conditional)
+            record, etag = await self._read(key, place)
             now = self.clock()
             if record is None or self._expired(record, now):
                 return False
             data = _apply(record.data, session._changes.items())
-            ttl = self._ttl(key, record.created, now)
+            ttl = self._ttl(place, record.created, now)
             stored = self._record(record.created, now, data)
             try:
-                if conditional and etag is not None:
+                if etag is not None:
                     await self.storage.set_item(key, stored, ttl=ttl, if_match=etag)
                 else:
                     await self.storage.set_item(key, stored, ttl=ttl)

@@ -50,6 +50,7 @@ class Session(Generic[DataT]):
         "_presented",
         "_stored",
         "_touch",
+        "_version",
     )
 
     def __init__(
@@ -68,6 +69,7 @@ class Session(Generic[DataT]):
         self._stored = False
         self._new = False
         self._touch = False
+        self._version: str | None = None
         self._data: dict[str, Any] = {}
         self._changes: dict[str, Any] = {}
         self._created = 0.0
@@ -160,6 +162,7 @@ class Session(Generic[DataT]):
         self._stored = False
         self._new = False
         self._touch = False
+        self._version = None
         self._data = {}
         self._changes = {}
         self._cookie = "expire"
