@@ -28,7 +28,7 @@ import logging
 import math
 from base64 import b64decode, b64encode
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
-from datetime import datetime
+from datetime import datetime, timezone
 from email.utils import format_datetime
 from http import HTTPStatus
 from typing import Any
@@ -343,7 +343,9 @@ class StorageServer:
         headers: list[tuple[str, str]] = []
         mtime = meta.get("mtime")
         if isinstance(mtime, datetime):
-            headers.append(("last-modified", format_datetime(mtime.astimezone(), usegmt=True)))
+            headers.append(
+                ("last-modified", format_datetime(mtime.astimezone(timezone.utc), usegmt=True))
+            )
         ttl = meta.get("ttl")
         if isinstance(ttl, (int, float)) and ttl > 0:
             headers.append(("x-ttl", f"{ttl:.3f}"))
