@@ -243,7 +243,10 @@ async def _copy_batch(
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:
+        raise _Fail("serving needs uvicorn: pip install 'unistorage[server]'") from None
 
     from .server import StorageServer
 
