@@ -32,7 +32,7 @@ class Session(Generic[DataT]):
 
     `get`/`has`/`keys` load the session on first use; `set`/`delete` record changes that are
     merged into the freshest stored state at commit. Declare the data's shape with a TypedDict,
-    ``Session[CartData]``, and the mypy plugin ``sessions.mypy`` checks keys and value types.
+    ``Session[CartData]``, and the mypy plugin ``sessions.mypy_plugin`` checks keys and values.
     """
 
     __slots__ = (
