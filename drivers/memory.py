@@ -29,6 +29,7 @@ class MemoryDriver(Driver):
     supports_ttl = True
     supports_conditional = True
     supports_watch = True
+    supports_nowait = True
 
     def __init__(self, *, read_only: bool = False) -> None:
         self._data: dict[str, _Entry] = {}
@@ -89,6 +90,21 @@ class MemoryDriver(Driver):
         if self._listening:
             self._watchers.emit("update", key)
         return entry
+
+    def get_item_nowait(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[_EXPIRES] and entry[_EXPIRES] <= time.monotonic():
+            self._expire(key, entry)
+            return None
+        return entry[_VALUE]
+
+    def set_item_nowait(self, key: str, value: bytes) -> None:
+        if self._listening:
+            self._write(key, value, None)
+        else:
+            self._data[key] = (value, 0.0, time.time(), next(self._versions))
 
     async def get_item(self, key: str) -> bytes | None:
         entry = self._data.get(key)

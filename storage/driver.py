@@ -54,8 +54,8 @@ class Driver:
     """Base class of every driver. Subclasses implement the four required methods.
 
     Capability flags are class attributes the core checks instead of guessing:
-    ``supports_ttl``, ``supports_conditional``, ``supports_watch``, ``native_max_depth``;
-    ``read_only`` may also be set per instance.
+    ``supports_ttl``, ``supports_conditional``, ``supports_watch``, ``native_max_depth``,
+    ``supports_nowait``; ``read_only`` may also be set per instance.
     """
 
     name: ClassVar[str] = "driver"
@@ -64,6 +64,9 @@ class Driver:
     supports_conditional: ClassVar[bool] = False
     supports_watch: ClassVar[bool] = False
     native_max_depth: ClassVar[bool] = False
+    #: True when ``get_item_nowait`` / ``set_item_nowait`` exist and never block (in-process
+    #: drivers): the core then skips a coroutine per call on its single-mount fast path.
+    supports_nowait: ClassVar[bool] = False
     read_only: bool = False
 
     # -- required ---------------------------------------------------------------------------
@@ -88,6 +91,14 @@ class Driver:
         raise NotImplementedError
 
     # -- optional, with defaults ------------------------------------------------------------
+
+    def get_item_nowait(self, key: str) -> bytes | None:
+        """`get_item` without a coroutine; only called when ``supports_nowait`` is True."""
+        raise UnsupportedError(f"the {self.name} driver has no synchronous reads")
+
+    def set_item_nowait(self, key: str, value: bytes) -> None:
+        """`set_item` (no TTL) without a coroutine; only called when ``supports_nowait``."""
+        raise UnsupportedError(f"the {self.name} driver has no synchronous writes")
 
     async def has_item(self, key: str) -> bool:
         """True when ``key`` holds a value."""

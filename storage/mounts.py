@@ -60,7 +60,16 @@ class _Listener:
 class MountTable:
     """Mounts by base, kept longest-first so that the first match routes a key."""
 
-    __slots__ = ("_by_base", "_listeners", "_ordered", "_pending", "_unwatchers", "only", "root")
+    __slots__ = (
+        "_by_base",
+        "_listeners",
+        "_ordered",
+        "_pending",
+        "_unwatchers",
+        "nowait",
+        "only",
+        "root",
+    )
 
     def __init__(self, root: Driver) -> None:
         self.root = Mount("", root)
@@ -68,6 +77,8 @@ class MountTable:
         self._ordered: tuple[Mount, ...] = (self.root,)
         #: The root driver while nothing else is mounted: the core's fast path skips routing.
         self.only: Driver | None = root
+        #: `only`, when it also reads and writes without coroutines.
+        self.nowait: Driver | None = root if root.supports_nowait else None
         self._listeners: list[_Listener] = []
         self._unwatchers: dict[str, Unwatch] = {}
         self._pending: set[asyncio.Future[Any]] = set()
@@ -113,6 +124,7 @@ class MountTable:
             sorted(self._by_base.values(), key=lambda m: len(m.base), reverse=True)
         )
         self.only = self.root.driver if len(self._ordered) == 1 else None
+        self.nowait = self.only if self.only is not None and self.only.supports_nowait else None
 
     def mounts(self) -> tuple[Mount, ...]:
         """Every mount, longest base first."""

@@ -9,6 +9,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, NoReturn
 
+import orjson
+
 from .driver import Driver, Unwatch, WatchCallback
 from .errors import (
     DriverError,
@@ -21,7 +23,10 @@ from .errors import (
 from .keys import check_max_depth, normalize_base, normalize_key
 from .mounts import Listing, Mount, MountTable
 from .registry import create_driver
-from .values import Serializer, default_serializer
+from .values import ENVELOPE, JSONSerializer, Serializer, default_serializer, is_plain_json
+
+_json_dumps = orjson.dumps
+_json_loads = orjson.loads
 
 __all__ = ["Storage", "create_storage"]
 
@@ -57,7 +62,7 @@ class Storage:
     relative to its base.
     """
 
-    __slots__ = ("_dumps", "_loads", "_owner", "_prefix", "_serializer", "_table")
+    __slots__ = ("_dumps", "_json", "_loads", "_owner", "_prefix", "_serializer", "_table")
 
     def __init__(
         self, table: MountTable, serializer: Serializer, *, prefix: str = "", owner: bool = True
@@ -66,6 +71,9 @@ class Storage:
         self._serializer = serializer
         self._dumps = serializer.dumps
         self._loads = serializer.loads
+        # With the default serializer, JSON-only values take orjson directly (no Python frame
+        # for the serializer): the tagged form still goes through serializer.dumps/loads.
+        self._json = type(serializer) is JSONSerializer
         self._prefix = prefix
         self._owner = owner
 
@@ -138,7 +146,24 @@ class Storage:
     async def get_item(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is missing."""
         full = self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
-        driver = self._table.only
+        table = self._table
+        if table.nowait is not None:  # one in-process mount: no routing, no coroutine
+            try:
+                data = table.nowait.get_item_nowait(full)
+            except Exception as exc:
+                _fail(table.root, "get_item", full, exc)
+            if data is None:
+                return default
+            if self._json:
+                try:
+                    value = _json_loads(data)
+                except Exception:
+                    return self._decode(full, data)  # raises a SerializationError naming the key
+                if type(value) is dict and ENVELOPE in value:
+                    return self._decode(full, data)
+                return value
+            return self._decode(full, data)
+        driver = table.only
         if driver is not None:  # one mount: no routing, and the key is already relative
             try:
                 data = await driver.get_item(full)
@@ -169,7 +194,7 @@ class Storage:
         """Store ``value`` at ``key``; optionally expiring, or only if the version matches."""
         full = self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
         try:
-            data = self._dumps(value)
+            data = _json_dumps(value) if self._json and is_plain_json(value) else self._dumps(value)
         except Exception:
             data = self._encode(full, value)  # raises a SerializationError naming the key
         driver = self._table.only
@@ -179,7 +204,10 @@ class Storage:
         if driver.read_only:
             raise ReadOnlyError(full, driver.name)
         try:
-            await driver.set_item(full, data)
+            if driver.supports_nowait:
+                driver.set_item_nowait(full, data)
+            else:
+                await driver.set_item(full, data)
         except Exception as exc:
             _fail(self._table.root, "set_item", full, exc)
 

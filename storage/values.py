@@ -43,7 +43,7 @@ from .errors import SerializationError
 
 __all__ = ["JSONSerializer", "Serializer", "default_serializer"]
 
-_ENVELOPE = "$tagged"
+ENVELOPE = "$tagged"
 _TAG = "$t"
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
@@ -105,6 +105,13 @@ def _is_plain(value: Any) -> bool:
     if kind is float:
         return bool(value - value == 0.0)
     return False
+
+
+def is_plain_json(value: Any) -> bool:
+    """True when the default serializer writes ``value`` as plain JSON text (orjson alone)."""
+    if type(value) is dict and ENVELOPE in value:
+        return False
+    return _is_plain(value)
 
 
 def _tag(name: str, payload: Any) -> dict[str, Any]:
@@ -238,9 +245,9 @@ class JSONSerializer:
     def dumps(self, value: Any) -> bytes:
         """Encode ``value``; raise `SerializationError` for a type it cannot represent."""
         try:
-            if _is_plain(value) and not (type(value) is dict and _ENVELOPE in value):
+            if is_plain_json(value):
                 return orjson.dumps(value)
-            return orjson.dumps({_ENVELOPE: 1, "value": _encode(value)})
+            return orjson.dumps({ENVELOPE: 1, "value": _encode(value)})
         except SerializationError:
             raise
         except (TypeError, ValueError, RecursionError) as exc:
@@ -250,7 +257,7 @@ class JSONSerializer:
         """Decode bytes written by `dumps` (or any plain JSON text)."""
         try:
             value = orjson.loads(data)
-            if type(value) is dict and _ENVELOPE in value:
+            if type(value) is dict and ENVELOPE in value:
                 return _decode(value["value"])
             return value
         except SerializationError:
