@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .manager import Sessions
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SessionMiddleware"]
 
@@ -55,3 +58,6 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_session)
+        if session.pending:
+            # The response had started before these changes: no cookie could carry them.
+            logger.warning("session changes made after the response started were not saved")

@@ -87,6 +87,11 @@ class Session(Generic[DataT]):
         """True when this request loaded, changed, regenerated or destroyed the session."""
         return self._loaded or bool(self._doomed) or self._cookie is not None
 
+    @property
+    def pending(self) -> bool:
+        """True when changes await a commit (data, a new ID, or entries to remove)."""
+        return bool(self._changes or self._new or self._doomed or self._cookie)
+
     def _presented_id(self) -> str | None:
         """The well-formed ID the client sent, if any (malformed values are already dropped)."""
         if self._headers is not None:

@@ -324,6 +324,20 @@ async def test_set_after_destroy_starts_a_new_session(
     assert len(await store.keys()) == 1
 
 
+async def test_destroy_expires_the_cookie_with_the_same_path_and_domain(store: Storage) -> None:
+    sessions: Sessions[Any] = Sessions(store, cookie_path="/shop", cookie_domain="example.com")
+    session = sessions.from_cookie(None)
+    await session.set("a", 1)
+    created = dict(await sessions.commit(session))["set-cookie"]
+    again = sessions.from_cookie(session.id)
+    await again.destroy()
+    expired = dict(await sessions.commit(again))["set-cookie"]
+    assert "Max-Age=0" in expired
+    for attribute in ("Path=/shop", "Domain=example.com", "HttpOnly", "Secure", "SameSite=Lax"):
+        assert attribute in created.split("; ")
+        assert attribute in expired.split("; ")
+
+
 # -- timeouts -------------------------------------------------------------------------------
 
 
