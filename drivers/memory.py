@@ -8,7 +8,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Final
 
 from storage import ConflictError, Driver, Unwatch, WatchCallback, Watchers
 
@@ -18,7 +18,10 @@ __all__ = ["MemoryDriver"]
 # An entry is a plain tuple (value, expires, mtime, version): building a NamedTuple costs more
 # than the rest of a write. expires is a time.monotonic() deadline, 0.0 for never.
 _Entry = tuple[bytes, float, float, int]
-_VALUE, _EXPIRES, _MTIME, _VERSION = 0, 1, 2, 3
+_VALUE: Final = 0
+_EXPIRES: Final = 1
+_MTIME: Final = 2
+_VERSION: Final = 3
 
 
 class MemoryDriver(Driver):

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what the tests need (redis-server,
+# Chromium, node and npm packages, a virtual environment), runs the linters and type checker,
+# then pytest. The tests start their own servers (redis-server, a 3-node Redis Cluster, an
+# S3-compatible server, the unistorage HTTP server) on free ports and stop them afterwards.
+#
+#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh -k redis -x     # extra arguments go to pytest
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$ROOT"
+
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+apt_install redis-server redis-tools chromium
+ensure_venv test
+npm_install "$ROOT/tests/node"
+npm_install "$ROOT/benchmarks/node"
+
+echo "== ruff check";          "$VENV/bin/ruff" check .
+echo "== ruff format --check"; "$VENV/bin/ruff" format --check .
+echo "== mypy --strict";       "$VENV/bin/mypy" --strict
+echo "== pytest"
+exec "$VENV/bin/pytest" "$@"
