@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, WatchEvent
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, UnsupportedError
 
 __all__ = ["Mount", "MountTable"]
 
@@ -162,6 +162,9 @@ class MountTable:
     # -- watching -----------------------------------------------------------------------------
 
     async def listen(self, prefix: str, callback: WatchCallback, owner: object) -> Unwatch:
+        if not any(mount.driver.supports_watch for mount in self._ordered):
+            names = ", ".join(sorted({mount.driver.name for mount in self._ordered}))
+            raise UnsupportedError(f"no mounted driver can watch for changes ({names})")
         listener = _Listener(prefix, callback, owner)
         self._listeners.append(listener)
         if len(self._listeners) == 1:

@@ -49,6 +49,7 @@ async def test_bad_ttls_are_rejected_before_writing(storage: Storage, ttl: objec
     assert await storage.get_keys() == []
 
 
+@pytest.mark.capability("meta")
 async def test_meta_has_mtime_and_size(storage: Storage) -> None:
     before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
     await storage.set_item_raw("k", b"12345")
