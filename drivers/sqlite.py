@@ -48,6 +48,7 @@ _COLUMNS = ["key", "value", "expires", "mtime", "version"]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PAGE = 1000
 _IN_CHUNK = 500
+_INLINE_KEYS = 50
 _BATCH = 1024
 
 Events = list[tuple[WatchEvent, str]]
@@ -59,6 +60,7 @@ class _Job:
     work: Work
     future: asyncio.Future[Any]
     write: bool
+    simple: bool = False  # one statement: autocommit is already atomic
     events: Events = field(default_factory=list)
 
 
@@ -89,6 +91,7 @@ class SqliteDriver(Driver):
         busy_timeout: float = 5.0,
         sweep_interval: float = 60.0,
         durable: bool = False,
+        inline_reads: bool = True,
     ) -> None:
         if not _IDENTIFIER.match(table):
             raise InvalidArgumentError(f"table must be a plain SQL identifier, not {table!r}")
@@ -98,6 +101,10 @@ class SqliteDriver(Driver):
         self.busy_timeout = busy_timeout
         self.sweep_interval = sweep_interval
         self.durable = durable
+        self.inline_reads = inline_reads and self.path != ":memory:"
+        self._connected = False
+        self._inline = False
+        self._readers: dict[int, sqlite3.Connection] = {}
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._watchers = Watchers()
@@ -183,6 +190,7 @@ class SqliteDriver(Driver):
     def _serve(self) -> None:
         try:
             conn: sqlite3.Connection | None = self._connect()
+            self._connected = True
         except BaseException as exc:  # every job is answered with why the database is unusable
             conn, failure = None, exc
         try:
@@ -217,7 +225,12 @@ class SqliteDriver(Driver):
         for job in jobs:
             if not job.write:
                 done.append(self._attempt(conn, job))
-        if len(writes) == 1:
+        if len(writes) == 1 and writes[0].simple:
+            try:
+                done.append(self._attempt(conn, writes[0]))
+            except Exception as exc:
+                done.append((writes[0], None, exc))
+        elif len(writes) == 1:
             done.append(self._transaction(conn, writes[0]))
         elif writes:
             try:
@@ -287,7 +300,32 @@ class SqliteDriver(Driver):
             else:
                 job.future.set_result(result)
 
-    async def _call(self, work: Work, *, write: bool = False) -> Any:
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's read connection, once the worker has checked the schema."""
+        if not self._inline:
+            return None
+        ident = threading.get_ident()
+        conn = self._readers.get(ident)
+        if conn is None:
+            # timeout=0: a read that would wait for a lock goes to the worker instead.
+            conn = sqlite3.connect(
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+            self._readers[ident] = conn
+        return conn
+
+    async def _read(self, work: Work) -> Any:
+        """Run a short read here, on a connection this thread owns; else in the worker."""
+        conn = self._reader()
+        if conn is not None:
+            try:
+                return work(conn, [])
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (5, 6):  # BUSY, LOCKED
+                    raise
+        return await self._call(work)
+
+    async def _call(self, work: Work, *, write: bool = False, simple: bool = False) -> Any:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._serve, name=f"sqlite:{self.path}", daemon=True
@@ -296,8 +334,11 @@ class SqliteDriver(Driver):
             if self.sweep_interval > 0 and not self.read_only:
                 self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Job(work, future, write))
-        return await future
+        self._queue.put(_Job(work, future, write, simple))
+        result = await future
+        if not self._inline and self.inline_reads and self._connected:
+            self._inline = True
+        return result
 
     # -- operations (the work runs in the worker thread) ----------------------------------------
 
@@ -311,7 +352,8 @@ class SqliteDriver(Driver):
         self._queue.put(_Job(purge, future, True))
 
     async def get_item(self, key: str) -> bytes | None:
-        row = await self._call(lambda conn, _: conn.execute(self._sql_get, (key,)).fetchone())
+        rows = await self._read(lambda conn, _: conn.execute(self._sql_get, (key,)).fetchall())
+        row = rows[0] if rows else None
         if row is None:
             return None
         if row[1] is not None and row[1] <= time.time():
@@ -320,7 +362,8 @@ class SqliteDriver(Driver):
         return bytes(row[0])
 
     async def has_item(self, key: str) -> bool:
-        row = await self._call(lambda conn, _: conn.execute(self._sql_has, (key,)).fetchone())
+        rows = await self._read(lambda conn, _: conn.execute(self._sql_has, (key,)).fetchall())
+        row = rows[0] if rows else None
         if row is not None and row[0] is not None and row[0] <= time.time():
             self._purge_later(key)
             return False
@@ -338,7 +381,7 @@ class SqliteDriver(Driver):
                 found.update(conn.execute(sql, (*chunk, now)).fetchall())
             return found
 
-        found = await self._call(work)
+        found = await (self._read(work) if len(keys) <= _INLINE_KEYS else self._call(work))
         return [found.get(key) for key in keys]
 
     def _put(self, conn: sqlite3.Connection, key: str, value: bytes, ttl: float | None) -> str:
@@ -352,7 +395,7 @@ class SqliteDriver(Driver):
             self._put(conn, key, value, ttl)
             events.append(("update", key))
 
-        await self._call(work, write=True)
+        await self._call(work, write=True, simple=True)
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -394,7 +437,7 @@ class SqliteDriver(Driver):
             if conn.execute(self._sql_delete, (key,)).rowcount:
                 events.append(("remove", key))
 
-        await self._call(work, write=True)
+        await self._call(work, write=True, simple=True)
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         def work(conn: sqlite3.Connection, events: Events) -> None:
@@ -450,7 +493,8 @@ class SqliteDriver(Driver):
 
     async def get_meta(self, key: str) -> dict[str, Any]:
         sql = f'SELECT mtime, expires, version, length(value) FROM "{self.table}" WHERE key = ?'
-        row = await self._call(lambda conn, _: conn.execute(sql, (key,)).fetchone())
+        rows = await self._read(lambda conn, _: conn.execute(sql, (key,)).fetchall())
+        row = rows[0] if rows else None
         if row is None:
             return {}
         mtime, expires, version, size = row
@@ -496,6 +540,10 @@ class SqliteDriver(Driver):
             self._sweeper.cancel()
             self._sweeper = None
         self._watchers.clear()
+        self._inline = False
+        for conn in self._readers.values():
+            conn.close()
+        self._readers.clear()
         thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(None)

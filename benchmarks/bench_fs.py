@@ -1,0 +1,131 @@
+"""Storage + fs driver against a naive aiofiles loop (the floor), one thread hop per operation,
+and unstorage's fs driver on node, all writing the same JSON value to files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiofiles
+
+from drivers.fs import FsDriver
+from storage import create_storage
+
+from .harness import Bench, node_available, run_node
+
+VALUE: dict[str, Any] = {"id": 1, "name": "user-1", "tags": ["a", "b"], "score": 1.5}
+SEQUENTIAL = 3000
+ROUNDS = 5
+BATCH = [f"batch:{i}" for i in range(1000)]
+SEQ = "sequential set+get"
+BATCHES = "batches of 1000"
+
+
+def _fresh(root: str, name: str) -> str:
+    path = os.path.join(root, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def _in_fresh(
+    root: str, name: str, body: Callable[[str], Awaitable[int]]
+) -> Callable[[], Awaitable[int]]:
+    async def run() -> int:
+        return await body(_fresh(root, name))
+
+    return run
+
+
+async def _aiofiles(bench: Bench, root: str, n: int) -> None:
+    async def sequential(base: str) -> int:
+        os.makedirs(f"{base}/user", exist_ok=True)
+        for i in range(n):
+            async with aiofiles.open(f"{base}/user/{i}", "w") as handle:
+                await handle.write(json.dumps(VALUE))
+            async with aiofiles.open(f"{base}/user/{i}") as handle:
+                json.loads(await handle.read())
+        return n * 2
+
+    await bench.measure(
+        SEQ, "aiofiles open/write/read", _in_fresh(root, "aiofiles", sequential), floor=True
+    )
+
+
+async def _to_thread(bench: Bench, root: str, n: int) -> None:
+    def write(path: str, data: str) -> None:
+        with open(path, "w") as handle:
+            handle.write(data)
+
+    def read(path: str) -> str:
+        with open(path) as handle:
+            return handle.read()
+
+    async def sequential(base: str) -> int:
+        os.makedirs(f"{base}/user", exist_ok=True)
+        for i in range(n):
+            await asyncio.to_thread(write, f"{base}/user/{i}", json.dumps(VALUE))
+            json.loads(await asyncio.to_thread(read, f"{base}/user/{i}"))
+        return n * 2
+
+    await bench.measure(SEQ, "to_thread open/write/read", _in_fresh(root, "thread", sequential))
+
+
+async def _unistorage(bench: Bench, root: str, n: int, rounds: int) -> None:
+    async def sequential(base: str) -> int:
+        async with create_storage(FsDriver(base)) as storage:
+            for i in range(n):
+                await storage.set_item(f"user:{i}", VALUE)
+                await storage.get_item(f"user:{i}")
+        return n * 2
+
+    async def batches(base: str) -> int:
+        items = dict.fromkeys(BATCH, VALUE)
+        async with create_storage(FsDriver(base)) as storage:
+            for _ in range(rounds):
+                await storage.set_items(items)
+                await storage.get_items(BATCH)
+        return rounds * 2000
+
+    await bench.measure(SEQ, "unistorage fs", _in_fresh(root, "ours", sequential), ours=True)
+    await bench.measure(BATCHES, "unistorage fs", _in_fresh(root, "ours", batches), ours=True)
+
+
+async def _aiofiles_batches(bench: Bench, root: str, rounds: int) -> None:
+    async def batches(base: str) -> int:
+        os.makedirs(f"{base}/batch", exist_ok=True)
+        for _ in range(rounds):
+            for key in BATCH:
+                async with aiofiles.open(f"{base}/{key.replace(':', '/')}", "w") as handle:
+                    await handle.write(json.dumps(VALUE))
+            for key in BATCH:
+                async with aiofiles.open(f"{base}/{key.replace(':', '/')}") as handle:
+                    json.loads(await handle.read())
+        return rounds * 2000
+
+    await bench.measure(
+        BATCHES, "aiofiles open/write/read", _in_fresh(root, "aiofiles", batches), floor=True
+    )
+
+
+async def run(bench: Bench) -> None:
+    n = bench.n(SEQUENTIAL)
+    rounds = bench.n(ROUNDS)
+    root = tempfile.mkdtemp(prefix="bench-fs-")
+    try:
+        await _aiofiles(bench, root, n)
+        await _to_thread(bench, root, n)
+        await _unistorage(bench, root, n, rounds)
+        await _aiofiles_batches(bench, root, rounds)
+        if node_available():
+            for row in run_node("fs.mjs", os.path.join(root, "node"), str(n)):
+                bench.add(row["case"], row["subject"], row["ops"], row["seconds"])
+        else:
+            print("  (node or benchmarks/node/node_modules missing: unstorage fs skipped)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
