@@ -62,7 +62,7 @@ async def _aiosqlite(bench: Bench, files: _Files, n: int, total: int) -> None:
                     "SELECT value FROM kv WHERE key = ?", (f"user:{i}",)
                 ) as cursor:
                     row = await cursor.fetchone()
-                    json.loads(row[0])
+                    json.loads(row[0] if row else b"null")
         finally:
             await db.close()
         return n * 2
