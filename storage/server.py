@@ -325,7 +325,7 @@ class StorageServer:
                 await _send(send, 200, b"" if method == "HEAD" else data, "application/json")
                 return
             if method == "PUT":
-                await driver.set_user_meta(relative, await self._body(request))
+                await driver.set_user_meta(relative, self._meta_body(await self._body(request)))
             else:
                 await driver.remove_user_meta(relative)
         except (HTTPError, StorageError):
@@ -333,6 +333,16 @@ class StorageServer:
         except Exception as exc:
             raise DriverError(driver.name, f"{method} meta", key, str(exc)) from exc
         await _send(send, 200, b"OK", "text/plain; charset=utf-8")
+
+    def _meta_body(self, body: bytes) -> bytes:
+        # Stored meta must decode to a mapping, or every later get_meta of the key would fail.
+        try:
+            meta = self.storage.serializer.loads(body)
+        except Exception:
+            meta = None
+        if not isinstance(meta, dict):
+            raise HTTPError(400, "user meta is a JSON object")
+        return body
 
     async def _meta_headers(self, key: str) -> list[tuple[str, str]]:
         mount = self.storage.get_mount(key)

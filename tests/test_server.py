@@ -264,6 +264,8 @@ def test_user_meta_lives_beside_the_item(http: httpx.Client) -> None:
     assert http.put("/um/doc?meta", content=b'{"owner":"ann"}').status_code == 200
     assert http.get("/um/doc?meta").json() == {"owner": "ann"}
     assert http.get("/um/").json() == ["um/doc"]
+    assert http.put("/um/doc?meta", content=b"[1]").status_code == 400
+    assert http.put("/um/doc?meta", content=b"not json").status_code == 400
     assert http.delete("/um/doc?meta").status_code == 200
     assert http.head("/um/doc?meta").status_code == 404
 
