@@ -25,7 +25,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from storage import ConflictError, Driver, InvalidArgumentError, Unwatch, WatchCallback, Watchers
+from storage import (
+    ConflictError,
+    Driver,
+    InvalidArgumentError,
+    Unwatch,
+    WatchCallback,
+    Watchers,
+    WatchEvent,
+)
 from storage.driver import parse_url_options
 
 __all__ = ["RedisDriver"]
@@ -39,7 +47,12 @@ _DRIVER_OPTIONS = frozenset({"base", "ttl", "scan_count", "notify_keyspace_event
 _CLEAR_CHUNK = 1000
 # K: keyspace channel, $: string commands, g: DEL/UNLINK/EXPIRE..., x: expired, e: evicted.
 _NEEDED_EVENTS = "K$gxe"
-_EVENTS = {b"set": "update", b"del": "remove", b"expired": "remove", b"evicted": "remove"}
+_EVENTS: dict[bytes, WatchEvent] = {
+    b"set": "update",
+    b"del": "remove",
+    b"expired": "remove",
+    b"evicted": "remove",
+}
 _GLOB = re.compile(r"([\\*?\[\]])")
 
 # ARGV: if_none_match ("1"/"0"), if_match etag ("" for none), value, PX milliseconds ("" for none)
@@ -84,6 +97,7 @@ class RedisDriver(Driver):
     ``redis.asyncio.Redis`` / ``RedisCluster`` without ``decode_responses``, left open on
     dispose). ``ttl`` is the default expiry; ``notify_keyspace_events=True`` lets `watch` turn
     keyspace notifications on in the server (otherwise the server must be configured for them).
+    Short socket timeouts and one retry bound how long a dead or hung server takes to fail.
     """
 
     name = "redis"
@@ -100,9 +114,9 @@ class RedisDriver(Driver):
         base: str = "",
         ttl: float | None = None,
         scan_count: int = 1000,
-        socket_timeout: float = 3.0,
+        socket_timeout: float = 2.0,
         socket_connect_timeout: float = 2.0,
-        retries: int = 2,
+        retries: int = 1,
         notify_keyspace_events: bool = False,
         read_only: bool = False,
         **client_options: Any,
@@ -398,7 +412,7 @@ class RedisDriver(Driver):
             key = name.decode()[len(self._prefix) :]
         except UnicodeDecodeError:
             return
-        self._watchers.emit(event, key)  # type: ignore[arg-type]
+        self._watchers.emit(event, key)
 
     async def dispose(self) -> None:
         await self._stop_listening()

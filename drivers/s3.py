@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -104,8 +104,9 @@ class S3Driver(Driver):
         ttl: float | None = None,
         max_workers: int = 16,
         connect_timeout: float = 2.0,
-        read_timeout: float = 15.0,
+        read_timeout: float = 5.0,
         max_attempts: int = 2,
+        checksums: Literal["when_required", "when_supported"] = "when_required",
         read_only: bool = False,
     ) -> None:
         if not bucket:
@@ -133,11 +134,16 @@ class S3Driver(Driver):
                     # Few attempts: an unreachable endpoint must fail within seconds.
                     retries={"max_attempts": max_attempts, "mode": "standard"},
                     max_pool_connections=max_workers,
+                    # boto3's default CRC checksums on every request are refused by several
+                    # S3-compatible stores; "when_supported" turns them back on.
+                    request_checksum_calculation=checksums,
+                    response_checksum_validation=checksums,
                 ),
             )
         self._client: Any = client
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="unistorage-s3")
         self._bucket_checked = False
+        self._bucket_lock = asyncio.Lock()
         self.read_only = read_only
 
     @classmethod
@@ -174,7 +180,9 @@ class S3Driver(Driver):
         """Run a blocking call on the pool; backend failures become a `DriverError`."""
         loop = asyncio.get_running_loop()
         if not self._bucket_checked:
-            await self._check_bucket(loop, operation, key)
+            async with self._bucket_lock:  # one HEAD, not one per call of the first batch
+                if not self._bucket_checked:
+                    await self._check_bucket(loop, operation, key)
         try:
             return await loop.run_in_executor(self._pool, functools.partial(call, **kwargs))
         except (ClientError, BotoCoreError) as exc:
@@ -321,7 +329,13 @@ class S3Driver(Driver):
         for attempt in range(2):
             try:
                 return await self._run(
-                    "set_item", key, self._put, name=name, value=value, ttl=ttl, **conditions
+                    "set_item_conditional",
+                    key,
+                    self._put,
+                    name=name,
+                    value=value,
+                    ttl=ttl,
+                    **conditions,
                 )
             except DriverError as exc:
                 cause = exc.__cause__
