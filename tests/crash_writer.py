@@ -1,0 +1,71 @@
+"""A subprocess that writes to a store until killed, or does a fixed amount of work.
+
+python -m tests.crash_writer URL stream            # rewrite every key forever, one generation at a time
+python -m tests.crash_writer URL own PREFIX N      # write PREFIX:0..N-1 once, then print "done"
+python -m tests.crash_writer URL count N           # increment the key "counter" N times by compare-and-set
+
+Values of the stream mode are one generation number repeated, so a torn value is easy to spot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from storage import ConflictError, create_driver
+
+KEYS = [f"item:{i}" for i in range(12)]
+SIZE = 64 * 1024
+
+
+def value_of(generation: int) -> bytes:
+    """A value made of ``generation`` repeated, SIZE bytes or a little more."""
+    unit = f"{generation:08d};".encode()
+    return unit * (SIZE // len(unit) + 1)
+
+
+def generation_of(value: bytes) -> int:
+    """The generation a value holds; ValueError if it is torn."""
+    unit = value[:9]
+    if len(value) % 9 or value != unit * (len(value) // 9):
+        raise ValueError(f"torn value of {len(value)} bytes starting {value[:20]!r}")
+    return int(unit[:8])
+
+
+async def main(url: str, mode: str, *args: str) -> None:
+    driver = create_driver(url, sweep_interval=0)
+    try:
+        if mode == "stream":
+            generation = 1
+            while True:
+                for key in KEYS:
+                    await driver.set_item(key, value_of(generation))
+                print(generation, flush=True)
+                generation += 1
+        elif mode == "own":
+            prefix, count = args[0], int(args[1])
+            for i in range(count):
+                await driver.set_item(f"{prefix}:{i}", str(i).encode())
+            print("done", flush=True)
+        elif mode == "count":
+            for _ in range(int(args[0])):
+                while True:
+                    meta = await driver.get_meta("counter")
+                    current = int(await driver.get_item("counter") or b"0") if meta else 0
+                    try:
+                        if meta:
+                            await driver.set_item_conditional(
+                                "counter", str(current + 1).encode(), if_match=meta["etag"]
+                            )
+                        else:
+                            await driver.set_item_conditional("counter", b"1", if_none_match=True)
+                        break
+                    except ConflictError:
+                        continue
+            print("done", flush=True)
+    finally:
+        await driver.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""Crash safety of the fs and sqlite drivers, with real processes.
+
+A writer subprocess is killed with SIGKILL in the middle of rewriting many keys, many times; then
+every key holds a whole value of some generation (never a torn one), listings hold only the keys,
+and the store opens and writes normally. Two processes writing at once lose no acknowledged
+write, and compare-and-set from two processes counts exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from drivers.fs import INTERNAL
+from storage import Driver, create_driver
+from tests.crash_writer import KEYS, generation_of, value_of
+
+ROOT = Path(__file__).resolve().parent.parent
+KILLS = 8
+
+
+def _url(kind: str, tmp_path: Path) -> str:
+    if kind == "fs":
+        return f"file://{tmp_path / 'store'}"
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+def _spawn(url: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_writer", url, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _open(url: str) -> Driver:
+    return create_driver(url, sweep_interval=0)
+
+
+async def _check_whole(driver: Driver, floor: int) -> int:
+    """Every key holds an untorn value of generation >= floor; return the highest one."""
+    values = await driver.get_items(KEYS)
+    generations = []
+    for key, value in zip(KEYS, values, strict=True):
+        assert value is not None, key
+        generations.append(generation_of(value))
+    assert min(generations) >= floor
+    assert sorted(await driver.get_keys()) == sorted(KEYS)
+    return max(generations)
+
+
+def _kill_after_progress(process: subprocess.Popen[str], delay: float) -> int:
+    """Wait for the writer to finish a first round, let it run ``delay`` more, SIGKILL it."""
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    assert first.strip(), "the writer died before finishing a round"
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return int(first)
+
+
+@pytest.mark.parametrize("kind", ["fs", "sqlite"])
+async def test_killed_writers_never_leave_torn_values_or_stray_files(
+    kind: str, tmp_path: Path
+) -> None:
+    url = _url(kind, tmp_path)
+    driver = _open(url)
+    await driver.set_items([(key, value_of(0)) for key in KEYS])
+    await driver.dispose()
+    rng = random.Random(7)
+    for _ in range(KILLS):
+        process = _spawn(url, "stream")
+        completed = await asyncio.to_thread(_kill_after_progress, process, rng.uniform(0.0, 0.15))
+        driver = _open(url)
+        if kind == "fs":  # the dead writer's temporary files are gone once the store reopens
+            assert os.listdir(tmp_path / "store" / INTERNAL / "tmp") == []
+        try:
+            # Every value written by the completed first round is acknowledged and durable.
+            await _check_whole(driver, completed)
+            await driver.set_item("probe", b"x")  # not locked
+            await driver.remove_item("probe")
+        finally:
+            await driver.dispose()
+        # Rounds restart at generation 1, so the store is reset to 0 between kills.
+        driver = _open(url)
+        await driver.set_items([(key, value_of(0)) for key in KEYS])
+        await driver.dispose()
+    if kind == "fs":
+        top = sorted(os.listdir(tmp_path / "store"))
+        assert top == [INTERNAL, "item"]
+    else:
+        with sqlite3.connect(tmp_path / "store.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def _run_all(url: str, runs: list[list[str]]) -> list[str]:
+    def run(args: list[str]) -> str:
+        process = _spawn(url, *args)
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        return out.strip()
+
+    return list(await asyncio.gather(*(asyncio.to_thread(run, args) for args in runs)))
+
+
+@pytest.mark.parametrize("kind", ["fs", "sqlite"])
+async def test_two_processes_writing_at_once_lose_no_acknowledged_write(
+    kind: str, tmp_path: Path
+) -> None:
+    url = _url(kind, tmp_path)
+    outputs = await _run_all(url, [["own", "a", "150"], ["own", "b", "150"]])
+    assert outputs == ["done", "done"]
+    driver = _open(url)
+    try:
+        keys = set(await driver.get_keys())
+        expected: Callable[[str], set[str]] = lambda p: {f"{p}:{i}" for i in range(150)}  # noqa: E731
+        assert keys == expected("a") | expected("b")
+        assert await driver.get_item("b:149") == b"149"
+    finally:
+        await driver.dispose()
+
+
+@pytest.mark.parametrize("kind", ["fs", "sqlite"])
+async def test_compare_and_set_from_two_processes_counts_exactly(kind: str, tmp_path: Path) -> None:
+    url = _url(kind, tmp_path)
+    outputs = await _run_all(url, [["count", "40"], ["count", "40"]])
+    assert outputs == ["done", "done"]
+    driver = _open(url)
+    try:
+        assert await driver.get_item("counter") == b"80"
+    finally:
+        await driver.dispose()
