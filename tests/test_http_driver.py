@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from drivers.http import HttpDriver
+from drivers.memory import MemoryDriver
 from storage import DriverError, ReadOnlyError, create_driver, create_storage
 from tests.fixtures.http import ServerThread
 from tests.servers import free_port
@@ -109,3 +110,24 @@ async def test_a_percent_encoded_base_path_is_decoded_once(server: ServerThread)
         await spaced.set_item("k", 1)
         assert await root.get_item("my space:x:k") == 1
         assert await spaced.get_keys() == ["k"]
+
+
+class _FlakyListing(MemoryDriver):
+    """Lists a first page of keys, then loses its backend."""
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        for index in range(1500):  # more than the core's first page, so the answer has begun
+            yield f"k{index}"
+        raise ConnectionError("backend lost midway")
+
+
+async def test_a_listing_cut_short_by_the_server_is_an_error_not_a_short_list() -> None:
+    with ServerThread(create_storage(_FlakyListing())) as running:
+        async with create_storage(running.url) as storage:
+            with pytest.raises(DriverError, match="cut the listing short"):
+                await storage.get_keys()
+        async with create_storage(running.url) as storage:
+            with pytest.raises(DriverError, match="502"):
+                await storage.get_keys("empty")  # a failure before the first key is a 502
