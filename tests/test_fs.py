@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -202,7 +201,10 @@ async def test_watch_reports_changes_made_by_another_process(fs: FsDriver) -> No
             "    await d.dispose()\n"
             "asyncio.run(main())\n"
         )
-        subprocess.run([sys.executable, "-c", script, fs.base], cwd=ROOT, check=True)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, fs.base, cwd=ROOT
+        )
+        assert await process.wait() == 0
         for _ in range(100):
             if ("remove", "from:other") in events:
                 break
