@@ -324,9 +324,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="mount a driver at BASE (repeatable)")  # fmt: skip
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"(default: {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")
-    serve.add_argument("--token", action="append", default=[],
+    serve.add_argument("--token", action="append", default=[], metavar="TOKEN",
                        help=f"a read-write bearer token (repeatable; also ${TOKEN_ENV})")  # fmt: skip
-    serve.add_argument("--read-token", action="append", default=[],
+    serve.add_argument("--read-token", action="append", default=[], metavar="TOKEN",
                        help="a bearer token that may only read (repeatable)")  # fmt: skip
     serve.add_argument("--read-only", action="store_true", help="refuse every write (405)")
     serve.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES",
@@ -390,7 +390,9 @@ def _parser() -> argparse.ArgumentParser:
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")
     copy.add_argument("--quiet", "-q", action="store_true", help="no summary line")
     copy.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="token for http(s) URLs")
-    copy.add_argument("--dst-token", help="token for an http(s) DST, if it differs")
+    copy.add_argument(
+        "--dst-token", metavar="TOKEN", help="token for an http(s) DST, if it differs"
+    )
     copy.set_defaults(run=_copy)
     return parser
 
