@@ -103,6 +103,8 @@ class SqliteDriver(Driver):
         self.durable = durable
         self.inline_reads = inline_reads and self.path != ":memory:"
         self._connected = False
+        #: Write transactions committed so far (several writes share one under load).
+        self.commits = 0
         self._inline = False
         self._readers: dict[int, sqlite3.Connection] = {}
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -152,6 +154,11 @@ class SqliteDriver(Driver):
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             self._check_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise DriverError(
+                "sqlite", "open", None, f"{self.path!r} is not a SQLite database ({exc})"
+            ) from exc
         except BaseException:
             conn.close()
             raise
@@ -159,12 +166,7 @@ class SqliteDriver(Driver):
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         t = f'"{self.table}"'
-        try:
-            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({t})")]
-        except sqlite3.DatabaseError as exc:
-            raise DriverError(
-                "sqlite", "open", None, f"{self.path!r} is not a SQLite database ({exc})"
-            ) from exc
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({t})")]
         if not columns:
             if self.read_only:
                 raise DriverError(
@@ -228,6 +230,7 @@ class SqliteDriver(Driver):
         if len(writes) == 1 and writes[0].simple:
             try:
                 done.append(self._attempt(conn, writes[0]))
+                self.commits += 1
             except Exception as exc:
                 done.append((writes[0], None, exc))
         elif len(writes) == 1:
@@ -237,6 +240,7 @@ class SqliteDriver(Driver):
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = [self._attempt(conn, job, savepoint=True) for job in writes]
                 conn.execute("COMMIT")
+                self.commits += 1
                 done.extend(outcomes)
             except sqlite3.Error:
                 # One job broke the shared transaction: redo each alone, so only it fails.
@@ -271,6 +275,7 @@ class SqliteDriver(Driver):
             conn.execute("BEGIN IMMEDIATE")
             outcome = self._attempt(conn, job)
             conn.execute("COMMIT")
+            self.commits += 1
             return outcome
         except Exception as exc:
             if conn.in_transaction:
