@@ -24,6 +24,7 @@ mtime of the value it belongs to, so one left by a crash or by another write is 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import errno
@@ -193,6 +194,8 @@ class FsDriver(Driver):
         self._watch_stop: threading.Event | None = None
         self._watch_thread: threading.Thread | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._changed: collections.deque[tuple[WatchEvent, str]] = collections.deque()
+        self._own: dict[str, tuple[int, float]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> FsDriver:
@@ -370,6 +373,7 @@ class FsDriver(Driver):
                             key, "%t", f"{expires!r} {info.st_ino} {info.st_mtime_ns}".encode()
                         )
                     if self._install(temp, path):
+                        self._note("update", key, info.st_ino)
                         if ttl is None:
                             self._unlink_quietly(self._sidecar(key, "%t"))
                         if self.durable:
@@ -450,6 +454,7 @@ class FsDriver(Driver):
             path += "/" + _SELF
         except (FileNotFoundError, NotADirectoryError):
             return False
+        self._note("remove", key, 0)
         self._prune(os.path.dirname(path), self.base)
         if self._unlink_quietly(self._sidecar(key, "%t")):
             self._prune(os.path.dirname(self._sidecar(key, "%t")), self._side)
@@ -584,7 +589,12 @@ class FsDriver(Driver):
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         if self._sweeper is None and self.sweep_interval > 0:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
-        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+        finally:
+            while self._changed:
+                event, key = self._changed.popleft()
+                self._watchers.emit(event, key)
 
     async def get_item(self, key: str) -> bytes | None:
         return await self._run(self._get, key)
@@ -655,11 +665,23 @@ class FsDriver(Driver):
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
-                await asyncio.get_running_loop().run_in_executor(None, self._sweep_once)
+                await self._run(self._sweep_once)
             except Exception:
                 logger.exception("fs sweep of %s failed", self.base)
 
     # -- watching ---------------------------------------------------------------------------------
+
+    def _note(self, event: WatchEvent, key: str, ino: int) -> None:
+        """Queue the event of a change made here (sent when the operation returns), and
+        remember the state it left so that watchfiles' echo of it is not sent twice."""
+        if self._watch_stop is None:
+            return
+        now = time.monotonic()
+        if len(self._own) > 4096:
+            for stale in [k for k, (_, at) in self._own.items() if now - at > 10]:
+                self._own.pop(stale, None)
+        self._own[key] = (ino, now)
+        self._changed.append((event, key))
 
     async def watch(self, callback: WatchCallback) -> Unwatch:
         """Report changes from any process (through watchfiles); events arrive batched."""
@@ -739,9 +761,13 @@ class FsDriver(Driver):
                 seen.setdefault(key, set()).add("remove" if change == 3 else "update")
         events: list[tuple[WatchEvent, str]] = []
         for key, kinds in seen.items():
+            current = self._stat(self._path(key))
+            own = self._own.get(key)
+            if own is not None and own[0] == (0 if current is None else current.st_ino):
+                continue  # our own change, already reported
             if len(kinds) == 1:
                 events.append((kinds.pop(), key))
-            elif self._stat(self._path(key)) is None:
+            elif current is None:
                 events += [("update", key), ("remove", key)]
             else:
                 events += [("remove", key), ("update", key)]
