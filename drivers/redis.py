@@ -43,7 +43,9 @@ logger = logging.getLogger(__name__)
 _Client: TypeAlias = "Redis | RedisCluster"
 
 # Options read from a URL's query string by the driver; everything else goes to redis-py.
-_DRIVER_OPTIONS = frozenset({"base", "ttl", "scan_count", "notify_keyspace_events", "read_only"})
+_DRIVER_OPTIONS = frozenset(
+    {"base", "ttl", "scan_count", "retries", "notify_keyspace_events", "read_only"}
+)
 _CLEAR_CHUNK = 1000
 # K: keyspace channel, $: string commands, g: DEL/UNLINK/EXPIRE..., x: expired, e: evicted.
 _NEEDED_EVENTS = "K$gxe"
@@ -138,7 +140,6 @@ class RedisDriver(Driver):
         elif client.get_encoder().decode_responses:
             raise InvalidArgumentError("the redis driver needs a client without decode_responses")
         self._client: _Client = client
-        self._cluster = isinstance(client, RedisCluster)
         self._prefix = base if not base or base.endswith(":") else base + ":"
         self._ttl = ttl
         self._scan_count = scan_count

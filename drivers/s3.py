@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 from botocore.config import Config
@@ -47,6 +47,9 @@ _DELETE_CHUNK = 1000  # the most keys one DeleteObjects request takes
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset(
     {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+)
+_TEXT_OPTIONS = frozenset(
+    {"endpoint_url", "region", "access_key_id", "secret_access_key", "session_token", "profile"}
 )
 _PRECONDITION = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
@@ -152,8 +155,10 @@ class S3Driver(Driver):
         parts = urlsplit(url)
         if parts.scheme not in cls.schemes:
             raise InvalidArgumentError(f"the s3 driver does not read {parts.scheme!r} URLs")
-        merged = {**parse_url_options(parts.query), **options}
-        return cls(parts.netloc, parts.path.strip("/"), **merged)
+        merged = parse_url_options(parts.query)
+        # Text options stay text, even when they look like numbers (a numeric secret key).
+        merged.update((k, v) for k, v in parse_qsl(parts.query) if k in _TEXT_OPTIONS)
+        return cls(unquote(parts.netloc), unquote(parts.path).strip("/"), **{**merged, **options})
 
     # -- plumbing -----------------------------------------------------------------------------
 
