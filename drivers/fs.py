@@ -753,8 +753,12 @@ class FsDriver(Driver):
             elif path in parents or path in dirs or os.path.isdir(path):
                 if change == 3:
                     dirs.discard(path)
-                elif os.path.isdir(path):
+                elif path not in dirs and os.path.isdir(path):
                     dirs.add(path)
+                    # Files can land in a new directory before it is watched: look inside.
+                    for found in self._files_in(path):
+                        if (key := self._key_of(found)) is not None:
+                            seen.setdefault(key, set()).add("update")
                 continue
             key = self._key_of(names) if names else None
             if key is not None:
@@ -772,6 +776,18 @@ class FsDriver(Driver):
             else:
                 events += [("remove", key), ("update", key)]
         return events
+
+    def _files_in(self, directory: str) -> Iterator[list[str]]:
+        """The relative names of the value files under ``directory``."""
+        start = len(self.base) + 1
+        for folder, subdirs, files in os.walk(directory):
+            subdirs[:] = [name for name in subdirs if not self._ignore.match(name)]
+            rel = folder[start:].split(os.sep)
+            for name in files:
+                if name == _SELF:
+                    yield rel
+                elif not self._ignore.match(name):
+                    yield [*rel, name]
 
     def _deliver(self, events: list[tuple[WatchEvent, str]]) -> None:
         for event, key in events:

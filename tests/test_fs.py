@@ -188,6 +188,7 @@ def test_urls_name_the_directory(tmp_path: Path) -> None:
 
 async def test_watch_reports_changes_made_by_another_process(fs: FsDriver) -> None:
     events: list[tuple[str, str]] = []
+    await fs.set_item("from:seed", b"0")
     unwatch = await fs.watch(lambda event, key: events.append((event, key)))
     try:
         script = (
@@ -198,6 +199,7 @@ async def test_watch_reports_changes_made_by_another_process(fs: FsDriver) -> No
             "    await d.set_item('from:other', b'1')\n"
             "    await d.set_item('from:other', b'2', ttl=60)\n"
             "    await d.remove_item('from:other')\n"
+            "    await d.set_item('fresh:deep:key', b'1')\n"
             "    await d.dispose()\n"
             "asyncio.run(main())\n"
         )
@@ -206,11 +208,12 @@ async def test_watch_reports_changes_made_by_another_process(fs: FsDriver) -> No
         )
         assert await process.wait() == 0
         for _ in range(100):
-            if ("remove", "from:other") in events:
+            if ("update", "fresh:deep:key") in events and ("remove", "from:other") in events:
                 break
             await asyncio.sleep(0.05)
         assert ("update", "from:other") in events
         assert ("remove", "from:other") in events
-        assert {key for _, key in events} == {"from:other"}
+        assert ("update", "fresh:deep:key") in events
+        assert {key for _, key in events} == {"from:other", "fresh:deep:key"}
     finally:
         await unwatch()
