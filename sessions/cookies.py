@@ -76,10 +76,15 @@ def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None
     """The first value of cookie ``name`` in raw ASGI ``headers``, or None."""
     wanted = name.encode("latin-1") + b"="
     for header, value in headers:
-        if header != b"cookie" or wanted not in value:
+        if header != b"cookie":
             continue
-        for part in value.split(b";"):
-            part = part.strip()
-            if part.startswith(wanted):
-                return part[len(wanted) :].strip(b'"').decode("latin-1")
+        start = value.find(wanted)
+        while start != -1:
+            # A match counts only at the start of a cookie-pair, not inside another name.
+            if start == 0 or value[start - 1 : start] in (b" ", b";"):
+                start += len(wanted)
+                end = value.find(b";", start)
+                found = value[start:] if end == -1 else value[start:end]
+                return found.strip().strip(b'"').decode("latin-1")
+            start = value.find(wanted, start + 1)
     return None

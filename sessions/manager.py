@@ -205,9 +205,10 @@ class Sessions(Generic[DataT]):
         if presented is None:
             return
         key = self._key(presented)
+        place = self._place(key)
         # On drivers with conditional writes the version is read too, so that a commit can
         # write in one step when nobody else changed the entry meanwhile.
-        record, version = await self._read(key, self._place(key))
+        record, version = await self._read(key, place)
         now = self.clock()
         if record is None or self._expired(record, now):
             if record is not None:
@@ -217,6 +218,7 @@ class Sessions(Generic[DataT]):
             return
         session._id = presented
         session._stored = True
+        session._place = place
         session._version = version
         session._data = record.data
         session._created = record.created
@@ -230,6 +232,7 @@ class Sessions(Generic[DataT]):
         session._new = True
         session._stored = False
         session._version = None
+        session._place = None
         session._created = now
         session._accessed = now
         session._changes = dict(session._data)
@@ -299,8 +302,10 @@ class Sessions(Generic[DataT]):
 
     async def _merge(self, session: Session[DataT]) -> bool:
         assert session._id is not None
-        key = self._key(session._id)
-        place = self._place(key)
+        place = session._place
+        if place is None:
+            place = self._place(self._key(session._id))
+        key = place.full[len(self._prefix) :]
         version, session._version = session._version, None
         if version is not None and place.conditional:
             # Unchanged since the load (same version): the loaded state is the fresh state.

@@ -10,7 +10,7 @@ from .cookies import read_cookie
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
 
-    from .manager import Sessions
+    from .manager import Sessions, _Place
 else:
     from typing import TypeVar
 
@@ -47,6 +47,7 @@ class Session(Generic[DataT]):
         "_loaded",
         "_manager",
         "_new",
+        "_place",
         "_presented",
         "_stored",
         "_touch",
@@ -70,6 +71,7 @@ class Session(Generic[DataT]):
         self._new = False
         self._touch = False
         self._version: str | None = None
+        self._place: _Place | None = None
         self._data: dict[str, Any] = {}
         self._changes: dict[str, Any] = {}
         self._created = 0.0
@@ -168,6 +170,7 @@ class Session(Generic[DataT]):
         self._new = False
         self._touch = False
         self._version = None
+        self._place = None
         self._data = {}
         self._changes = {}
         self._cookie = "expire"

@@ -513,3 +513,12 @@ async def test_session_is_generic_over_a_typed_dict(store: Storage) -> None:
     session: Session[Cart] = sessions.from_cookie(None)
     await session.set("items", ["pear"])
     assert await session.get("items") == ["pear"]
+
+
+def test_the_cookie_is_found_only_under_its_own_name() -> None:
+    from sessions.cookies import read_cookie
+
+    assert read_cookie([(b"cookie", b"mysession=1; session=abc; x=2")], "session") == "abc"
+    assert read_cookie([(b"cookie", b"a=1;session=z")], "session") == "z"
+    assert read_cookie([(b"cookie", b"xsession=1"), (b"cookie", b"session=2")], "session") == "2"
+    assert read_cookie([(b"cookie", b"xsession=1")], "session") is None
