@@ -14,7 +14,6 @@ from typing import Any
 
 from drivers.s3 import S3Driver
 from storage import create_storage
-from tests.fixtures.s3 import s3_client
 from tests.servers import MotoServer
 
 from .harness import Bench
@@ -113,7 +112,7 @@ async def _listing(bench: Bench, client: Any, count: int) -> None:
 async def run(bench: Bench) -> None:
     server = MotoServer().start()
     try:
-        client = s3_client(server.endpoint_url)
+        client = server.client()
         client.create_bucket(Bucket=BUCKET)
         await _batches(bench, client, bench.n(KEYS))
         await _listing(bench, client, bench.n(LISTED))

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "MissingServerError",
@@ -284,6 +285,26 @@ class MotoServer:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("moto server did not answer HTTP")
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 S3 client for this server (moto accepts any credentials unless told not to)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(
+                max_pool_connections=32,
+                retries={"max_attempts": 2},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                **config,
+            ),
+        )
 
     def close(self) -> None:
         """Stop the server and remove its directory."""

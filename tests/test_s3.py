@@ -14,7 +14,7 @@ import pytest
 
 from drivers.s3 import S3Driver
 from storage import ConflictError, DriverError, create_driver, create_storage
-from tests.fixtures.s3 import S3_BUCKET, s3_client
+from tests.fixtures.s3 import S3_BUCKET
 from tests.servers import MotoServer, free_port
 
 TRICKY_KEYS = [
@@ -140,7 +140,7 @@ async def test_url_names_bucket_prefix_and_endpoint(
 
 
 async def test_a_missing_bucket_is_a_driver_error(s3_server: MotoServer) -> None:
-    driver = S3Driver("no-such-bucket-here", client=s3_client(s3_server.endpoint_url))
+    driver = S3Driver("no-such-bucket-here", client=s3_server.client())
     storage = create_storage(driver)
     with pytest.raises(DriverError, match="does not exist") as caught:
         await storage.has_item("k")
