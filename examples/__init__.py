@@ -1,0 +1,1 @@
+"""Runnable examples of unistorage (each one a package: ``python -m examples.<name>``)."""
