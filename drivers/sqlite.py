@@ -32,7 +32,6 @@ from storage import (
     Driver,
     DriverError,
     InvalidArgumentError,
-    StorageError,
     Unwatch,
     WatchCallback,
     Watchers,
@@ -62,6 +61,14 @@ class _Job:
     write: bool
     simple: bool = False  # one statement: autocommit is already atomic
     events: Events = field(default_factory=list)
+
+
+_Outcome = tuple[_Job, Any, BaseException | None]
+
+
+def _failed(job: _Job, exc: BaseException) -> _Outcome:
+    job.events.clear()
+    return job, None, exc
 
 
 def _upper(base: str) -> str:
@@ -96,6 +103,7 @@ class SqliteDriver(Driver):
         if not _IDENTIFIER.match(table):
             raise InvalidArgumentError(f"table must be a plain SQL identifier, not {table!r}")
         self.path = os.fspath(path)
+        self._file = self.path if self.path == ":memory:" else os.path.abspath(self.path)
         self.table = table
         self.read_only = read_only
         self.busy_timeout = busy_timeout
@@ -142,11 +150,10 @@ class SqliteDriver(Driver):
     # -- the worker thread -------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
+        if self._file != ":memory:":
+            os.makedirs(os.path.dirname(self._file), exist_ok=True)
         conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            self._file, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -214,7 +221,11 @@ class SqliteDriver(Driver):
                 if conn is None:
                     self._resolve([(job, None, failure) for job in jobs])
                 elif jobs:
-                    self._run_batch(conn, jobs)
+                    try:
+                        self._run_batch(conn, jobs)
+                    except Exception as exc:  # never leave a caller waiting
+                        logger.exception("sqlite worker failed a batch")
+                        self._resolve([_failed(job, exc) for job in jobs])
                 if stopping:
                     return
         finally:
@@ -222,69 +233,55 @@ class SqliteDriver(Driver):
                 conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
-        done: list[tuple[_Job, Any, BaseException | None]] = []
+        done = [self._attempt(conn, job) for job in jobs if not job.write]
         writes = [job for job in jobs if job.write]
-        for job in jobs:
-            if not job.write:
-                done.append(self._attempt(conn, job))
         if len(writes) == 1 and writes[0].simple:
-            try:
-                done.append(self._attempt(conn, writes[0]))
-                self.commits += 1
-            except Exception as exc:
-                done.append((writes[0], None, exc))
-        elif len(writes) == 1:
-            done.append(self._transaction(conn, writes[0]))
+            done.append(outcome := self._attempt(conn, writes[0]))
+            self.commits += outcome[2] is None
         elif writes:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                outcomes = [self._attempt(conn, job, savepoint=True) for job in writes]
-                conn.execute("COMMIT")
-                self.commits += 1
-                done.extend(outcomes)
-            except sqlite3.Error:
-                # One job broke the shared transaction: redo each alone, so only it fails.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                for job in writes:
-                    job.events.clear()
-                    done.append(self._transaction(conn, job))
+            done.extend(self._group(conn, writes))
         self._resolve(done)
 
-    def _attempt(
-        self, conn: sqlite3.Connection, job: _Job, *, savepoint: bool = False
-    ) -> tuple[_Job, Any, BaseException | None]:
+    def _group(self, conn: sqlite3.Connection, writes: list[_Job]) -> list[_Outcome]:
+        """Run ``writes`` in one transaction; each in a savepoint, so one failing job is undone alone."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # busy past the timeout, or broken: every job fails at once
+            return [_failed(job, exc) for job in writes]
+        try:
+            outcomes = [self._attempt(conn, job, savepoint=len(writes) > 1) for job in writes]
+            if len(writes) == 1 and outcomes[0][2] is not None:
+                conn.execute("ROLLBACK")
+                return outcomes
+            conn.execute("COMMIT")
+            self.commits += 1
+            return outcomes
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if len(writes) == 1:
+                return [_failed(writes[0], exc)]
+            # The shared transaction itself broke: redo each job alone, so only the culprit fails.
+            for job in writes:
+                job.events.clear()
+            return [outcome for job in writes for outcome in self._group(conn, [job])]
+
+    def _attempt(self, conn: sqlite3.Connection, job: _Job, *, savepoint: bool = False) -> _Outcome:
         if savepoint:
             conn.execute("SAVEPOINT job")
         try:
             result = job.work(conn, job.events)
-        except StorageError as exc:
+        except Exception as exc:
             if savepoint:
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
-            job.events.clear()
-            return job, None, exc
+            return _failed(job, exc)
         if savepoint:
             conn.execute("RELEASE job")
         return job, result, None
 
-    def _transaction(
-        self, conn: sqlite3.Connection, job: _Job
-    ) -> tuple[_Job, Any, BaseException | None]:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            outcome = self._attempt(conn, job)
-            conn.execute("COMMIT")
-            self.commits += 1
-            return outcome
-        except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            job.events.clear()
-            return job, None, exc
-
-    def _resolve(self, done: list[tuple[_Job, Any, BaseException | None]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    def _resolve(self, done: list[_Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         for outcome in done:
             by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
         for loop, outcomes in by_loop.items():
@@ -293,7 +290,7 @@ class SqliteDriver(Driver):
             except RuntimeError:
                 logger.warning("sqlite: results for a closed event loop were dropped")
 
-    def _settle(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    def _settle(self, outcomes: list[_Outcome]) -> None:
         for job, result, exc in outcomes:
             if job.events and self._watchers:
                 for event, key in job.events:
@@ -314,7 +311,7 @@ class SqliteDriver(Driver):
         if conn is None:
             # timeout=0: a read that would wait for a lock goes to the worker instead.
             conn = sqlite3.connect(
-                self.path, timeout=0, isolation_level=None, check_same_thread=False
+                self._file, timeout=0, isolation_level=None, check_same_thread=False
             )
             self._readers[ident] = conn
         return conn
@@ -348,6 +345,9 @@ class SqliteDriver(Driver):
     # -- operations (the work runs in the worker thread) ----------------------------------------
 
     def _purge_later(self, key: str) -> None:
+        if self.read_only:
+            return
+
         def purge(conn: sqlite3.Connection, events: Events) -> None:
             if conn.execute(self._sql_purge, (key, time.time())).rowcount:
                 events.append(("remove", key))

@@ -226,3 +226,19 @@ async def test_an_in_memory_database_works(tmp_path: Path) -> None:
         assert await driver.get_keys() == ["k"]
     finally:
         await driver.dispose()
+
+
+async def test_a_write_the_database_rejects_fails_alone_in_its_group(db: SqliteDriver) -> None:
+    bad: bytes = object()  # type: ignore[assignment]  # sqlite cannot bind it
+    results = await asyncio.gather(
+        *(db.set_item(f"k:{i}", b"v") for i in range(20)),
+        db.set_item("bad", bad),
+        *(db.set_items([(f"j:{i}", b"v"), (f"i:{i}", b"v")]) for i in range(10)),
+        return_exceptions=True,
+    )
+    failures = [result for result in results if result is not None]
+    assert len(failures) == 1
+    assert isinstance(failures[0], sqlite3.Error)
+    assert len(await db.get_keys()) == 40
+    await db.set_item("after", b"ok")  # the worker is still serving
+    assert await db.get_item("after") == b"ok"
