@@ -288,3 +288,25 @@ async def test_raw_websocket_scopes_get_a_session_and_other_scopes_pass_through(
     await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert isinstance(seen[0], Session)
     assert seen[1] is None
+
+
+async def test_a_websocket_handler_reads_and_commits_the_session_explicitly(store: Storage) -> None:
+    sessions: Sessions[Any] = Sessions(store)
+    existing = sessions.from_cookie(None)
+    await existing.set("user", "alice")
+    await sessions.commit(existing)
+    seen: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        session: Session[dict[str, Any]] = scope["session"]
+        seen.append(await session.get("user"))
+        await session.set("channel", "news")
+        assert await sessions.commit(session) == []  # same ID: no cookie to send
+
+    scope = {"type": "websocket", "headers": [(b"cookie", f"session={existing.id}".encode())]}
+    await SessionMiddleware(app, sessions)(scope, None, None)  # type: ignore[arg-type]
+    assert seen == ["alice"]
+    assert await (await sessions.load(existing.id or "")).items() == {
+        "user": "alice",
+        "channel": "news",
+    }
