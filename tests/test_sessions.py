@@ -338,6 +338,19 @@ async def test_destroy_expires_the_cookie_with_the_same_path_and_domain(store: S
         assert attribute in expired.split("; ")
 
 
+async def test_a_cookie_with_a_lifetime_is_refreshed_on_each_write(store: Storage) -> None:
+    sessions: Sessions[Any] = Sessions(store, cookie_max_age=600)
+    session_id = await started(sessions, a=1)
+    writer = sessions.from_cookie(session_id)
+    await writer.set("a", 2)
+    assert dict(await sessions.commit(writer))["set-cookie"].startswith(
+        f"session={session_id}; Max-Age=600;"
+    )
+    reader = sessions.from_cookie(session_id)
+    await reader.get("a")
+    assert await sessions.commit(reader) == []
+
+
 # -- timeouts -------------------------------------------------------------------------------
 
 
