@@ -275,25 +275,17 @@ class FsDriver(Driver):
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except IsADirectoryError:
-            return self._read_value(path + "/" + _SELF)
         try:
             info = os.fstat(fd)
-            if (
-                info.st_size
-                and (chunk := os.read(fd, info.st_size + 1))
-                and len(chunk) <= info.st_size
-            ):
-                parts = [chunk]
-                while chunk := os.read(fd, 1 << 20):
-                    parts.append(chunk)
-                return b"".join(parts) if len(parts) > 1 else parts[0], info
-            parts = []
-            while chunk := os.read(fd, 1 << 20):
-                parts.append(chunk)
-            return b"".join(parts), info
-        except IsADirectoryError:
-            return self._read_value(path + "/" + _SELF)
+            if stat.S_ISDIR(info.st_mode):
+                return self._read_value(path + "/" + _SELF)
+            # A short read of a regular file means end of file: one read for most values.
+            want = info.st_size + 1
+            chunks = [os.read(fd, want)]
+            while len(chunks[-1]) == want:
+                want = 1 << 20
+                chunks.append(os.read(fd, want))
+            return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), info
         finally:
             os.close(fd)
 
@@ -397,6 +389,7 @@ class FsDriver(Driver):
         return True
 
     def _make_parents(self, names: Sequence[str], root: str | None = None) -> None:
+        """Create the directories above ``names``; callers retry if a removal races this."""
         root = self.base if root is None else root
         try:
             os.makedirs(root + "/" + "/".join(names[:-1]), exist_ok=True)
@@ -404,12 +397,15 @@ class FsDriver(Driver):
         except (FileExistsError, NotADirectoryError):
             pass
         path = root
-        for name in names[:-1]:
-            path += "/" + name
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(path)
-            if not os.path.isdir(path):
-                self._make_directory(path)
+        try:
+            for name in names[:-1]:
+                path += "/" + name
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path)
+                if not os.path.isdir(path):
+                    self._make_directory(path)
+        except FileNotFoundError:
+            return
 
     def _make_directory(self, path: str) -> None:
         """Turn the value file at ``path`` into a directory holding it as ``path/%``."""
@@ -437,6 +433,10 @@ class FsDriver(Driver):
         finally:
             self._unlink_quietly(temp)
 
+    def _remove_sidecar(self, path: str) -> None:
+        if self._unlink_quietly(path):
+            self._prune(os.path.dirname(path), self._side)
+
     def _unlink_quietly(self, path: str) -> bool:
         try:
             os.unlink(path)
@@ -456,8 +456,7 @@ class FsDriver(Driver):
             return False
         self._note("remove", key, 0)
         self._prune(os.path.dirname(path), self.base)
-        if self._unlink_quietly(self._sidecar(key, "%t")):
-            self._prune(os.path.dirname(self._sidecar(key, "%t")), self._side)
+        self._remove_sidecar(self._sidecar(key, "%t"))
         return True
 
     def _prune(self, path: str, root: str) -> None:
@@ -477,7 +476,7 @@ class FsDriver(Driver):
     ) -> str:
         def check() -> None:
             info = self._stat(self._path(key))
-            if info is not None and self._expiry(key, info) is not None:
+            if info is not None:
                 expires = self._expiry(key, info)
                 if expires is not None and expires <= time.time():
                     info = None
@@ -655,7 +654,7 @@ class FsDriver(Driver):
         await self._run(self._write_sidecar, key, "%m", data)
 
     async def remove_user_meta(self, key: str) -> None:
-        await self._run(self._unlink_quietly, self._sidecar(key, "%m"))
+        await self._run(self._remove_sidecar, self._sidecar(key, "%m"))
 
     async def sweep(self) -> list[str]:
         """Delete every expired value now; return their keys."""
@@ -678,7 +677,7 @@ class FsDriver(Driver):
             return
         now = time.monotonic()
         if len(self._own) > 4096:
-            for stale in [k for k, (_, at) in self._own.items() if now - at > 10]:
+            for stale in [k for k, (_, at) in list(self._own.items()) if now - at > 10]:
                 self._own.pop(stale, None)
         self._own[key] = (ino, now)
         self._changed.append((event, key))
