@@ -257,10 +257,13 @@ class Sessions(Generic[DataT]):
         """
         if not session.used:
             return []
+        wrote = False
         if session._id is not None and (session._new or session._changes or session._touch):
+            wrote = True
             if session._new:
                 await self._create(session)
             elif not await self._merge(session):
+                wrote = False
                 # The entry vanished (destroyed or expired elsewhere): never bring it back.
                 session._id = None
                 session._cookie = "expire"
@@ -269,16 +272,16 @@ class Sessions(Generic[DataT]):
             session._doomed.clear()
         session._changes = {}
         session._touch = False
-        return self._headers(session)
+        return self._headers(session, wrote)
 
-    def _headers(self, session: Session[DataT]) -> list[tuple[str, str]]:
+    def _headers(self, session: Session[DataT], wrote: bool) -> list[tuple[str, str]]:
         action = session._cookie
         session._cookie = None
         if action == "set" and session._id is not None:
             value = self.cookie.set_header(session._id)
         elif action == "expire":
             value = self.cookie.expire_header()
-        elif self.cookie.max_age is not None and session._id is not None and session._stored:
+        elif wrote and self.cookie.max_age is not None and session._id is not None:
             # A cookie with a lifetime is refreshed whenever the entry was written.
             value = self.cookie.set_header(session._id)
         else:
