@@ -217,3 +217,24 @@ async def test_watch_reports_changes_made_by_another_process(fs: FsDriver) -> No
         assert {key for _, key in events} == {"from:other", "fresh:deep:key"}
     finally:
         await unwatch()
+
+
+async def test_large_values_round_trip(fs: FsDriver) -> None:
+    value = os.urandom(3 * 1024 * 1024 + 17)
+    await fs.set_item("big", value)
+    assert await fs.get_item("big") == value
+
+
+async def test_racing_writes_to_a_key_and_its_children_all_land(fs: FsDriver) -> None:
+    async def parent(i: int) -> None:
+        await fs.set_item("x", f"p{i}".encode())
+
+    async def child(i: int) -> None:
+        await fs.set_item(f"x:c{i % 3}:leaf", b"c")
+        if i % 2:
+            await fs.remove_item(f"x:c{i % 3}:leaf")
+
+    await asyncio.gather(*(task(i) for i in range(30) for task in (parent, child)))
+    assert (await fs.get_item("x") or b"").startswith(b"p")
+    assert set(await fs.get_keys()) <= {"x", "x:c0:leaf", "x:c1:leaf", "x:c2:leaf"}
+    assert "x" in await fs.get_keys()
