@@ -523,8 +523,9 @@ class FsDriver(Driver):
             for entry in entries:
                 name = entry.name
                 if name == _SELF:
+                    # this directory's own value; its sidecar lives one level up
                     if len(rel) > len(names):
-                        yield from self._live(rel, entry.path, timed, now)
+                        yield from self._live(rel, entry.path, True, now)
                     continue
                 if self._ignore.match(name):
                     continue

@@ -238,3 +238,11 @@ async def test_racing_writes_to_a_key_and_its_children_all_land(fs: FsDriver) ->
     assert (await fs.get_item("x") or b"").startswith(b"p")
     assert set(await fs.get_keys()) <= {"x", "x:c0:leaf", "x:c1:leaf", "x:c2:leaf"}
     assert "x" in await fs.get_keys()
+
+
+async def test_a_directory_key_with_a_ttl_expires_from_listings(fs: FsDriver) -> None:
+    await fs.set_item("d", b"v", ttl=0.2)
+    await fs.set_item("d:child", b"v")
+    await asyncio.sleep(0.3)
+    assert await fs.get_keys() == ["d:child"]
+    assert not (Path(fs.base) / "d" / "%").exists()
