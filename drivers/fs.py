@@ -354,6 +354,7 @@ class FsDriver(Driver):
     ) -> str:
         temp, info = self._temp(value)
         path = self._path(key)
+        placed = False
         try:
             for _ in range(50):
                 with self._locks.hold(path):
@@ -365,6 +366,7 @@ class FsDriver(Driver):
                             key, "%t", f"{expires!r} {info.st_ino} {info.st_mtime_ns}".encode()
                         )
                     if self._install(temp, path):
+                        placed = True
                         self._note("update", key, info.st_ino)
                         if ttl is None:
                             self._unlink_quietly(self._sidecar(key, "%t"))
@@ -374,7 +376,8 @@ class FsDriver(Driver):
                 self._make_parents(self._rel(key))
             raise OSError(errno.EAGAIN, f"could not place {path!r}: its directories keep changing")
         finally:
-            self._unlink_quietly(temp)
+            if not placed:
+                self._unlink_quietly(temp)
 
     def _install(self, temp: str, path: str) -> bool:
         try:
