@@ -42,12 +42,14 @@ class _Record:
 
 
 class _Place:
-    """Where one session entry lives: its driver, its driver-relative key and its full key."""
+    """Where one session entry lives: its driver, and its key in the namespace, in the driver
+    and in the root storage."""
 
-    __slots__ = ("conditional", "driver", "full", "relative")
+    __slots__ = ("conditional", "driver", "full", "key", "relative")
 
-    def __init__(self, driver: Driver, relative: str, full: str) -> None:
+    def __init__(self, driver: Driver, key: str, relative: str, full: str) -> None:
         self.driver = driver
+        self.key = key
         self.relative = relative
         self.full = full
         self.conditional = driver.supports_conditional
@@ -106,6 +108,8 @@ class Sessions(Generic[DataT]):
         self.id_bytes = id_bytes
         self.clock = clock
         self._dumps = storage.serializer.dumps
+        # Versions are read straight from the driver until that proves wrong (see `_read`).
+        self._direct_etag = True
 
     # -- creating Session objects -----------------------------------------------------------------
 
@@ -159,11 +163,19 @@ class Sessions(Generic[DataT]):
         except SerializationError:
             logger.warning("a stored session could not be decoded; starting a new one")
             return None, etag
+        if etag is None and raw is not None and place is not None and self._direct_etag:
+            # The entry exists but the driver knew no version at the derived key: the storage
+            # given to Sessions is itself a namespace view. Ask through Storage from now on.
+            self._direct_etag = False
+            return await self._read(key, place)
         return self._parse(raw), etag
 
     async def _etag(self, place: _Place) -> str | None:
         # Only the driver's own version token is needed. Storage.get_meta also fetches user
         # meta concurrently (two tasks per call), which costs more than the rest of a request.
+        if not self._direct_etag:
+            etag = (await self.storage.get_meta(place.key)).get("etag")
+            return etag if isinstance(etag, str) else None
         try:
             meta = await place.driver.get_meta(place.relative)
         except StorageError:
@@ -176,7 +188,7 @@ class Sessions(Generic[DataT]):
     def _place(self, key: str) -> _Place:
         mount = self.storage.get_mount(key)
         full = self._prefix + key
-        return _Place(mount.driver, full[len(mount.base) :], full)
+        return _Place(mount.driver, key, full[len(mount.base) :], full)
 
     @staticmethod
     def _parse(raw: Any) -> _Record | None:
@@ -308,7 +320,7 @@ class Sessions(Generic[DataT]):
         place = session._place
         if place is None:
             place = self._place(self._key(session._id))
-        key = place.full[len(self._prefix) :]
+        key = place.key
         version, session._version = session._version, None
         if version is not None and place.conditional:
             # Unchanged since the load (same version): the loaded state is the fresh state.

@@ -449,6 +449,26 @@ async def test_destroy_racing_the_commit_wins(
     assert await store.keys() == []
 
 
+async def test_sessions_over_a_namespace_view_still_write_conditionally(
+    store: Storage, counting: CountingDriver
+) -> None:
+    sessions: Sessions[Any] = Sessions(store.namespace("tenant"))
+    session_id = await started(sessions, a=0, b=0)
+    assert await store.keys() == [f"tenant:session:{storage_digest(session_id)}"]
+    racer = sessions.from_cookie(session_id)
+    await racer.set("b", 2)
+    session = sessions.from_cookie(session_id)
+    await session.set("a", 1)
+
+    async def race() -> None:
+        await sessions.commit(racer)
+
+    counting.before_conditional.append(race)
+    await sessions.commit(session)
+    assert await (await sessions.load(session_id)).items() == {"a": 1, "b": 2}
+    assert counting.calls["set_item_conditional"] >= 3
+
+
 async def test_a_session_that_keeps_conflicting_raises(
     sessions: Sessions[Any], counting: CountingDriver
 ) -> None:
