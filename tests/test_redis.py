@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -137,6 +138,24 @@ async def test_a_stopped_server_gives_driver_errors_and_recovery_follows(
         await storage.set_item("k", 2)
         assert await storage.get_item("k") == 2
         assert await storage.get_keys() == ["k"]
+    finally:
+        await storage.dispose()
+
+
+async def test_a_hung_server_gives_a_driver_error_instead_of_a_hang(
+    lone_server: RedisServer,
+) -> None:
+    assert lone_server.process is not None
+    storage = create_storage(RedisDriver(lone_server.url, socket_timeout=0.3, retries=0))
+    try:
+        await storage.set_item("k", 1)
+        lone_server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(DriverError):
+                await storage.get_item("k")
+        finally:
+            lone_server.process.send_signal(signal.SIGCONT)
+        assert await storage.get_item("k") == 1
     finally:
         await storage.dispose()
 
