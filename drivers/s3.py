@@ -300,13 +300,8 @@ class S3Driver(Driver):
             Key=self._object(key),
         )
 
-    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
-        return list(await asyncio.gather(*(self.get_item(key) for key in keys)))
-
-    async def set_items(
-        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        await asyncio.gather(*(self.set_item(key, value, ttl=ttl) for key, value in items))
+    # get_items / set_items: the base class gathers one call per key, and the pool bounds how
+    # many run at once; S3 has no multi-object GET or PUT.
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         names = list(dict.fromkeys(self._object(key) for key in keys))
