@@ -19,6 +19,10 @@ internal lives in ``base/.unistorage/``: temporary files (``tmp/``), TTL and use
 renamed into place, under a per-key lock (threads and processes), so readers never see a torn
 value and conditional writes are atomic on one machine. A TTL sidecar names the inode and
 mtime of the value it belongs to, so one left by a crash or by another write is ignored.
+
+Each operation is one hop to a worker thread doing the whole read or the whole atomic write
+(aiofiles would take several hops per file: measured in benchmarks/bench_fs.py). Watching uses
+watchfiles; changes made through this driver object are reported as soon as they return.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from storage import (
     ConflictError,
     Driver,
     InvalidArgumentError,
+    UnsupportedError,
     Unwatch,
     WatchCallback,
     Watchers,
@@ -71,7 +76,6 @@ _LIMIT = 240
 _STRIPES = 64
 _PAGE = 1000
 _ALWAYS = frozenset('%<>"|?*')
-_HEX = re.compile(r"%[0-9A-Fa-f]{2}")
 _counter = itertools.count()
 
 
@@ -689,11 +693,24 @@ class FsDriver(Driver):
     async def watch(self, callback: WatchCallback) -> Unwatch:
         """Report changes from any process (through watchfiles); events arrive batched."""
         if self._watch_stop is None:
+            try:
+                from watchfiles._rust_notify import RustNotify  # optional dependency
+            except ImportError as exc:
+                raise UnsupportedError(
+                    "fs watch needs watchfiles (pip install 'unistorage[fs]')"
+                ) from exc
             loop = asyncio.get_running_loop()
-            self._watch_stop = threading.Event()
-            notify, dirs = await loop.run_in_executor(None, self._subscribe)
+            stop = self._watch_stop = threading.Event()
+            try:
+                notify = await loop.run_in_executor(
+                    None, RustNotify, [self.base], False, False, 300, True, True
+                )
+                dirs = await loop.run_in_executor(None, self._directories)
+            except BaseException:
+                self._watch_stop = None
+                raise
             self._watch_thread = threading.Thread(
-                target=self._watch_loop, args=(notify, dirs, self._watch_stop, loop), daemon=True
+                target=self._watch_loop, args=(notify, dirs, stop, loop), daemon=True
             )
             self._watch_thread.start()
         remove = self._watchers.add(callback)
@@ -705,18 +722,13 @@ class FsDriver(Driver):
 
         return unwatch
 
-    def _subscribe(self) -> tuple[Any, set[str]]:
-        from watchfiles._rust_notify import RustNotify  # optional dependency
-
-        notify = RustNotify([self.base], False, False, 300, True, True)
-        dirs = {
-            directory
-            for directory, subdirs, _ in os.walk(self.base)
-            if not (
-                subdirs.__setitem__(slice(None), [d for d in subdirs if not self._ignore.match(d)])
-            )
-        }
-        return notify, dirs
+    def _directories(self) -> set[str]:
+        """Every directory under base (so that their later removal is not taken for a key's)."""
+        found: set[str] = set()
+        for directory, subdirs, _ in os.walk(self.base):
+            subdirs[:] = [name for name in subdirs if not self._ignore.match(name)]
+            found.add(directory)
+        return found
 
     def _watch_loop(
         self, notify: Any, dirs: set[str], stop: threading.Event, loop: asyncio.AbstractEventLoop
