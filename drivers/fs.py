@@ -120,9 +120,11 @@ def _decode(name: str) -> str:
 class _Locks:
     """Per-key write locks shared by the threads of this process and by other processes."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None) -> None:
         self._threads = [threading.Lock() for _ in range(_STRIPES)]
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666) if fcntl is not None else -1
+        self._fd = -1
+        if fcntl is not None and path is not None:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
 
     @contextlib.contextmanager
     def hold(self, path: str) -> Iterator[None]:
@@ -188,11 +190,15 @@ class FsDriver(Driver):
         self._internal = f"{self.base}/{INTERNAL}"
         self._tmp = f"{self._internal}/tmp"
         self._side = f"{self._internal}/side"
-        os.makedirs(self._tmp, exist_ok=True)
-        os.makedirs(self._side, exist_ok=True)
-        self._clean_temp_files()
-        self._fold = not (self._probe_case() if case_sensitive is None else case_sensitive)
-        self._locks = _Locks(f"{self._internal}/lock")
+        if read_only:  # touch nothing: the directory may be on a read-only mount
+            self._fold = case_sensitive is False
+            self._locks = _Locks(None)
+        else:
+            os.makedirs(self._tmp, exist_ok=True)
+            os.makedirs(self._side, exist_ok=True)
+            self._clean_temp_files()
+            self._fold = not (self._probe_case() if case_sensitive is None else case_sensitive)
+            self._locks = _Locks(f"{self._internal}/lock")
         self._names: dict[str, list[str]] = {}
         self._watchers = Watchers()
         self._watch_stop: threading.Event | None = None
@@ -325,6 +331,8 @@ class FsDriver(Driver):
         return True
 
     def _drop_expired(self, key: str, info: os.stat_result) -> None:
+        if self.read_only:
+            return
         with self._locks.hold(self._path(key)):
             current = self._stat(self._path(key))
             if current is not None and current.st_ino == info.st_ino:
@@ -594,7 +602,7 @@ class FsDriver(Driver):
     # -- the async API ----------------------------------------------------------------------------
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        if self._sweeper is None and self.sweep_interval > 0:
+        if self._sweeper is None and self.sweep_interval > 0 and not self.read_only:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         try:
             return await asyncio.get_running_loop().run_in_executor(None, function, *args)

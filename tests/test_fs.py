@@ -31,6 +31,10 @@ AWKWARD = [
 ]
 
 
+def _tree(root: Path) -> list[str]:
+    return sorted(str(path) for path in root.rglob("*"))
+
+
 @pytest.fixture
 async def fs(tmp_path: Path) -> AsyncIterator[FsDriver]:
     driver = FsDriver(tmp_path / "store", sweep_interval=0)
@@ -246,3 +250,22 @@ async def test_a_directory_key_with_a_ttl_expires_from_listings(fs: FsDriver) ->
     await asyncio.sleep(0.3)
     assert await fs.get_keys() == ["d:child"]
     assert not (Path(fs.base) / "d" / "%").exists()
+
+
+async def test_a_read_only_driver_reads_without_touching_the_directory(tmp_path: Path) -> None:
+    writer = FsDriver(tmp_path / "data", sweep_interval=0)
+    await writer.set_item("k", b"v")
+    await writer.set_item("short", b"v", ttl=0.2)
+    await writer.dispose()
+    before = _tree(tmp_path)
+    (tmp_path / "data").chmod(0o555)
+    try:
+        reader = FsDriver(tmp_path / "data", read_only=True)
+        await asyncio.sleep(0.3)
+        assert await reader.get_item("k") == b"v"
+        assert await reader.get_item("short") is None
+        assert await reader.get_keys() == ["k"]
+        await reader.dispose()
+    finally:
+        (tmp_path / "data").chmod(0o755)
+    assert _tree(tmp_path) == before
