@@ -542,7 +542,7 @@ class FsDriver(Driver):
                     if len(rel) > len(names):
                         yield from self._live(rel, entry.path, True, now)
                     continue
-                if self._ignore.match(name):
+                if name[0] == "." or self._ignore.match(name):  # no key maps to a dot-name
                     continue
                 if not entry.is_dir(follow_symlinks=False):
                     yield from self._live([*rel, name], entry.path, timed, now)
