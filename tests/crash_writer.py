@@ -15,7 +15,7 @@ import sys
 from storage import ConflictError, create_driver
 
 KEYS = [f"item:{i}" for i in range(12)]
-SIZE = 64 * 1024
+SIZE = 256 * 1024
 
 
 def value_of(generation: int) -> bytes:

@@ -26,7 +26,7 @@ from storage import Driver, create_driver
 from tests.crash_writer import KEYS, generation_of, value_of
 
 ROOT = Path(__file__).resolve().parent.parent
-KILLS = 6
+KILLS = 12
 
 
 def _url(kind: str, tmp_path: Path) -> str:
