@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
-from typing import Any, Final
+from typing import Any
 
 from storage import ConflictError, Driver, Unwatch, WatchCallback, Watchers
 
 __all__ = ["MemoryDriver"]
 
 
-# An entry is a plain tuple (value, expires, mtime, version): building a NamedTuple costs more
-# than the rest of a write. expires is a time.monotonic() deadline, 0.0 for never.
-_Entry = tuple[bytes, float, float, int]
-_VALUE: Final = 0
-_EXPIRES: Final = 1
-_MTIME: Final = 2
-_VERSION: Final = 3
-
-
 class MemoryDriver(Driver):
-    """Keys in a dict, with TTL (expired keys are dropped on a timer, unread), etags and watch."""
+    """Keys in a dict, with TTL (expired keys are dropped on a timer, unread), etags and watch.
+
+    Per key it keeps the value and one *stamp*: the write time in nanoseconds, bumped so that it
+    never repeats, which is both the mtime and the etag. Values (bytes) and stamps (ints) are not
+    tracked by the garbage collector, so a store of millions of keys costs no GC passes.
+    """
 
     name = "memory"
     schemes = ("memory",)
@@ -35,8 +30,10 @@ class MemoryDriver(Driver):
     supports_nowait = True
 
     def __init__(self, *, read_only: bool = False) -> None:
-        self._data: dict[str, _Entry] = {}
-        self._versions = itertools.count(1)
+        self._data: dict[str, bytes] = {}
+        self._stamps: dict[str, int] = {}
+        self._last_stamp = 0
+        self._expires: dict[str, float] = {}  # key -> time.monotonic() deadline, TTL keys only
         self._deadlines: list[tuple[float, str]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -44,92 +41,136 @@ class MemoryDriver(Driver):
         self._listening = self._watchers.callbacks
         self.read_only = read_only
 
-    def _live(self, key: str) -> _Entry | None:
-        entry = self._data.get(key)
-        if entry is not None and entry[_EXPIRES] and entry[_EXPIRES] <= time.monotonic():
-            self._expire(key, entry)
-            return None
-        return entry
+    # -- internals ------------------------------------------------------------------------------
 
-    def _expire(self, key: str, entry: _Entry) -> None:
-        if self._data.get(key) is entry:
-            del self._data[key]
+    def _stamp(self) -> int:
+        stamp = time.time_ns()
+        if stamp <= self._last_stamp:
+            stamp = self._last_stamp + 1
+        self._last_stamp = stamp
+        return stamp
+
+    def _expired(self, key: str) -> bool:
+        """True (after dropping it) when ``key`` has outlived its TTL."""
+        deadline = self._expires.get(key)
+        if deadline is None or deadline > time.monotonic():
+            return False
+        self._drop(key)
+        return True
+
+    def _drop(self, key: str) -> None:
+        if self._data.pop(key, None) is not None:
+            del self._stamps[key]
+            self._expires.pop(key, None)
             if self._listening:
                 self._watchers.emit("remove", key)
 
+    def _write(self, key: str, value: bytes, ttl: float | None) -> int:
+        stamp = self._stamp()
+        self._data[key] = value
+        self._stamps[key] = stamp
+        if ttl is not None:
+            deadline = time.monotonic() + ttl
+            self._expires[key] = deadline
+            self._schedule(key, deadline)
+        elif self._expires:
+            self._expires.pop(key, None)
+        if self._listening:
+            self._watchers.emit("update", key)
+        return stamp
+
     def _schedule(self, key: str, deadline: float) -> None:
         heapq.heappush(self._deadlines, (deadline, key))
+        if len(self._deadlines) > 2 * len(self._expires) + 1024:
+            # Rewrites leave stale heap entries behind; rebuild so the heap stays bounded.
+            self._deadlines = [(when, name) for name, when in self._expires.items()]
+            heapq.heapify(self._deadlines)
         if self._timer is None or deadline < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(
-                loop.time() + max(0.0, deadline - time.monotonic()), self._sweep
-            )
-            self._timer_at = deadline
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._sweep)
+        self._timer_at = deadline
 
     def _sweep(self) -> None:
         self._timer = None
         now = time.monotonic()
         while self._deadlines and self._deadlines[0][0] <= now:
             _, key = heapq.heappop(self._deadlines)
-            entry = self._data.get(key)
-            if entry is not None and entry[_EXPIRES] and entry[_EXPIRES] <= now:
-                self._expire(key, entry)
+            deadline = self._expires.get(key)
+            if deadline is not None and deadline <= now:
+                self._drop(key)
         if self._deadlines:
-            deadline = self._deadlines[0][0]
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(loop.time() + max(0.0, deadline - now), self._sweep)
-            self._timer_at = deadline
+            self._arm(self._deadlines[0][0])
 
-    def _write(self, key: str, value: bytes, ttl: float | None) -> _Entry:
-        if ttl is None:
-            entry = (value, 0.0, time.time(), next(self._versions))
-        else:
-            deadline = time.monotonic() + ttl
-            entry = (value, deadline, time.time(), next(self._versions))
-            self._schedule(key, deadline)
-        self._data[key] = entry
-        if self._listening:
-            self._watchers.emit("update", key)
-        return entry
+    # -- reads ----------------------------------------------------------------------------------
 
     def get_item_nowait(self, key: str) -> bytes | None:
-        entry = self._data.get(key)
-        if entry is None:
+        value = self._data.get(key)
+        if value is not None and self._expires and self._expired(key):
             return None
-        if entry[_EXPIRES] and entry[_EXPIRES] <= time.monotonic():
-            self._expire(key, entry)
-            return None
-        return entry[_VALUE]
-
-    def set_item_nowait(self, key: str, value: bytes) -> None:
-        if self._listening:
-            self._write(key, value, None)
-        else:
-            self._data[key] = (value, 0.0, time.time(), next(self._versions))
+        return value
 
     async def get_item(self, key: str) -> bytes | None:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        if entry[_EXPIRES] and entry[_EXPIRES] <= time.monotonic():
-            self._expire(key, entry)
-            return None
-        return entry[_VALUE]
+        return self.get_item_nowait(key)
 
     async def has_item(self, key: str) -> bool:
-        return self._live(key) is not None
+        return self.get_item_nowait(key) is not None
 
     async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
-        live = self._live
-        return [None if (entry := live(key)) is None else entry[_VALUE] for key in keys]
+        if not self._expires:
+            get = self._data.get
+            return [get(key) for key in keys]
+        return [self.get_item_nowait(key) for key in keys]
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        for key in await self.get_keys(base, max_depth=max_depth):
+            yield key
+
+    async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
+        if self._expires:
+            now = time.monotonic()
+            for key, deadline in list(self._expires.items()):
+                if deadline <= now:
+                    self._drop(key)
+        if not base:
+            return list(self._data)
+        return [key for key in self._data if key.startswith(base)]
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        if self.get_item_nowait(key) is None:
+            return {}
+        stamp = self._stamps[key]
+        meta: dict[str, Any] = {
+            "mtime": datetime.fromtimestamp(stamp / 1e9, timezone.utc),
+            "size": len(self._data[key]),
+            "etag": str(stamp),
+        }
+        deadline = self._expires.get(key)
+        if deadline is not None:
+            meta["ttl"] = max(0.0, deadline - time.monotonic())
+        return meta
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def set_item_nowait(self, key: str, value: bytes) -> None:
+        if self._listening or self._expires:
+            self._write(key, value, None)
+            return
+        stamp = time.time_ns()  # _stamp() inlined: this is the hottest write path
+        if stamp <= self._last_stamp:
+            stamp = self._last_stamp + 1
+        self._last_stamp = stamp
+        self._data[key] = value
+        self._stamps[key] = stamp
 
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        if ttl is None and not self._listening:  # the common write, inlined
-            self._data[key] = (value, 0.0, time.time(), next(self._versions))
-        else:
-            self._write(key, value, ttl)
+        self._write(key, value, ttl)
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -146,56 +187,29 @@ class MemoryDriver(Driver):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
-        current = self._live(key)
-        if if_none_match and current is not None:
+        exists = self.get_item_nowait(key) is not None
+        if if_none_match and exists:
             raise ConflictError(key, "the key already exists")
-        if if_match is not None and (current is None or str(current[_VERSION]) != if_match):
+        if if_match is not None and (not exists or str(self._stamps[key]) != if_match):
             raise ConflictError(key)
-        return str(self._write(key, value, ttl)[_VERSION])
+        return str(self._write(key, value, ttl))
 
     async def remove_item(self, key: str) -> None:
-        if self._data.pop(key, None) is not None and self._listening:
-            self._watchers.emit("remove", key)
+        self._drop(key)
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         for key in keys:
-            await self.remove_item(key)
-
-    async def iter_keys(
-        self, base: str = "", *, max_depth: int | None = None
-    ) -> AsyncIterator[str]:
-        for key in await self.get_keys(base, max_depth=max_depth):
-            yield key
-
-    async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
-        now = time.monotonic()
-        return [
-            key
-            for key, entry in list(self._data.items())
-            if key.startswith(base) and not (entry[_EXPIRES] and entry[_EXPIRES] <= now)
-        ]
+            self._drop(key)
 
     async def clear(self, base: str = "") -> None:
-        doomed = [key for key in self._data if key.startswith(base)]
-        if not base:
-            self._data.clear()
-        else:
-            for key in doomed:
-                del self._data[key]
+        doomed = list(self._data) if not base else [k for k in self._data if k.startswith(base)]
+        for key in doomed:
+            del self._data[key]
+            del self._stamps[key]
+            self._expires.pop(key, None)
         self._watchers.emit_many("remove", doomed)
 
-    async def get_meta(self, key: str) -> dict[str, Any]:
-        entry = self._live(key)
-        if entry is None:
-            return {}
-        meta: dict[str, Any] = {
-            "mtime": datetime.fromtimestamp(entry[_MTIME], timezone.utc),
-            "size": len(entry[_VALUE]),
-            "etag": str(entry[_VERSION]),
-        }
-        if entry[_EXPIRES]:
-            meta["ttl"] = max(0.0, entry[_EXPIRES] - time.monotonic())
-        return meta
+    # -- lifecycle ------------------------------------------------------------------------------
 
     async def watch(self, callback: WatchCallback) -> Unwatch:
         return self._watchers.add(callback)
@@ -206,4 +220,6 @@ class MemoryDriver(Driver):
             self._timer = None
         self._watchers.clear()
         self._data.clear()
+        self._stamps.clear()
+        self._expires.clear()
         self._deadlines.clear()

@@ -39,24 +39,40 @@ def _normalize(key: object) -> str:
     return normalized
 
 
+# Recently seen keys and their normalized form: keys repeat (a set, then gets of the same key)
+# and one dict lookup is cheaper than even the fast checks. Cleared whole when full.
+_recent: dict[str, str] = {}
+_RECENT_LIMIT = 65536
+
+
 def normalize_key(key: object) -> str:
     """Return the normalized form of an item key; raise `InvalidKeyError` if it is empty or unsafe."""
-    # Most keys are already normalized: recognize them with a few C-level string checks.
-    if (
-        type(key) is str
-        and key.isprintable()
-        and "/" not in key
-        and "\\" not in key
-        and "::" not in key
-        and "." not in key
-        and key[:1] != ":"
-        and key[-1:] != ":"
-        and key
-    ):
-        return key
-    normalized = _normalize(key)
+    if type(key) is str:
+        known = _recent.get(key)
+        if known is not None:
+            return known
+        # Most keys are already normalized: recognize them with a few C-level string checks.
+        if (
+            key.isprintable()
+            and "/" not in key
+            and "\\" not in key
+            and "::" not in key
+            and "." not in key
+            and key[:1] != ":"
+            and key[-1:] != ":"
+            and key
+        ):
+            normalized = key
+        else:
+            normalized = _normalize(key)
+    else:
+        normalized = _normalize(key)
     if not normalized:
         raise InvalidKeyError(key, "the key is empty")
+    if type(key) is str:
+        if len(_recent) >= _RECENT_LIMIT:
+            _recent.clear()
+        _recent[key] = normalized
     return normalized
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, NoReturn
@@ -20,13 +20,16 @@ from .errors import (
     StorageError,
     UnsupportedError,
 )
+from .keys import _recent as _recent_keys
 from .keys import check_max_depth, normalize_base, normalize_key
 from .mounts import Listing, Mount, MountTable
 from .registry import create_driver
-from .values import ENVELOPE, JSONSerializer, Serializer, default_serializer, is_plain_json
+from .values import ENVELOPE, JSONSerializer, Serializer, _is_plain, default_serializer
 
 _json_dumps = orjson.dumps
 _json_loads = orjson.loads
+# On the hot paths a key seen recently is looked up directly (a C call, no Python frame).
+_known_key = _recent_keys.get
 
 __all__ = ["Storage", "create_storage"]
 
@@ -53,6 +56,17 @@ def _fail(mount: Mount, operation: str, key: str | None, exc: Exception) -> NoRe
         raise exc
     message = str(exc) or type(exc).__name__
     raise DriverError(mount.driver.name, operation, key, message) from exc
+
+
+async def _each(
+    step: Callable[[Mount, list[str]], Awaitable[None]], groups: dict[Mount, list[str]]
+) -> None:
+    """Run ``step`` for every mount's group: directly for one, concurrently for several."""
+    if len(groups) == 1:
+        for mount, group in groups.items():
+            await step(mount, group)
+    else:
+        await asyncio.gather(*(step(mount, group) for mount, group in groups.items()))
 
 
 class Storage:
@@ -113,8 +127,11 @@ class Storage:
             )
 
     def _group(self, keys: Iterable[str]) -> dict[Mount, list[str]]:
+        table = self._table
+        if table.only is not None:  # one mount: nothing to route
+            return {table.root: list(keys)}
         groups: dict[Mount, list[str]] = {}
-        route = self._table.route
+        route = table.route
         for key in keys:
             groups.setdefault(route(key), []).append(key)
         return groups
@@ -145,7 +162,9 @@ class Storage:
 
     async def get_item(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is missing."""
-        full = self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
+        full = (type(key) is str and _known_key(key)) or normalize_key(key)
+        if self._prefix:
+            full = self._prefix + full
         table = self._table
         if table.nowait is not None:  # one in-process mount: no routing, no coroutine
             try:
@@ -192,9 +211,14 @@ class Storage:
         if_none_match: bool = False,
     ) -> None:
         """Store ``value`` at ``key``; optionally expiring, or only if the version matches."""
-        full = self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
+        full = (type(key) is str and _known_key(key)) or normalize_key(key)
+        if self._prefix:
+            full = self._prefix + full
         try:
-            data = _json_dumps(value) if self._json and is_plain_json(value) else self._dumps(value)
+            if self._json and not (type(value) is dict and ENVELOPE in value) and _is_plain(value):
+                data = _json_dumps(value)
+            else:
+                data = self._dumps(value)
         except Exception:
             data = self._encode(full, value)  # raises a SerializationError naming the key
         driver = self._table.only
@@ -281,7 +305,7 @@ class Storage:
             found.update(zip(group, values, strict=True))
 
         groups = self._group(dict.fromkeys(fulls))
-        await asyncio.gather(*(fetch(mount, group) for mount, group in groups.items()))
+        await _each(fetch, groups)
         decode = self._decode
         return {
             self._outer(full): None if (data := found[full]) is None else decode(full, data)
@@ -314,7 +338,7 @@ class Storage:
             except Exception as exc:
                 _fail(mount, "set_items", group[0], exc)
 
-        await asyncio.gather(*(store(mount, group) for mount, group in groups.items()))
+        await _each(store, groups)
 
     async def remove_items(self, keys: Iterable[str], *, remove_meta: bool = False) -> None:
         """Remove many keys, one batch per mount."""
@@ -332,7 +356,7 @@ class Storage:
             except Exception as exc:
                 _fail(mount, "remove_items", group[0], exc)
 
-        await asyncio.gather(*(remove(mount, group) for mount, group in groups.items()))
+        await _each(remove, groups)
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -341,10 +365,9 @@ class Storage:
         full = self._key(key)
         mount = self._table.route(full)
         relative = full[len(mount.base) :]
-        try:
-            native, raw = await asyncio.gather(
-                mount.driver.get_meta(relative), mount.driver.get_user_meta(relative)
-            )
+        try:  # awaited in turn: gathering would cost two tasks, more than a local lookup
+            native = await mount.driver.get_meta(relative)
+            raw = await mount.driver.get_user_meta(relative)
         except Exception as exc:
             _fail(mount, "get_meta", full, exc)
         meta: dict[str, Any] = {}
@@ -517,6 +540,11 @@ class Storage:
         if not prefix:
             raise InvalidArgumentError("a namespace needs a non-empty base")
         return Storage(self._table, self._serializer, prefix=prefix, owner=False)
+
+    @property
+    def prefix(self) -> str:
+        """The base of this namespace view (``""`` for a storage made by `create_storage`)."""
+        return self._prefix
 
     @property
     def serializer(self) -> Serializer:
