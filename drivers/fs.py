@@ -429,7 +429,13 @@ class FsDriver(Driver):
                 return
             holder = f"{self._tmp}/{os.getpid()}.{threading.get_ident()}.{next(_counter)}.d"
             os.mkdir(holder)
-            os.link(path, holder + "/" + _SELF)
+            try:
+                os.link(path, holder + "/" + _SELF)
+            except OSError:  # no hard links here: move it (readers briefly miss the key)
+                os.rename(path, holder + "/" + _SELF)
+                os.rename(holder, path)
+                return
+            # Swapping keeps the value readable at every moment (Linux); else unlink + rename.
             if _exchange(holder, path):
                 os.unlink(holder)
             else:
