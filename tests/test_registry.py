@@ -19,8 +19,8 @@ from storage import (
     create_storage,
     driver_class,
     register_driver,
+    registry,
 )
-from storage import registry
 
 BUILT_INS = {"memory", "fs", "sqlite", "redis", "s3", "lru", "overlay", "null", "http"}
 
@@ -54,7 +54,7 @@ def test_a_driver_object_passes_through() -> None:
     driver = MemoryDriver()
     assert create_driver(driver) is driver
     with pytest.raises(InvalidArgumentError):
-        create_driver(driver, read_only=True)  # type: ignore[arg-type]
+        create_driver(driver, read_only=True)
 
 
 @pytest.mark.parametrize("bad", ["nosuch", "nosuch://x", "", 42])
