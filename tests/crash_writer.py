@@ -2,6 +2,7 @@
 
 python -m tests.crash_writer URL stream            # rewrite every key forever, one generation at a time
 python -m tests.crash_writer URL own PREFIX N      # write PREFIX:0..N-1 once, then print "done"
+python -m tests.crash_writer URL repeat KEY N      # write KEY N times (values 0..N-1)
 python -m tests.crash_writer URL count N           # increment the key "counter" N times by compare-and-set
 
 Values of the stream mode are one generation number repeated, so a torn value is easy to spot.
@@ -46,6 +47,11 @@ async def main(url: str, mode: str, *args: str) -> None:
             prefix, count = args[0], int(args[1])
             for i in range(count):
                 await driver.set_item(f"{prefix}:{i}", str(i).encode())
+            print("done", flush=True)
+        elif mode == "repeat":
+            key, count = args[0], int(args[1])
+            for i in range(count):
+                await driver.set_item(key, str(i).encode())
             print("done", flush=True)
         elif mode == "count":
             for _ in range(int(args[0])):

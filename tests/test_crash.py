@@ -142,3 +142,15 @@ async def test_compare_and_set_from_two_processes_counts_exactly(kind: str, tmp_
         assert await driver.get_item("counter") == b"80"
     finally:
         await driver.dispose()
+
+
+async def test_a_key_and_its_children_written_from_two_processes_all_land(tmp_path: Path) -> None:
+    url = _url("fs", tmp_path)
+    outputs = await _run_all(url, [["repeat", "x", "150"], ["own", "x", "150"]])
+    assert outputs == ["done", "done"]
+    driver = _open(url)
+    try:
+        assert set(await driver.get_keys()) == {"x"} | {f"x:{i}" for i in range(150)}
+        assert await driver.get_item("x") == b"149"
+    finally:
+        await driver.dispose()
