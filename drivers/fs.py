@@ -213,7 +213,8 @@ class FsDriver(Driver):
         parts = urlsplit(url)
         if parts.scheme not in cls.schemes:
             raise InvalidArgumentError(f"the fs driver does not read {parts.scheme!r} URLs")
-        path = unquote(parts.netloc + parts.path) if parts.netloc else unquote(parts.path)
+        host = "" if parts.netloc == "localhost" else parts.netloc
+        path = unquote(host + parts.path)  # file://data/x is the relative directory data/x
         if not path:
             raise InvalidArgumentError(f"no directory in {url!r}")
         return cls(path, **{**parse_url_options(parts.query), **options})

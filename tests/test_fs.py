@@ -188,6 +188,8 @@ def test_urls_name_the_directory(tmp_path: Path) -> None:
     assert isinstance(driver, FsDriver)
     assert driver.base == f"{tmp_path}/data"
     assert driver.durable is True
+    assert isinstance(local := create_driver(f"file://localhost{tmp_path}"), FsDriver)
+    assert local.base == str(tmp_path)
 
 
 async def test_watch_reports_changes_made_by_another_process(fs: FsDriver) -> None:
