@@ -495,12 +495,14 @@ class SqliteDriver(Driver):
 
     async def clear(self, base: str = "") -> None:
         where, args = self._range(base)
-        sql = f'DELETE FROM "{self.table}" WHERE {where}1 RETURNING key'
+        sql = f'DELETE FROM "{self.table}" WHERE {where}1'
 
         def work(conn: sqlite3.Connection, events: Events) -> None:
-            removed = conn.execute(sql, args).fetchall()
-            if self._watchers:
-                events.extend(("remove", key) for (key,) in removed)
+            if not self._watchers:
+                conn.execute(sql, args)
+                return
+            removed = conn.execute(sql + " RETURNING key", args).fetchall()
+            events.extend(("remove", key) for (key,) in removed)
 
         await self._call(work, write=True)
 
