@@ -163,7 +163,13 @@ def _libc() -> Any:
 
 
 class FsDriver(Driver):
-    """Files under ``base``: atomic writes, TTL and meta sidecars, cross-process locks, watch."""
+    """Files under ``base``: atomic writes, TTL and meta sidecars, cross-process locks, watch.
+
+    Options: ``base`` directory; ``read_only`` (nothing on disk is touched); ``durable`` (fsync
+    every file and its directory); ``ignore`` (fnmatch patterns of names never listed, besides
+    dot-names, which no key maps to); ``sweep_interval`` (seconds between deletions of expired
+    files, 0 for none); ``case_sensitive`` (None probes the file system).
+    """
 
     name = "fs"
     schemes = ("file", "fs")

@@ -89,7 +89,12 @@ def _version() -> int:
 
 
 class SqliteDriver(Driver):
-    """Keys in one SQLite table: WAL, busy timeout, TTL column, group commit, watch."""
+    """Keys in one SQLite table: WAL, busy timeout, TTL column, group commit, watch.
+
+    Options: ``path`` (or ``":memory:"``); ``table`` name; ``read_only``; ``busy_timeout``
+    seconds to wait for another process's lock; ``sweep_interval`` (seconds between purges of
+    expired rows, 0 for none); ``durable`` (fsync each commit); ``inline_reads`` (see above).
+    """
 
     name = "sqlite"
     schemes = ("sqlite",)
