@@ -316,12 +316,18 @@ class FsDriver(Driver):
         return info
 
     def _ttl_record(self, key: str) -> tuple[float, int, int] | None:
+        """The sidecar's (expiry, inode, mtime_ns), or None: most keys have no sidecar."""
         try:
-            with open(self._sidecar(key, "%t"), "rb") as handle:
-                expires, ino, mtime = handle.read().split()
-            return float(expires), int(ino), int(mtime)
-        except (FileNotFoundError, NotADirectoryError, ValueError):
+            fd = os.open(self._sidecar(key, "%t"), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            expires, ino, mtime = os.read(fd, 256).split()
+            return float(expires), int(ino), int(mtime)
+        except ValueError:
+            return None
+        finally:
+            os.close(fd)
 
     def _expiry(self, key: str, info: os.stat_result) -> float | None:
         """The expiry time of the value whose stat is ``info``, if a live sidecar names it."""
