@@ -12,7 +12,7 @@ cd "$ROOT"
 
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 apt_install redis-server redis-tools chromium
-ensure_venv test
+ensure_venv "test,bench"  # bench: the peer libraries, so mypy checks the benchmarks too
 npm_install "$ROOT/tests/node"
 npm_install "$ROOT/benchmarks/node"
 
