@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 
 from .driver import Driver, Unwatch, WatchCallback
 from .errors import (
-    DriverError,
     InvalidArgumentError,
     ReadOnlyError,
     SerializationError,
-    StorageError,
     UnsupportedError,
 )
 from .keys import _recent as _recent_keys
 from .keys import check_max_depth, normalize_base, normalize_key
-from .mounts import Listing, Mount, MountTable
+from .listing import BATCH_CHUNK, clear_base, each_group, fail, list_keys, stream_keys
+from .mounts import Mount, MountTable
 from .registry import create_driver
 from .values import ENVELOPE, JSONSerializer, Serializer, _is_plain, default_serializer
 
@@ -34,7 +33,6 @@ _known_key = _recent_keys.get
 __all__ = ["Storage", "create_storage"]
 
 TTL = int | float | timedelta | None
-_BATCH_CHUNK = 1000
 
 
 def _ttl_seconds(ttl: TTL) -> float | None:
@@ -49,24 +47,6 @@ def _ttl_seconds(ttl: TTL) -> float | None:
     if not seconds > 0 or math.isinf(seconds):
         raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, not {ttl!r}")
     return seconds
-
-
-def _fail(mount: Mount, operation: str, key: str | None, exc: Exception) -> NoReturn:
-    if isinstance(exc, StorageError):
-        raise exc
-    message = str(exc) or type(exc).__name__
-    raise DriverError(mount.driver.name, operation, key, message) from exc
-
-
-async def _each(
-    step: Callable[[Mount, list[str]], Awaitable[None]], groups: dict[Mount, list[str]]
-) -> None:
-    """Run ``step`` for every mount's group: directly for one, concurrently for several."""
-    if len(groups) == 1:
-        for mount, group in groups.items():
-            await step(mount, group)
-    else:
-        await asyncio.gather(*(step(mount, group) for mount, group in groups.items()))
 
 
 class Storage:
@@ -148,7 +128,7 @@ class Storage:
         try:
             return await mount.driver.has_item(full[len(mount.base) :])
         except Exception as exc:
-            _fail(mount, "has_item", full, exc)
+            fail(mount, "has_item", full, exc)
 
     async def get_item_raw(self, key: str, default: bytes | None = None) -> bytes | None:
         """The stored bytes of ``key`` (no serializer), or ``default``."""
@@ -157,7 +137,7 @@ class Storage:
         try:
             data = await mount.driver.get_item(full[len(mount.base) :])
         except Exception as exc:
-            _fail(mount, "get_item", full, exc)
+            fail(mount, "get_item", full, exc)
         return default if data is None else data
 
     async def get_item(self, key: str, default: Any = None) -> Any:
@@ -170,7 +150,7 @@ class Storage:
             try:
                 data = table.nowait.get_item_nowait(full)
             except Exception as exc:
-                _fail(table.root, "get_item", full, exc)
+                fail(table.root, "get_item", full, exc)
             if data is None:
                 return default
             if self._json:
@@ -187,13 +167,13 @@ class Storage:
             try:
                 data = await driver.get_item(full)
             except Exception as exc:
-                _fail(self._table.root, "get_item", full, exc)
+                fail(self._table.root, "get_item", full, exc)
         else:
             mount = self._table.route(full)
             try:
                 data = await mount.driver.get_item(full[len(mount.base) :])
             except Exception as exc:
-                _fail(mount, "get_item", full, exc)
+                fail(mount, "get_item", full, exc)
         if data is None:
             return default
         try:
@@ -233,7 +213,7 @@ class Storage:
             else:
                 await driver.set_item(full, data)
         except Exception as exc:
-            _fail(self._table.root, "set_item", full, exc)
+            fail(self._table.root, "set_item", full, exc)
 
     async def set_item_raw(
         self,
@@ -263,7 +243,7 @@ class Storage:
             try:
                 await driver.set_item(key, data, ttl=seconds)
             except Exception as exc:
-                _fail(mount, "set_item", full, exc)
+                fail(mount, "set_item", full, exc)
             return
         if if_match is not None and not isinstance(if_match, str):
             raise InvalidArgumentError(f"if_match is an etag string, not {if_match!r}")
@@ -274,7 +254,7 @@ class Storage:
                 key, data, ttl=seconds, if_match=if_match, if_none_match=bool(if_none_match)
             )
         except Exception as exc:
-            _fail(mount, "set_item_conditional", full, exc)
+            fail(mount, "set_item_conditional", full, exc)
 
     async def remove_item(self, key: str, *, remove_meta: bool = False) -> None:
         """Remove ``key`` (and its user meta with ``remove_meta=True``); missing keys are fine."""
@@ -287,7 +267,7 @@ class Storage:
             if remove_meta:
                 await mount.driver.remove_user_meta(relative)
         except Exception as exc:
-            _fail(mount, "remove_item", full, exc)
+            fail(mount, "remove_item", full, exc)
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -301,11 +281,11 @@ class Storage:
             try:
                 values = await mount.driver.get_items([key[start:] for key in group])
             except Exception as exc:
-                _fail(mount, "get_items", group[0], exc)
+                fail(mount, "get_items", group[0], exc)
             found.update(zip(group, values, strict=True))
 
         groups = self._group(dict.fromkeys(fulls))
-        await _each(fetch, groups)
+        await each_group(fetch, groups)
         decode = self._decode
         return {
             self._outer(full): None if (data := found[full]) is None else decode(full, data)
@@ -336,9 +316,9 @@ class Storage:
                     [(key[start:], encoded[key]) for key in group], ttl=seconds
                 )
             except Exception as exc:
-                _fail(mount, "set_items", group[0], exc)
+                fail(mount, "set_items", group[0], exc)
 
-        await _each(store, groups)
+        await each_group(store, groups)
 
     async def remove_items(self, keys: Iterable[str], *, remove_meta: bool = False) -> None:
         """Remove many keys, one batch per mount."""
@@ -354,9 +334,9 @@ class Storage:
                 if remove_meta:
                     await asyncio.gather(*(mount.driver.remove_user_meta(key) for key in relative))
             except Exception as exc:
-                _fail(mount, "remove_items", group[0], exc)
+                fail(mount, "remove_items", group[0], exc)
 
-        await _each(remove, groups)
+        await each_group(remove, groups)
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -369,7 +349,7 @@ class Storage:
             native = await mount.driver.get_meta(relative)
             raw = await mount.driver.get_user_meta(relative)
         except Exception as exc:
-            _fail(mount, "get_meta", full, exc)
+            fail(mount, "get_meta", full, exc)
         meta: dict[str, Any] = {}
         if raw is not None:
             user = self._decode(full, raw)
@@ -389,7 +369,7 @@ class Storage:
         try:
             await mount.driver.set_user_meta(full[len(mount.base) :], data)
         except Exception as exc:
-            _fail(mount, "set_meta", full, exc)
+            fail(mount, "set_meta", full, exc)
 
     async def remove_meta(self, key: str) -> None:
         """Forget the user meta of ``key``."""
@@ -399,83 +379,23 @@ class Storage:
         try:
             await mount.driver.remove_user_meta(full[len(mount.base) :])
         except Exception as exc:
-            _fail(mount, "remove_meta", full, exc)
+            fail(mount, "remove_meta", full, exc)
 
     # -- listing and clearing -----------------------------------------------------------------
 
     async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
         """Every key under ``base``, from every mount at or under it; shadowed keys hidden."""
         full_base = self._base(base)
-        max_depth = check_max_depth(max_depth)
-        keys: list[str] = []
-        for part in self._table.plan(full_base, max_depth):
-            mount = part.mount
-            try:
-                found = await mount.driver.get_keys(part.base, max_depth=part.max_depth)
-            except Exception as exc:
-                _fail(mount, "get_keys", full_base or None, exc)
-            keys.extend(self._select(part, found, full_base, max_depth))
-        return keys
+        return await list_keys(self._table, full_base, check_max_depth(max_depth), self._prefix)
 
-    async def iter_keys(
-        self, base: str = "", *, max_depth: int | None = None
-    ) -> AsyncIterator[str]:
+    def iter_keys(self, base: str = "", *, max_depth: int | None = None) -> AsyncIterator[str]:
         """The keys `get_keys` lists, streamed page by page from each mount."""
         full_base = self._base(base)
-        max_depth = check_max_depth(max_depth)
-        for part in self._table.plan(full_base, max_depth):
-            mount = part.mount
-            page: list[str] = []
-            iterator = mount.driver.iter_keys(part.base, max_depth=part.max_depth)
-            while True:
-                try:
-                    key = await anext(iterator)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    _fail(mount, "iter_keys", full_base or None, exc)
-                page.append(key)
-                if len(page) >= _BATCH_CHUNK:
-                    for selected in self._select(part, page, full_base, max_depth):
-                        yield selected
-                    page = []
-            for selected in self._select(part, page, full_base, max_depth):
-                yield selected
-
-    def _select(
-        self, part: Listing, found: Iterable[str], full_base: str, max_depth: int | None
-    ) -> list[str]:
-        mount_base = part.mount.base
-        start = len(self._prefix)
-        # Filtering again here keeps a driver's listing bug from leaking keys outside the base.
-        keys = [
-            full
-            for key in found
-            if part.visible(key) and (full := mount_base + key).startswith(full_base)
-        ]
-        if max_depth is not None:
-            depth_from = len(full_base)
-            keys = [key for key in keys if key.count(":", depth_from) <= max_depth]
-        return [key[start:] for key in keys] if start else keys
+        return stream_keys(self._table, full_base, check_max_depth(max_depth), self._prefix)
 
     async def clear(self, base: str = "") -> None:
         """Remove exactly the keys `get_keys(base)` lists (with their meta), in every mount."""
-        full_base = self._base(base)
-        parts = list(self._table.plan(full_base, None))
-        for part in parts:
-            if part.mount.driver.read_only:
-                raise ReadOnlyError(full_base, part.mount.driver.name)
-        for part in parts:
-            driver = part.mount.driver
-            try:
-                if not part.shadows:
-                    await driver.clear(part.base)
-                    continue
-                doomed = [key for key in await driver.get_keys(part.base) if part.owns(key)]
-                for start in range(0, len(doomed), _BATCH_CHUNK):
-                    await driver.remove_items(doomed[start : start + _BATCH_CHUNK])
-            except Exception as exc:
-                _fail(part.mount, "clear", full_base or None, exc)
+        await clear_base(self._table, self._base(base))
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -484,8 +404,8 @@ class Storage:
         normalized = normalize_base(base)
         keys = await self.get_keys(normalized)
         values: dict[str, Any] = {}
-        for start in range(0, len(keys), _BATCH_CHUNK):
-            values.update(await self.get_items(keys[start : start + _BATCH_CHUNK]))
+        for start in range(0, len(keys), BATCH_CHUNK):
+            values.update(await self.get_items(keys[start : start + BATCH_CHUNK]))
         return {key[len(normalized) :]: value for key, value in values.items() if value is not None}
 
     async def restore_snapshot(self, data: Mapping[str, Any], base: str = "") -> None:

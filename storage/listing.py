@@ -1,0 +1,113 @@
+"""Listing and clearing across mounts, and the helpers every multi-mount operation shares."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import NoReturn
+
+from .errors import DriverError, ReadOnlyError, StorageError
+from .mounts import Listing, Mount, MountTable
+
+__all__ = ["BATCH_CHUNK", "clear_base", "each_group", "fail", "list_keys", "stream_keys"]
+
+#: Keys per driver call when the core pages through listings or removals.
+BATCH_CHUNK = 1000
+
+
+def fail(mount: Mount, operation: str, key: str | None, exc: Exception) -> NoReturn:
+    """Re-raise a driver's exception: a `StorageError` as is, anything else as `DriverError`."""
+    if isinstance(exc, StorageError):
+        raise exc
+    message = str(exc) or type(exc).__name__
+    raise DriverError(mount.driver.name, operation, key, message) from exc
+
+
+async def each_group(
+    step: Callable[[Mount, list[str]], Awaitable[None]], groups: dict[Mount, list[str]]
+) -> None:
+    """Run ``step`` for every mount's group: directly for one, concurrently for several."""
+    if len(groups) == 1:
+        for mount, group in groups.items():
+            await step(mount, group)
+    else:
+        await asyncio.gather(*(step(mount, group) for mount, group in groups.items()))
+
+
+def _select(
+    part: Listing, found: Iterable[str], full_base: str, max_depth: int | None, strip: int
+) -> list[str]:
+    """Full keys of ``found`` that are visible, under the base and within depth, less ``strip``."""
+    mount_base = part.mount.base
+    # Filtering again here keeps a driver's listing bug from leaking keys outside the base.
+    keys = [
+        full
+        for key in found
+        if part.visible(key) and (full := mount_base + key).startswith(full_base)
+    ]
+    if max_depth is not None:
+        depth_from = len(full_base)
+        keys = [key for key in keys if key.count(":", depth_from) <= max_depth]
+    return [key[strip:] for key in keys] if strip else keys
+
+
+async def list_keys(
+    table: MountTable, full_base: str, max_depth: int | None, prefix: str
+) -> list[str]:
+    """Every key under ``full_base`` in every mount, relative to ``prefix``."""
+    keys: list[str] = []
+    for part in table.plan(full_base, max_depth):
+        mount = part.mount
+        try:
+            found = await mount.driver.get_keys(part.base, max_depth=part.max_depth)
+        except Exception as exc:
+            fail(mount, "get_keys", full_base or None, exc)
+        keys.extend(_select(part, found, full_base, max_depth, len(prefix)))
+    return keys
+
+
+async def stream_keys(
+    table: MountTable, full_base: str, max_depth: int | None, prefix: str
+) -> AsyncIterator[str]:
+    """`list_keys`, streamed: at most a page of keys is held at a time."""
+    for part in table.plan(full_base, max_depth):
+        mount = part.mount
+        page: list[str] = []
+        iterator = mount.driver.iter_keys(part.base, max_depth=part.max_depth)
+        while True:
+            try:
+                key = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                fail(mount, "iter_keys", full_base or None, exc)
+            page.append(key)
+            if len(page) >= BATCH_CHUNK:
+                for selected in _select(part, page, full_base, max_depth, len(prefix)):
+                    yield selected
+                page = []
+        for selected in _select(part, page, full_base, max_depth, len(prefix)):
+            yield selected
+
+
+async def clear_base(table: MountTable, full_base: str) -> None:
+    """Remove what `list_keys` would list under ``full_base`` (and its meta), in every mount.
+
+    A mount with deeper mounts inside the cleared area is cleared key by key, so that keys it
+    holds under those deeper bases (shadowed, never listed) are left alone.
+    """
+    parts = list(table.plan(full_base, None))
+    for part in parts:
+        if part.mount.driver.read_only:
+            raise ReadOnlyError(full_base, part.mount.driver.name)
+    for part in parts:
+        driver = part.mount.driver
+        try:
+            if not part.shadows:
+                await driver.clear(part.base)
+                continue
+            doomed = [key for key in await driver.get_keys(part.base) if part.owns(key)]
+            for start in range(0, len(doomed), BATCH_CHUNK):
+                await driver.remove_items(doomed[start : start + BATCH_CHUNK])
+        except Exception as exc:
+            fail(part.mount, "clear", full_base or None, exc)
