@@ -10,6 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from drivers.lru import LruDriver
 from drivers.memory import MemoryDriver
 from storage import create_storage
 
@@ -33,7 +34,8 @@ class StorageMatchesADict(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.storage = create_storage(
-            MemoryDriver(), mounts={"a": MemoryDriver(), "a:b": MemoryDriver(), "c": MemoryDriver()}
+            MemoryDriver(),
+            mounts={"a": MemoryDriver(), "a:b": LruDriver(max_entries=None), "c": MemoryDriver()},
         )
         self.model: dict[str, Any] = {}
 
