@@ -175,8 +175,19 @@ class MemoryDriver(Driver):
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
     ) -> None:
-        for key, value in items:
-            self._write(key, value, ttl)
+        if ttl is not None or self._listening:
+            for key, value in items:
+                self._write(key, value, ttl)
+            return
+        data, stamps, expires = self._data, self._stamps, self._expires
+        stamp = self._stamp()
+        for key, value in items:  # one stamp per write, no call per item
+            data[key] = value
+            stamps[key] = stamp
+            stamp += 1
+            if expires:
+                expires.pop(key, None)
+        self._last_stamp = stamp
 
     async def set_item_conditional(
         self,

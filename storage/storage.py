@@ -116,9 +116,6 @@ class Storage:
             groups.setdefault(route(key), []).append(key)
         return groups
 
-    def _outer(self, key: str) -> str:
-        return key[len(self._prefix) :]
-
     # -- single items -------------------------------------------------------------------------
 
     async def has_item(self, key: str) -> bool:
@@ -271,24 +268,59 @@ class Storage:
 
     # -- batches ------------------------------------------------------------------------------
 
+    def _keys(self, keys: Iterable[str]) -> list[str]:
+        """Full normalized keys, every one validated before any I/O."""
+        fulls = [(type(key) is str and _known_key(key)) or normalize_key(key) for key in keys]
+        if self._prefix:
+            prefix = self._prefix
+            return [prefix + key for key in fulls]
+        return fulls
+
+    def _load(self, full: str, data: bytes) -> Any:
+        if self._json:
+            try:
+                value = _json_loads(data)
+            except Exception:
+                return self._decode(full, data)  # raises a SerializationError naming the key
+            if type(value) is dict and ENVELOPE in value:
+                return self._decode(full, data)
+            return value
+        return self._decode(full, data)
+
+    def _dump(self, full: str, value: Any) -> bytes:
+        try:
+            if self._json and not (type(value) is dict and ENVELOPE in value) and _is_plain(value):
+                return _json_dumps(value)
+            return self._dumps(value)
+        except Exception:
+            return self._encode(full, value)  # raises a SerializationError naming the key
+
     async def get_items(self, keys: Iterable[str]) -> dict[str, Any]:
         """Values of ``keys`` by normalized key, in input order (None where missing)."""
-        fulls = [self._key(key) for key in keys]
-        found: dict[str, bytes | None] = {}
-
-        async def fetch(mount: Mount, group: list[str]) -> None:
-            start = len(mount.base)
+        fulls = self._keys(keys)
+        only = self._table.only
+        if only is not None:  # one mount: one call, keys already relative
             try:
-                values = await mount.driver.get_items([key[start:] for key in group])
+                values = await only.get_items(fulls)
             except Exception as exc:
-                fail(mount, "get_items", group[0], exc)
-            found.update(zip(group, values, strict=True))
+                fail(self._table.root, "get_items", fulls[0] if fulls else None, exc)
+            found = dict(zip(fulls, values, strict=True))
+        else:
+            found = {}
 
-        groups = self._group(dict.fromkeys(fulls))
-        await each_group(fetch, groups)
-        decode = self._decode
+            async def fetch(mount: Mount, group: list[str]) -> None:
+                start = len(mount.base)
+                try:
+                    values = await mount.driver.get_items([key[start:] for key in group])
+                except Exception as exc:
+                    fail(mount, "get_items", group[0], exc)
+                found.update(zip(group, values, strict=True))
+
+            await each_group(fetch, self._group(dict.fromkeys(fulls)))
+        strip = len(self._prefix)
+        load = self._load
         return {
-            self._outer(full): None if (data := found[full]) is None else decode(full, data)
+            full[strip:]: None if (data := found[full]) is None else load(full, data)
             for full in fulls
         }
 
@@ -297,11 +329,10 @@ class Storage:
     ) -> None:
         """Store many values, one batch per mount; nothing is written if any value fails."""
         seconds = _ttl_seconds(ttl)
-        pairs = items.items() if isinstance(items, Mapping) else items
-        encoded: dict[str, bytes] = {}
-        for key, value in pairs:
-            full = self._key(key)
-            encoded[full] = self._encode(full, value)
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        fulls = self._keys(key for key, _ in pairs)
+        dump = self._dump
+        encoded = {full: dump(full, value) for full, (_, value) in zip(fulls, pairs, strict=True)}
         await self._set_many(encoded, seconds)
 
     async def _set_many(self, encoded: dict[str, bytes], seconds: float | None) -> None:
