@@ -21,7 +21,8 @@ value and conditional writes are atomic on one machine. A TTL sidecar names the 
 mtime of the value it belongs to, so one left by a crash or by another write is ignored.
 
 Each operation is one hop to a worker thread doing the whole read or the whole atomic write
-(aiofiles would take several hops per file: measured in benchmarks/bench_fs.py). Watching uses
+(aiofiles takes several hops per file), except reads of small values, done on the event loop
+where a cached file is read faster than a thread hop (measured in benchmarks/bench_fs.py). Watching uses
 watchfiles; changes made through this driver object are reported as soon as they return.
 """
 
@@ -37,6 +38,7 @@ import functools
 import itertools
 import logging
 import os
+import queue
 import re
 import stat
 import threading
@@ -77,6 +79,8 @@ _STRIPES = 64
 _PAGE = 1000
 _ALWAYS = frozenset('%<>"|?*')
 _counter = itertools.count()
+_INLINE_MAX = 64 * 1024
+_DEFER = object()
 
 
 def _escape(char: str) -> str:
@@ -145,6 +149,54 @@ class _Locks:
             self._fd = -1
 
 
+class _Pool:
+    """A few threads that run whole file operations; one queue hop per call.
+
+    Cheaper than ``run_in_executor`` (no concurrent.futures layer): measured in bench_fs.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
+        self._queue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def run(self, function: Callable[[], T]) -> asyncio.Future[T]:
+        if not self._threads:
+            for number in range(self._size):
+                thread = threading.Thread(target=self._serve, name=f"fs-{number}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((function, future))
+        return future
+
+    def _serve(self) -> None:
+        while (job := self._queue.get()) is not None:
+            function, future = job
+            try:
+                outcome: tuple[Any, BaseException | None] = (function(), None)
+            except BaseException as exc:  # handed to the caller
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
+
+    def stop(self) -> list[threading.Thread]:
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            self._queue.put(None)
+        return threads
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 def _exchange(first: str, second: str) -> bool:
     """Swap two paths atomically (Linux renameat2); False when the system cannot."""
     rename = getattr(_libc(), "renameat2", None)
@@ -168,7 +220,9 @@ class FsDriver(Driver):
     Options: ``base`` directory; ``read_only`` (nothing on disk is touched); ``durable`` (fsync
     every file and its directory); ``ignore`` (fnmatch patterns of names never listed, besides
     dot-names, which no key maps to); ``sweep_interval`` (seconds between deletions of expired
-    files, 0 for none); ``case_sensitive`` (None probes the file system).
+    files, 0 for none); ``case_sensitive`` (None probes the file system); ``inline_reads``
+    (read values up to 64 KiB on the event loop, where that is cheaper than a thread hop; turn
+    it off for slow or network file systems).
     """
 
     name = "fs"
@@ -187,11 +241,13 @@ class FsDriver(Driver):
         ignore: Sequence[str] = (".*",),
         sweep_interval: float = 60.0,
         case_sensitive: bool | None = None,
+        inline_reads: bool = True,
     ) -> None:
         self.base = os.path.abspath(os.fspath(base))
         self.read_only = read_only
         self.durable = durable
         self.sweep_interval = sweep_interval
+        self.inline_reads = inline_reads
         self._ignore = re.compile("|".join(fnmatch.translate(p) for p in ignore) or "(?!)")
         self._internal = f"{self.base}/{INTERNAL}"
         self._tmp = f"{self._internal}/tmp"
@@ -210,6 +266,7 @@ class FsDriver(Driver):
         self._watch_stop: threading.Event | None = None
         self._watch_thread: threading.Thread | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._pool = _Pool(4)
         self._changed: collections.deque[tuple[WatchEvent, str]] = collections.deque()
         self._own: dict[str, tuple[int, float]] = {}
 
@@ -350,6 +407,35 @@ class FsDriver(Driver):
             current = self._stat(self._path(key))
             if current is not None and current.st_ino == info.st_ino:
                 self._unlink_value(key)
+
+    def _peek(self, key: str, *, stat_only: bool = False) -> bytes | object | None:
+        """Read a small live value right here (never waits on a lock); else `_DEFER`.
+
+        Runs on the event loop: it costs less than a thread hop while the file is small and
+        cached. Directories, big files and expired values are left to the worker threads.
+        """
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            return _DEFER
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode) or info.st_size > _INLINE_MAX:
+                return _DEFER
+            data = b"" if stat_only else os.read(fd, info.st_size + 1)
+            if len(data) > info.st_size:
+                return _DEFER  # grew while read: someone writes it in place
+        except OSError:
+            return _DEFER
+        finally:
+            os.close(fd)
+        record = self._ttl_record(key)
+        mine = record is not None and record[1:] == (info.st_ino, info.st_mtime_ns)
+        if mine and record is not None and record[0] <= time.time():
+            return _DEFER  # expired: the worker deletes it
+        return data
 
     def _get(self, key: str) -> bytes | None:
         found = self._read_value(self._path(key))
@@ -624,16 +710,24 @@ class FsDriver(Driver):
         if self._sweeper is None and self.sweep_interval > 0 and not self.read_only:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         try:
-            return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+            return await self._pool.run(functools.partial(function, *args))
         finally:
             while self._changed:
                 event, key = self._changed.popleft()
                 self._watchers.emit(event, key)
 
     async def get_item(self, key: str) -> bytes | None:
+        if self.inline_reads:
+            found = self._peek(key)
+            if found is not _DEFER:
+                return found  # type: ignore[return-value]
         return await self._run(self._get, key)
 
     async def has_item(self, key: str) -> bool:
+        if self.inline_reads:
+            found = self._peek(key, stat_only=True)
+            if found is not _DEFER:
+                return found is not None
         return await self._run(self._has, key)
 
     async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -848,6 +942,8 @@ class FsDriver(Driver):
             self._sweeper = None
         self._watchers.clear()
         await self._stop_watching()
+        for thread in self._pool.stop():
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
         self._locks.close()
 
 

@@ -271,3 +271,24 @@ async def test_a_read_only_driver_reads_without_touching_the_directory(tmp_path:
     finally:
         (tmp_path / "data").chmod(0o755)
     assert _tree(tmp_path) == before
+
+
+async def test_reads_agree_with_and_without_inline_reads(tmp_path: Path) -> None:
+    inline = FsDriver(tmp_path, sweep_interval=0)
+    pooled = FsDriver(tmp_path, sweep_interval=0, inline_reads=False)
+    try:
+        values = {"small": b"s", "edge": b"e" * 65536, "big": b"b" * 65537, "d": b"dir"}
+        for key, value in values.items():
+            await inline.set_item(key, value)
+        await inline.set_item("d:child", b"c")
+        await inline.set_item("brief", b"v", ttl=0.2)
+        await asyncio.sleep(0.3)
+        for driver in (inline, pooled):
+            for key, value in values.items():
+                assert await driver.get_item(key) == value
+                assert await driver.has_item(key)
+            assert await driver.get_item("brief") is None
+            assert not await driver.has_item("missing:key")
+    finally:
+        await inline.dispose()
+        await pooled.dispose()
