@@ -92,7 +92,17 @@ async def _unistorage(bench: Bench, root: str, n: int, rounds: int) -> None:
                 await storage.get_items(BATCH)
         return rounds * 2000
 
+    async def sequential_pooled(base: str) -> int:
+        async with create_storage(FsDriver(base, inline_reads=False)) as storage:
+            for i in range(n):
+                await storage.set_item(f"user:{i}", VALUE)
+                await storage.get_item(f"user:{i}")
+        return n * 2
+
     await bench.measure(SEQ, "unistorage fs", _in_fresh(root, "ours", sequential), ours=True)
+    await bench.measure(
+        SEQ, "unistorage fs, inline_reads=False", _in_fresh(root, "pooled", sequential_pooled)
+    )
     await bench.measure(BATCHES, "unistorage fs", _in_fresh(root, "ours", batches), ours=True)
 
 
