@@ -56,6 +56,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PAGE = 1000
 _IN_CHUNK = 500
 _INLINE_KEYS = 50
+_NOTADB = 26
 _BATCH = 1024
 
 Events = list[tuple[WatchEvent, str]]
@@ -77,6 +78,11 @@ _Outcome = tuple[_Job, Any, BaseException | None]
 def _failed(job: _Job, exc: BaseException) -> _Outcome:
     job.events.clear()
     return job, None, exc
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """True for SQLITE_BUSY and SQLITE_LOCKED (and their extended codes)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (5, 6)
 
 
 def _upper(base: str) -> str:
@@ -168,21 +174,35 @@ class SqliteDriver(Driver):
         conn = sqlite3.connect(
             self._file, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
+        deadline = time.monotonic() + self.busy_timeout
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if self.path != ":memory:" and not self.read_only:
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
-            self._check_schema(conn)
+            while True:
+                try:
+                    self._prepare(conn)
+                    return conn
+                except sqlite3.OperationalError as exc:
+                    # Switching to WAL can report "locked" at once, without the busy handler,
+                    # while another process sets up the same new file: wait and retry.
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise DriverError(
-                "sqlite", "open", None, f"{self.path!r} is not a SQLite database ({exc})"
-            ) from exc
+            if getattr(exc, "sqlite_errorcode", 0) == _NOTADB:
+                message = f"{self.path!r} is not a SQLite database ({exc})"
+            else:
+                message = f"cannot open {self.path!r}: {exc}"
+            raise DriverError("sqlite", "open", None, message) from exc
         except BaseException:
             conn.close()
             raise
-        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        if self.path != ":memory:" and not self.read_only:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+        self._check_schema(conn)
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         t = f'"{self.table}"'
@@ -336,7 +356,7 @@ class SqliteDriver(Driver):
             try:
                 return work(conn, [])
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (5, 6):  # BUSY, LOCKED
+                if not _busy(exc):
                     raise
         return await self._call(work)
 

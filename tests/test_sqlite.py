@@ -242,3 +242,13 @@ async def test_a_write_the_database_rejects_fails_alone_in_its_group(db: SqliteD
     assert len(await db.get_keys()) == 40
     await db.set_item("after", b"ok")  # the worker is still serving
     assert await db.get_item("after") == b"ok"
+
+
+async def test_many_connections_can_create_the_same_new_file_at_once(tmp_path: Path) -> None:
+    drivers = [SqliteDriver(tmp_path / "new.db", sweep_interval=0) for _ in range(8)]
+    try:
+        await asyncio.gather(*(d.set_item(f"k{i}", b"v") for i, d in enumerate(drivers)))
+        assert len(await drivers[0].get_keys()) == 8
+    finally:
+        for driver in drivers:
+            await driver.dispose()
