@@ -269,8 +269,14 @@ class SqliteDriver(Driver):
         done = [self._attempt(conn, job) for job in jobs if not job.write]
         writes = [job for job in jobs if job.write]
         if len(writes) == 1 and writes[0].simple:
-            done.append(outcome := self._attempt(conn, writes[0]))
-            self.commits += outcome[2] is None
+            outcome = self._attempt(conn, writes[0])
+            error = outcome[2]
+            if isinstance(error, sqlite3.OperationalError) and _busy(error):
+                # A stale read snapshot fails at once (BUSY_SNAPSHOT): redo it under a write lock.
+                done.extend(self._group(conn, writes))
+            else:
+                done.append(outcome)
+                self.commits += error is None
         elif writes:
             done.extend(self._group(conn, writes))
         self._resolve(done)
