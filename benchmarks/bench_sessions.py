@@ -79,6 +79,10 @@ class CountingMemory(MemoryDriver):
         self.calls["get_meta"] += 1
         return await super().get_meta(key)
 
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        self.calls["get_item_with_etag"] += 1
+        return await super().get_item_with_etag(key)
+
     async def remove_items(self, keys: Sequence[str]) -> None:
         self.calls["remove_items"] += 1
         await super().remove_items(keys)

@@ -142,6 +142,10 @@ class MemoryDriver(Driver):
             return list(self._data)
         return [key for key in self._data if key.startswith(base)]
 
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        value = self.get_item_nowait(key)
+        return value, None if value is None else str(self._stamps[key])
+
     async def get_meta(self, key: str) -> dict[str, Any]:
         if self.get_item_nowait(key) is None:
             return {}

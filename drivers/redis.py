@@ -179,6 +179,11 @@ class RedisDriver(Driver):
     async def get_item(self, key: str) -> bytes | None:
         return cast("bytes | None", await self._client.get(self._key(key)))
 
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        # The etag is the value's hash: one GET gives both, and they always agree.
+        value = await self.get_item(key)
+        return value, None if value is None else _etag(value)
+
     async def has_item(self, key: str) -> bool:
         return bool(await self._client.exists(self._key(key)))
 

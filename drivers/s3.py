@@ -224,17 +224,20 @@ class S3Driver(Driver):
     # -- blocking bodies, run on the pool -------------------------------------------------
 
     def _get(self, name: str) -> bytes | None:
+        return self._get_tagged(name)[0]
+
+    def _get_tagged(self, name: str) -> tuple[bytes | None, str | None]:
         try:
             response = self._client.get_object(Bucket=self._bucket, Key=name)
         except ClientError as exc:
             if _code(exc) in _MISSING:
-                return None
+                return None, None
             raise
         with response["Body"] as body:
             data: bytes = body.read()
         if self._expired(name, response["ETag"], _deadline(response["Metadata"])):
-            return None
-        return data
+            return None, None
+        return data, str(response["ETag"])
 
     def _head(self, name: str) -> dict[str, Any] | None:
         try:
@@ -283,6 +286,10 @@ class S3Driver(Driver):
 
     async def get_item(self, key: str) -> bytes | None:
         return await self._run("get_item", key, self._get, name=self._object(key))
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        # One GET: the body and the ETag of that very version.
+        return await self._run("get_item", key, self._get_tagged, name=self._object(key))
 
     async def has_item(self, key: str) -> bool:
         return await self._run("has_item", key, self._head, name=self._object(key)) is not None

@@ -11,10 +11,8 @@ from typing import Any, Generic
 from storage import (
     ConflictError,
     Driver,
-    DriverError,
     SerializationError,
     Storage,
-    StorageError,
     normalize_base,
 )
 
@@ -109,7 +107,6 @@ class Sessions(Generic[DataT]):
         self.clock = clock
         self._dumps = storage.serializer.dumps
         # Versions are read straight from the driver until that proves wrong (see `_read`).
-        self._direct_etag = True
 
     # -- creating Session objects -----------------------------------------------------------------
 
@@ -152,38 +149,16 @@ class Sessions(Generic[DataT]):
     async def _read(
         self, key: str, place: _Place | None = None
     ) -> tuple[_Record | None, str | None]:
-        """The record at ``key``; with ``place``, its version token too (read first)."""
-        etag: str | None = None
-        if place is not None and place.conditional:
-            # The version is read before the value: if the value changes in between, the
-            # conditional write fails and we read again, never writing over a newer value.
-            etag = await self._etag(place)
+        """The record at ``key``; with ``place`` on a conditional driver, its etag too."""
         try:
-            raw = await self.storage.get_item(key)
+            if place is not None and place.conditional:
+                raw, etag = await self.storage.get_item_with_etag(key)
+            else:
+                raw, etag = await self.storage.get_item(key), None
         except SerializationError:
             logger.warning("a stored session could not be decoded; starting a new one")
-            return None, etag
-        if etag is None and raw is not None and place is not None and self._direct_etag:
-            # The entry exists but the driver knew no version at the derived key: the storage
-            # given to Sessions is itself a namespace view. Ask through Storage from now on.
-            self._direct_etag = False
-            return await self._read(key, place)
+            return None, None
         return self._parse(raw), etag
-
-    async def _etag(self, place: _Place) -> str | None:
-        # Only the driver's own version token is needed. Storage.get_meta also fetches user
-        # meta concurrently (two tasks per call), which costs more than the rest of a request.
-        if not self._direct_etag:
-            etag = (await self.storage.get_meta(place.key)).get("etag")
-            return etag if isinstance(etag, str) else None
-        try:
-            meta = await place.driver.get_meta(place.relative)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise DriverError(place.driver.name, "get_meta", place.full, str(exc)) from exc
-        etag = meta.get("etag")
-        return etag if isinstance(etag, str) else None
 
     def _place(self, key: str) -> _Place:
         mount = self.storage.get_mount(key)

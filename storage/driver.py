@@ -150,6 +150,17 @@ class Driver:
         """
         raise UnsupportedError(f"the {self.name} driver has no atomic conditional writes")
 
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """The value of ``key`` and its etag (None where unknown), for compare-and-set loops.
+
+        The default reads the etag first, then the value: should the value change in between,
+        a write conditioned on that etag fails instead of overwriting the newer value. Drivers
+        that can read both at once override this.
+        """
+        etag = (await self.get_meta(key)).get("etag") if self.supports_conditional else None
+        value = await self.get_item(key)
+        return value, etag if isinstance(etag, str) and value is not None else None
+
     async def get_user_meta(self, key: str) -> bytes | None:
         """The encoded user meta of ``key``, kept by default in a sibling entry."""
         return await self.get_item(meta_key(key))

@@ -178,6 +178,21 @@ class Storage:
         except Exception:
             return self._decode(full, data)  # raises a SerializationError naming the key
 
+    async def get_item_with_etag(self, key: str, default: Any = None) -> tuple[Any, str | None]:
+        """The value of ``key`` (or ``default``) and its etag, for ``set_item(if_match=...)``.
+
+        The etag is None when the key is missing or the driver has no versions.
+        """
+        full = self._key(key)
+        mount = self._table.route(full)
+        try:
+            data, etag = await mount.driver.get_item_with_etag(full[len(mount.base) :])
+        except Exception as exc:
+            fail(mount, "get_item_with_etag", full, exc)
+        if data is None:
+            return default, None
+        return self._load(full, data), etag
+
     async def set_item(
         self,
         key: str,

@@ -119,3 +119,23 @@ async def test_watch_through_a_mount_and_a_namespace_reports_full_keys(
     assert ("update", "ns:k") in everything
     await storage.unwatch()
     await view.unwatch()
+
+
+async def test_get_item_with_etag_reads_a_version_that_guards_writes(
+    storage: Storage, driver: Driver
+) -> None:
+    assert await storage.get_item_with_etag("absent", default="d") == ("d", None)
+    await storage.set_item("k", {"n": 1})
+    value, etag = await storage.get_item_with_etag("k")
+    assert value == {"n": 1}
+    if not driver.supports_conditional:
+        assert etag is None
+        return
+    assert etag == (await storage.get_meta("k"))["etag"]
+    await storage.set_item("k", {"n": 2}, if_match=etag)
+    with pytest.raises(ConflictError):
+        await storage.set_item("k", {"n": 3}, if_match=etag)
+    assert await storage.get_item_with_etag("k") == (
+        {"n": 2},
+        (await storage.get_meta("k"))["etag"],
+    )
