@@ -159,6 +159,27 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def compare(results: list[Result], name: str = "latest") -> str:
+    """How each subject's rate moved since the last saved ``results/<name>.json``, if any."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return ""
+    try:
+        previous = json.loads(path.read_text())
+        before = {(r["suite"], r["case"], r["subject"]): r["rate"] for r in previous["results"]}
+    except (ValueError, KeyError, TypeError):
+        return ""
+    lines = [f"\nchange since the last run ({previous.get('when', '?')}):"]
+    for result in results:
+        old = before.get((result.suite, result.case, result.subject))
+        if old:
+            lines.append(
+                f"  {result.suite:<9} {result.case[:34]:<34} {result.subject[:34]:<34} "
+                f"{result.rate / old:>6.2f}x"
+            )
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def save(results: list[Result], name: str = "latest") -> tuple[Path, Path | None]:
     """Write ``results/<name>.json`` and, when matplotlib is there, ``results/<name>.png``."""
     RESULTS.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from .harness import Bench, Result, save, table
+from .harness import Bench, Result, compare, save, table
 
 SUITES = sorted(
     path.stem.removeprefix("bench_") for path in Path(__file__).parent.glob("bench_*.py")
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(module.run(bench))
         results.extend(bench.results)
     print(table(results))
+    print(compare(results, args.name))
     json_path, png_path = save(results, args.name)
     print(f"\nwrote {json_path}" + (f" and {png_path}" if png_path else ""))
     return 0
