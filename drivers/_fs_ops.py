@@ -187,6 +187,14 @@ class FsFiles:
             return None
         return found[0]
 
+    def _get_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        # The stat comes from the descriptor the bytes were read from, and writes always
+        # rename a new file into place: the etag names exactly the value returned.
+        found = self._read_value(self._path(key))
+        if found is None or self._expired(key, found[1]):
+            return None, None
+        return found[0], etag_of(found[1])
+
     def _has(self, key: str) -> bool:
         info = self._stat(self._path(key))
         return info is not None and not self._expired(key, info)

@@ -254,6 +254,12 @@ class FsDriver(FsWatch, Driver):
                 return found  # type: ignore[return-value]
         return await self._run(self._get, key)
 
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """The value of ``key`` and the etag of that very file, read in one thread hop."""
+        if not self.supports_conditional:
+            return await self.get_item(key), None
+        return await self._run(self._get_with_etag, key)
+
     async def has_item(self, key: str) -> bool:
         if self.inline_reads:
             found = self._peek(key, stat_only=True)

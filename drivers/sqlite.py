@@ -97,6 +97,7 @@ class SqliteDriver(SqliteEngine, Driver):
         self._sweeper: asyncio.Task[None] | None = None
         t = f'"{table}"'
         self._sql_get = f"SELECT value, expires FROM {t} WHERE key = ?"
+        self._sql_get_tagged = f"SELECT value, expires, version FROM {t} WHERE key = ?"
         self._sql_has = f"SELECT expires FROM {t} WHERE key = ?"
         self._sql_put = (
             f"INSERT INTO {t} (key, value, expires, mtime, version) VALUES (?, ?, ?, ?, ?) "
@@ -132,6 +133,19 @@ class SqliteDriver(SqliteEngine, Driver):
             self._purge_later(key)
             return None
         return bytes(row[0])
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """The value of ``key`` and its version (the etag), read by one query."""
+        rows = await self._read(
+            lambda conn, _: conn.execute(self._sql_get_tagged, (key,)).fetchall()
+        )
+        row = rows[0] if rows else None
+        if row is None:
+            return None, None
+        if row[1] is not None and row[1] <= time.time():
+            self._purge_later(key)
+            return None, None
+        return bytes(row[0]), str(row[2])
 
     async def has_item(self, key: str) -> bool:
         rows = await self._read(lambda conn, _: conn.execute(self._sql_has, (key,)).fetchall())
