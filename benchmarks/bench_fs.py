@@ -9,21 +9,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiofiles
 
 from drivers.fs import FsDriver
 from storage import create_storage
 
+from . import workload
 from .harness import Bench, node_available, run_node
+from .workload import BATCH, BATCHES, SEQ, VALUE
 
-VALUE: dict[str, Any] = {"id": 1, "name": "user-1", "tags": ["a", "b"], "score": 1.5}
 SEQUENTIAL = 3000
 ROUNDS = 5
-BATCH = [f"batch:{i}" for i in range(1000)]
-SEQ = "sequential set+get"
-BATCHES = "batches of 1000"
 
 
 def _fresh(root: str, name: str) -> str:
@@ -79,25 +76,15 @@ async def _to_thread(bench: Bench, root: str, n: int) -> None:
 async def _unistorage(bench: Bench, root: str, n: int, rounds: int) -> None:
     async def sequential(base: str) -> int:
         async with create_storage(FsDriver(base)) as storage:
-            for i in range(n):
-                await storage.set_item(f"user:{i}", VALUE)
-                await storage.get_item(f"user:{i}")
-        return n * 2
+            return await workload.sequential(storage, n)
 
     async def batches(base: str) -> int:
-        items = dict.fromkeys(BATCH, VALUE)
         async with create_storage(FsDriver(base)) as storage:
-            for _ in range(rounds):
-                await storage.set_items(items)
-                await storage.get_items(BATCH)
-        return rounds * 2000
+            return await workload.batches(storage, rounds)
 
     async def sequential_pooled(base: str) -> int:
         async with create_storage(FsDriver(base, inline_reads=False)) as storage:
-            for i in range(n):
-                await storage.set_item(f"user:{i}", VALUE)
-                await storage.get_item(f"user:{i}")
-        return n * 2
+            return await workload.sequential(storage, n)
 
     await bench.measure(SEQ, "unistorage fs", _in_fresh(root, "ours", sequential), ours=True)
     await bench.measure(

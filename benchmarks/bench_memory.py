@@ -8,14 +8,12 @@ from typing import Any
 from drivers.memory import MemoryDriver
 from storage import create_storage
 
+from . import workload
 from .harness import Bench, node_available, run_node
+from .workload import BATCH, BATCHES, SEQ, VALUE
 
-VALUE: dict[str, Any] = {"id": 1, "name": "user-1", "tags": ["a", "b"], "score": 1.5}
 SEQUENTIAL = 20_000
 ROUNDS = 20
-BATCH = [f"batch:{i}" for i in range(1000)]
-SEQ = "sequential set+get"
-BATCHES = "batches of 1000"
 
 
 async def _raw_dict(bench: Bench, n: int, rounds: int) -> None:
@@ -48,21 +46,12 @@ async def _raw_dict(bench: Bench, n: int, rounds: int) -> None:
 async def _unistorage(bench: Bench, n: int, rounds: int) -> None:
     storage = create_storage(MemoryDriver())
 
-    async def sequential() -> int:
-        for i in range(n):
-            await storage.set_item(f"user:{i}", VALUE)
-            await storage.get_item(f"user:{i}")
-        return n * 2
-
-    async def batches() -> int:
-        items = dict.fromkeys(BATCH, VALUE)
-        for _ in range(rounds):
-            await storage.set_items(items)
-            await storage.get_items(BATCH)
-        return rounds * 2000
-
-    await bench.measure(SEQ, "unistorage memory", sequential, ours=True)
-    await bench.measure(BATCHES, "unistorage memory", batches, ours=True)
+    await bench.measure(
+        SEQ, "unistorage memory", lambda: workload.sequential(storage, n), ours=True
+    )
+    await bench.measure(
+        BATCHES, "unistorage memory", lambda: workload.batches(storage, rounds), ours=True
+    )
     await storage.dispose()
 
 

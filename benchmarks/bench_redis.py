@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -19,14 +18,12 @@ from drivers.redis import RedisDriver
 from storage import create_storage
 from tests.servers import RedisCluster, RedisServer
 
+from . import workload
 from .harness import Bench, node_available, run_node
+from .workload import BATCH, BATCHES, SEQ, VALUE
 
-VALUE: dict[str, Any] = {"id": 1, "name": "user-1", "tags": ["a", "b"], "score": 1.5}
 SEQUENTIAL = 2_000
 ROUNDS = 20
-BATCH = [f"batch:{i}" for i in range(1000)]
-SEQ = "sequential set+get"
-BATCHES = "batches of 1000"
 CLUSTER = "cluster batches of 1000"
 INTERLEAVED_ROUNDS = 5
 
@@ -63,10 +60,7 @@ async def _raw_and_ours(bench: Bench, url: str, n: int, rounds: int) -> None:
         return n * 2
 
     async def ours_sequential() -> int:
-        for i in range(n):
-            await storage.set_item(f"user:{i}", VALUE)
-            await storage.get_item(f"user:{i}")
-        return n * 2
+        return await workload.sequential(storage, n)
 
     keys = [f"raw:{key}" for key in BATCH]
 
@@ -76,13 +70,8 @@ async def _raw_and_ours(bench: Bench, url: str, n: int, rounds: int) -> None:
             [orjson.loads(raw or b"null") for raw in await client.mget(keys)]
         return rounds * 2000
 
-    items = dict.fromkeys(BATCH, VALUE)
-
     async def ours_batches() -> int:
-        for _ in range(rounds):
-            await storage.set_items(items)
-            await storage.get_items(BATCH)
-        return rounds * 2000
+        return await workload.batches(storage, rounds)
 
     await _interleaved(
         bench,
@@ -171,7 +160,6 @@ async def _cluster(bench: Bench, rounds: int) -> None:
         client = ClusterClient.from_url(cluster.url.replace("redis+cluster", "redis"))
         storage = create_storage(RedisDriver(cluster.url, base="ours"))
         keys = [f"raw:{key}" for key in BATCH]
-        items = dict.fromkeys(BATCH, VALUE)
 
         async def raw() -> int:
             for _ in range(rounds):
@@ -180,10 +168,7 @@ async def _cluster(bench: Bench, rounds: int) -> None:
             return rounds * 2000
 
         async def ours() -> int:
-            for _ in range(rounds):
-                await storage.set_items(items)
-                await storage.get_items(BATCH)
-            return rounds * 2000
+            return await workload.batches(storage, rounds)
 
         await _interleaved(
             bench,

@@ -9,7 +9,6 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from typing import Any
 
 import aiosqlite
 import diskcache
@@ -17,17 +16,15 @@ import diskcache
 from drivers.sqlite import SqliteDriver
 from storage import create_storage
 
+from . import workload
 from .harness import Bench
+from .workload import BATCH, BATCHES, SEQ, VALUE
 
-VALUE: dict[str, Any] = {"id": 1, "name": "user-1", "tags": ["a", "b"], "score": 1.5}
 SEQUENTIAL = 5000
 WRITERS = 100
 CONCURRENT = 20_000
 ROUNDS = 10
-BATCH = [f"batch:{i}" for i in range(1000)]
-SEQ = "sequential set+get"
 CONC = f"{WRITERS} concurrent writer tasks"
-BATCHES = "batches of 1000"
 SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB)"
 UPSERT = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
@@ -119,10 +116,7 @@ def _executemany(bench: Bench, files: _Files, rounds: int) -> None:
 async def _unistorage(bench: Bench, files: _Files, n: int, total: int, rounds: int) -> None:
     async def sequential() -> int:
         async with create_storage(SqliteDriver(files.fresh())) as storage:
-            for i in range(n):
-                await storage.set_item(f"user:{i}", VALUE)
-                await storage.get_item(f"user:{i}")
-        return n * 2
+            return await workload.sequential(storage, n)
 
     async def concurrent() -> int:
         async with create_storage(SqliteDriver(files.fresh())) as storage:
@@ -135,12 +129,8 @@ async def _unistorage(bench: Bench, files: _Files, n: int, total: int, rounds: i
         return total
 
     async def batches() -> int:
-        items = dict.fromkeys(BATCH, VALUE)
         async with create_storage(SqliteDriver(files.fresh())) as storage:
-            for _ in range(rounds):
-                await storage.set_items(items)
-                await storage.get_items(BATCH)
-        return rounds * 2000
+            return await workload.batches(storage, rounds)
 
     await bench.measure(SEQ, "unistorage sqlite", sequential, ours=True)
     await bench.measure(CONC, "unistorage sqlite (group commit)", concurrent, ours=True)

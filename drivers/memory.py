@@ -219,10 +219,7 @@ class MemoryDriver(Driver):
     async def clear(self, base: str = "") -> None:
         doomed = list(self._data) if not base else [k for k in self._data if k.startswith(base)]
         for key in doomed:
-            del self._data[key]
-            del self._stamps[key]
-            self._expires.pop(key, None)
-        self._watchers.emit_many("remove", doomed)
+            self._drop(key)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

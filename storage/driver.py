@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -253,12 +253,6 @@ class Watchers:
                 callback(event, key)
             except Exception:
                 logger.exception("watch callback failed for %s %r", event, key)
-
-    def emit_many(self, event: WatchEvent, keys: Iterable[str]) -> None:
-        """`emit` for each key."""
-        if self._callbacks:
-            for key in keys:
-                self.emit(event, key)
 
     def clear(self) -> None:
         """Drop every callback."""

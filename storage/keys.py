@@ -15,7 +15,6 @@ from .errors import InvalidArgumentError, InvalidKeyError
 
 __all__ = [
     "filter_depth",
-    "is_under",
     "join_keys",
     "key_depth",
     "normalize_base",
@@ -43,6 +42,10 @@ def _normalize(key: object) -> str:
 # and one dict lookup is cheaper than even the fast checks. Cleared whole when full.
 _recent: dict[str, str] = {}
 _RECENT_LIMIT = 65536
+
+#: The normalized form of a str key seen recently, or None: a C-level lookup for hot paths,
+#: which call `normalize_key` only when it misses.
+recent_key = _recent.get
 
 
 def normalize_key(key: object) -> str:
@@ -109,8 +112,3 @@ def check_max_depth(max_depth: int | None) -> int | None:
     if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0:
         raise InvalidArgumentError(f"max_depth must be None or an int >= 0, not {max_depth!r}")
     return max_depth
-
-
-def is_under(key: str, base: str) -> bool:
-    """True when ``key`` lies inside ``base`` (every key lies inside the root base ``""``)."""
-    return key.startswith(base)

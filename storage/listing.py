@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import NoReturn
 
 from .errors import DriverError, ReadOnlyError, StorageError
+from .keys import filter_depth
 from .mounts import Listing, Mount, MountTable
 
 __all__ = ["BATCH_CHUNK", "clear_base", "each_group", "fail", "list_keys", "stream_keys"]
@@ -40,14 +41,15 @@ def _select(
     """Full keys of ``found`` that are visible, under the base and within depth, less ``strip``."""
     mount_base = part.mount.base
     # Filtering again here keeps a driver's listing bug from leaking keys outside the base.
-    keys = [
-        full
-        for key in found
-        if part.visible(key) and (full := mount_base + key).startswith(full_base)
-    ]
-    if max_depth is not None:
-        depth_from = len(full_base)
-        keys = [key for key in keys if key.count(":", depth_from) <= max_depth]
+    keys = filter_depth(
+        (
+            full
+            for key in found
+            if part.visible(key) and (full := mount_base + key).startswith(full_base)
+        ),
+        full_base,
+        max_depth,
+    )
     return [key[strip:] for key in keys] if strip else keys
 
 

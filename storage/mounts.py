@@ -14,6 +14,7 @@ from typing import Any
 
 from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, WatchEvent
 from .errors import InvalidArgumentError, UnsupportedError
+from .keys import key_depth
 
 __all__ = ["Mount", "MountTable"]
 
@@ -92,11 +93,6 @@ class MountTable:
                 return mount
         return self.root  # unreachable: the root base "" prefixes every key
 
-    @property
-    def single(self) -> bool:
-        """True when only the root is mounted (the fast path)."""
-        return len(self._ordered) == 1
-
     def add(self, base: str, driver: Driver) -> Mount:
         if base in self._by_base:
             raise InvalidArgumentError(f"a driver is already mounted at {base!r}")
@@ -142,7 +138,7 @@ class MountTable:
                 relative_base = ""
                 depth = max_depth
                 if depth is not None:
-                    depth -= mount.base.count(":", len(base))
+                    depth -= key_depth(mount.base, base)
                     if depth < 0:
                         continue
             elif base.startswith(mount.base):

@@ -18,17 +18,14 @@ from .errors import (
     SerializationError,
     UnsupportedError,
 )
-from .keys import _recent as _recent_keys
-from .keys import check_max_depth, normalize_base, normalize_key
+from .keys import check_max_depth, normalize_base, normalize_key, recent_key
 from .listing import BATCH_CHUNK, clear_base, each_group, fail, list_keys, stream_keys
 from .mounts import Mount, MountTable
 from .registry import create_driver
-from .values import ENVELOPE, JSONSerializer, Serializer, _is_plain, default_serializer
+from .values import ENVELOPE, JSONSerializer, Serializer, default_serializer, is_plain_json
 
 _json_dumps = orjson.dumps
 _json_loads = orjson.loads
-# On the hot paths a key seen recently is looked up directly (a C call, no Python frame).
-_known_key = _recent_keys.get
 
 __all__ = ["Storage", "create_storage"]
 
@@ -74,7 +71,8 @@ class Storage:
     # -- keys and values ------------------------------------------------------------------------
 
     def _key(self, key: object) -> str:
-        return self._prefix + normalize_key(key) if self._prefix else normalize_key(key)
+        full = (type(key) is str and recent_key(key)) or normalize_key(key)
+        return self._prefix + full if self._prefix else full
 
     def _base(self, base: object) -> str:
         return self._prefix + normalize_base(base)
@@ -139,44 +137,20 @@ class Storage:
 
     async def get_item(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is missing."""
-        full = (type(key) is str and _known_key(key)) or normalize_key(key)
-        if self._prefix:
-            full = self._prefix + full
+        full = self._key(key)
         table = self._table
         if table.nowait is not None:  # one in-process mount: no routing, no coroutine
             try:
                 data = table.nowait.get_item_nowait(full)
             except Exception as exc:
                 fail(table.root, "get_item", full, exc)
-            if data is None:
-                return default
-            if self._json:
-                try:
-                    value = _json_loads(data)
-                except Exception:
-                    return self._decode(full, data)  # raises a SerializationError naming the key
-                if type(value) is dict and ENVELOPE in value:
-                    return self._decode(full, data)
-                return value
-            return self._decode(full, data)
-        driver = table.only
-        if driver is not None:  # one mount: no routing, and the key is already relative
-            try:
-                data = await driver.get_item(full)
-            except Exception as exc:
-                fail(self._table.root, "get_item", full, exc)
         else:
-            mount = self._table.route(full)
+            mount = table.route(full)
             try:
                 data = await mount.driver.get_item(full[len(mount.base) :])
             except Exception as exc:
                 fail(mount, "get_item", full, exc)
-        if data is None:
-            return default
-        try:
-            return self._loads(data)
-        except Exception:
-            return self._decode(full, data)  # raises a SerializationError naming the key
+        return default if data is None else self._load(full, data)
 
     async def get_item_with_etag(self, key: str, default: Any = None) -> tuple[Any, str | None]:
         """The value of ``key`` (or ``default``) and its etag, for ``set_item(if_match=...)``.
@@ -203,27 +177,16 @@ class Storage:
         if_none_match: bool = False,
     ) -> None:
         """Store ``value`` at ``key``; optionally expiring, or only if the version matches."""
-        full = (type(key) is str and _known_key(key)) or normalize_key(key)
-        if self._prefix:
-            full = self._prefix + full
-        try:
-            if self._json and not (type(value) is dict and ENVELOPE in value) and _is_plain(value):
-                data = _json_dumps(value)
-            else:
-                data = self._dumps(value)
-        except Exception:
-            data = self._encode(full, value)  # raises a SerializationError naming the key
-        driver = self._table.only
+        full = self._key(key)
+        data = self._dump(full, value)
+        driver = self._table.nowait
         if driver is None or ttl is not None or if_match is not None or if_none_match:
             await self._set(full, data, ttl, if_match, if_none_match)
             return
-        if driver.read_only:
+        if driver.read_only:  # one in-process mount: no routing, no coroutine
             raise ReadOnlyError(full, driver.name)
         try:
-            if driver.supports_nowait:
-                driver.set_item_nowait(full, data)
-            else:
-                await driver.set_item(full, data)
+            driver.set_item_nowait(full, data)
         except Exception as exc:
             fail(self._table.root, "set_item", full, exc)
 
@@ -285,13 +248,11 @@ class Storage:
 
     def _keys(self, keys: Iterable[str]) -> list[str]:
         """Full normalized keys, every one validated before any I/O."""
-        fulls = [(type(key) is str and _known_key(key)) or normalize_key(key) for key in keys]
-        if self._prefix:
-            prefix = self._prefix
-            return [prefix + key for key in fulls]
-        return fulls
+        return [self._key(key) for key in keys]
 
     def _load(self, full: str, data: bytes) -> Any:
+        """Decode stored bytes: JSON-only values straight through orjson, the rest by the
+        serializer; a failure raises a SerializationError naming the key."""
         if self._json:
             try:
                 value = _json_loads(data)
@@ -303,10 +264,9 @@ class Storage:
         return self._decode(full, data)
 
     def _dump(self, full: str, value: Any) -> bytes:
+        """Encode ``value`` the way `_load` reads it back; failures name the key."""
         try:
-            if self._json and not (type(value) is dict and ENVELOPE in value) and _is_plain(value):
-                return _json_dumps(value)
-            return self._dumps(value)
+            return _json_dumps(value) if self._json and is_plain_json(value) else self._dumps(value)
         except Exception:
             return self._encode(full, value)  # raises a SerializationError naming the key
 

@@ -1,7 +1,8 @@
 """Values: the serializer protocol and the default serializer.
 
 The default serializer writes a value made only of JSON types (None, bool, str, finite float,
-int within 64 bits, list, dict with str keys) as plain JSON text. Anything else is written in
+int within 64 bits, list, dict with str keys) as plain JSON text. Anything else, and a dict
+holding the key ``"$tagged"`` (which plain text could not tell from the envelope), is written in
 the *tagged form*, which is JSON too::
 
     {"$tagged": 1, "value": <tree>}
@@ -58,11 +59,13 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
-def _is_plain(value: Any) -> bool:
-    """True when ``value`` is made only of JSON types that orjson writes losslessly."""
+def is_plain_json(value: Any) -> bool:
+    """True when the default serializer writes ``value`` as plain JSON text (orjson alone)."""
     # Scalars are checked inline: this runs on every write, and calls cost more than the checks.
     kind = type(value)
     if kind is dict:
+        if ENVELOPE in value:
+            return False
         for key, item in value.items():
             if type(key) is not str:
                 return False
@@ -77,7 +80,7 @@ def _is_plain(value: Any) -> bool:
                 if item - item == 0.0:
                     continue
                 return False
-            if (kind is dict or kind is list) and _is_plain(item):
+            if (kind is dict or kind is list) and is_plain_json(item):
                 continue
             return False
         return True
@@ -94,7 +97,7 @@ def _is_plain(value: Any) -> bool:
                 if item - item == 0.0:
                     continue
                 return False
-            if (kind is dict or kind is list) and _is_plain(item):
+            if (kind is dict or kind is list) and is_plain_json(item):
                 continue
             return False
         return True
@@ -105,13 +108,6 @@ def _is_plain(value: Any) -> bool:
     if kind is float:
         return bool(value - value == 0.0)
     return False
-
-
-def is_plain_json(value: Any) -> bool:
-    """True when the default serializer writes ``value`` as plain JSON text (orjson alone)."""
-    if type(value) is dict and ENVELOPE in value:
-        return False
-    return _is_plain(value)
 
 
 def _tag(name: str, payload: Any) -> dict[str, Any]:

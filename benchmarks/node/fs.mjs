@@ -4,31 +4,24 @@
 import { rmSync } from "node:fs";
 import { createStorage } from "unstorage";
 import fsDriver from "unstorage/drivers/fs";
+import { best } from "./timing.mjs";
 
 const dir = process.argv[2];
 const sequential = Number(process.argv[3] ?? 5000);
 const value = { id: 1, name: "user-1", tags: ["a", "b"], score: 1.5 };
 
-async function best(times, body) {
-  let fastest = Infinity;
-  let ops = 0;
-  for (let i = 0; i < times; i++) {
-    rmSync(dir, { recursive: true, force: true });
-    const start = process.hrtime.bigint();
-    ops = await body();
-    fastest = Math.min(fastest, Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  return { ops, seconds: fastest };
-}
-
 const storage = createStorage({ driver: fsDriver({ base: dir }) });
-const seq = await best(3, async () => {
-  for (let i = 0; i < sequential; i++) {
-    await storage.setItem(`user:${i}`, value);
-    await storage.getItem(`user:${i}`);
-  }
-  return sequential * 2;
-});
+const seq = await best(
+  3,
+  async () => {
+    for (let i = 0; i < sequential; i++) {
+      await storage.setItem(`user:${i}`, value);
+      await storage.getItem(`user:${i}`);
+    }
+    return sequential * 2;
+  },
+  () => rmSync(dir, { recursive: true, force: true }),
+);
 console.log(JSON.stringify({ case: "sequential set+get", subject: "unstorage fs (node)", ...seq }));
 await storage.dispose();
 rmSync(dir, { recursive: true, force: true });

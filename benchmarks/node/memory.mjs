@@ -2,21 +2,11 @@
 // Prints one JSON line per result: {"case", "subject", "ops", "seconds"}.
 import { createStorage } from "unstorage";
 import memoryDriver from "unstorage/drivers/memory";
+import { best } from "./timing.mjs";
 
 const value = { id: 1, name: "user-1", tags: ["a", "b"], score: 1.5 };
 const sequential = Number(process.argv[2] ?? 20000);
 const rounds = Number(process.argv[3] ?? 20);
-
-async function best(times, body) {
-  let fastest = Infinity;
-  let ops = 0;
-  for (let i = 0; i < times; i++) {
-    const start = process.hrtime.bigint();
-    ops = await body();
-    fastest = Math.min(fastest, Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  return { ops, seconds: fastest };
-}
 
 const storage = createStorage({ driver: memoryDriver() });
 

@@ -3,22 +3,12 @@
 // Prints one JSON line per result: {"case", "subject", "ops", "seconds"}.
 import { createStorage } from "unstorage";
 import redisDriver from "unstorage/drivers/redis";
+import { best } from "./timing.mjs";
 
 const url = process.argv[2] ?? "redis://127.0.0.1:6379/0";
 const sequential = Number(process.argv[3] ?? 2000);
 const rounds = Number(process.argv[4] ?? 20);
 const value = { id: 1, name: "user-1", tags: ["a", "b"], score: 1.5 };
-
-async function best(times, body) {
-  let fastest = Infinity;
-  let ops = 0;
-  for (let i = 0; i < times; i++) {
-    const start = process.hrtime.bigint();
-    ops = await body();
-    fastest = Math.min(fastest, Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  return { ops, seconds: fastest };
-}
 
 const driver = redisDriver({ url, base: "node-bench" });
 const storage = createStorage({ driver });
