@@ -1,9 +1,18 @@
 """unistorage's core: one async key-value API in front of pluggable drivers.
 
-Start with `create_storage`; write a driver by subclassing `Driver`.
+Start with `create_storage`; write a driver by subclassing `Driver`, and something that stands
+in front of any driver by subclassing `Layer` (generic ones live in `storage.layers`).
 """
 
-from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, Watchers, WatchEvent
+from .driver import (
+    META_SUFFIX,
+    Capabilities,
+    Driver,
+    Unwatch,
+    WatchCallback,
+    Watchers,
+    WatchEvent,
+)
 from .errors import (
     ConflictError,
     DriverError,
@@ -15,6 +24,7 @@ from .errors import (
     UnsupportedError,
 )
 from .keys import join_keys, normalize_base, normalize_key
+from .layer import Layer
 from .mounts import Mount
 from .registry import available_drivers, create_driver, driver_class, register_driver
 from .storage import Storage, create_storage
@@ -22,12 +32,14 @@ from .values import JSONSerializer, Serializer, default_serializer
 
 __all__ = [
     "META_SUFFIX",
+    "Capabilities",
     "ConflictError",
     "Driver",
     "DriverError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "JSONSerializer",
+    "Layer",
     "Mount",
     "ReadOnlyError",
     "SerializationError",

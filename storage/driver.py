@@ -9,8 +9,11 @@ core (`storage.Storage`). A driver is registered under the entry-point group
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,6 +21,7 @@ from .errors import InvalidArgumentError, UnsupportedError
 
 __all__ = [
     "META_SUFFIX",
+    "Capabilities",
     "Driver",
     "Unwatch",
     "WatchCallback",
@@ -50,15 +54,39 @@ def is_meta_key(key: str) -> bool:
     return key.endswith(META_SUFFIX)
 
 
-class Driver:
-    """Base class of every driver. Subclasses implement the four required methods.
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a driver can do, as the core checks it instead of guessing.
 
-    Capability flags are class attributes the core checks instead of guessing:
-    ``supports_ttl``, ``supports_conditional``, ``supports_watch``, ``native_max_depth``,
-    ``supports_nowait``; ``read_only`` may also be set per instance.
+    Instance data: a layer reports its inner driver's capabilities (changed where it changes
+    them), so one driver class can have different capabilities per instance.
     """
 
-    name: ClassVar[str] = "driver"
+    #: Keys expire after a TTL (natively or lazily).
+    ttl: bool = False
+    #: ``set_item_conditional`` is atomic (compare-and-set on the etag, create-only).
+    conditional: bool = False
+    #: ``watch`` reports changes.
+    watch: bool = False
+    #: ``iter_keys`` honours ``max_depth`` itself (the core still filters otherwise).
+    native_max_depth: bool = False
+    #: ``get_item_nowait`` / ``set_item_nowait`` exist and never block (in-process drivers).
+    nowait: bool = False
+    #: Every write is refused with `storage.ReadOnlyError`.
+    read_only: bool = False
+
+
+class Driver(ABC):
+    """Base class of every driver. Subclasses implement the four abstract methods.
+
+    ``capabilities`` is a frozen `Capabilities` value. By default it is read once from the
+    class flags ``supports_ttl``, ``supports_conditional``, ``supports_watch``,
+    ``native_max_depth``, ``supports_nowait`` and the ``read_only`` attribute, so a driver
+    written against those flags keeps working; a driver or layer may instead assign
+    ``self.capabilities`` in its constructor.
+    """
+
+    name: str = "driver"
     schemes: ClassVar[tuple[str, ...]] = ()
     supports_ttl: ClassVar[bool] = False
     supports_conditional: ClassVar[bool] = False
@@ -68,21 +96,50 @@ class Driver:
     #: drivers): the core then skips a coroutine per call on its single-mount fast path.
     supports_nowait: ClassVar[bool] = False
     read_only: bool = False
+    _capabilities: Capabilities | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this driver can do (see `Capabilities`)."""
+        found = self._capabilities
+        if found is None:
+            found = Capabilities(
+                ttl=self.supports_ttl,
+                conditional=self.supports_conditional,
+                watch=self.supports_watch,
+                native_max_depth=self.native_max_depth,
+                nowait=self.supports_nowait,
+                read_only=self.read_only,
+            )
+            # A driver with __slots__ and no room for the cache gets it computed each time.
+            with contextlib.suppress(AttributeError):
+                self._capabilities = found
+        return found
+
+    @capabilities.setter
+    def capabilities(self, value: Capabilities) -> None:
+        if not isinstance(value, Capabilities):
+            raise InvalidArgumentError(f"capabilities are a Capabilities value, not {value!r}")
+        self._capabilities = value
 
     # -- required ---------------------------------------------------------------------------
 
+    @abstractmethod
     async def get_item(self, key: str) -> bytes | None:
         """The stored bytes of ``key``, or None when it is missing (or expired)."""
         raise NotImplementedError
 
+    @abstractmethod
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """Store ``value`` at ``key``; ``ttl`` is seconds (> 0) or None for no expiry."""
         raise NotImplementedError
 
+    @abstractmethod
     async def remove_item(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
         raise NotImplementedError
 
+    @abstractmethod
     def iter_keys(self, base: str = "", *, max_depth: int | None = None) -> AsyncIterator[str]:
         """Yield every stored key under ``base`` (``""`` or ending in ``:``), meta keys included.
 
@@ -93,11 +150,11 @@ class Driver:
     # -- optional, with defaults ------------------------------------------------------------
 
     def get_item_nowait(self, key: str) -> bytes | None:
-        """`get_item` without a coroutine; only called when ``supports_nowait`` is True."""
+        """`get_item` without a coroutine; only called when ``capabilities.nowait``."""
         raise UnsupportedError(f"the {self.name} driver has no synchronous reads")
 
     def set_item_nowait(self, key: str, value: bytes) -> None:
-        """`set_item` (no TTL) without a coroutine; only called when ``supports_nowait``."""
+        """`set_item` (no TTL) without a coroutine; only called when ``capabilities.nowait``."""
         raise UnsupportedError(f"the {self.name} driver has no synchronous writes")
 
     async def has_item(self, key: str) -> bool:
@@ -157,7 +214,7 @@ class Driver:
         a write conditioned on that etag fails instead of overwriting the newer value. Drivers
         that can read both at once override this.
         """
-        etag = (await self.get_meta(key)).get("etag") if self.supports_conditional else None
+        etag = (await self.get_meta(key)).get("etag") if self.capabilities.conditional else None
         value = await self.get_item(key)
         return value, etag if isinstance(etag, str) and value is not None else None
 
@@ -177,7 +234,7 @@ class Driver:
         """Call ``callback(event, key)`` on every change; return a coroutine function to stop."""
         raise UnsupportedError(f"the {self.name} driver cannot watch for changes")
 
-    async def dispose(self) -> None:
+    async def dispose(self) -> None:  # noqa: B027 - optional: most drivers hold nothing
         """Release connections, files and tasks; the driver is not used afterwards."""
 
     # -- construction -----------------------------------------------------------------------

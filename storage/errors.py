@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 __all__ = [
     "ConflictError",
     "DriverError",
@@ -11,6 +13,7 @@ __all__ = [
     "SerializationError",
     "StorageError",
     "UnsupportedError",
+    "fail",
 ]
 
 
@@ -45,6 +48,7 @@ class ConflictError(StorageError):
     def __init__(self, key: str, message: str = "the stored version does not match") -> None:
         super().__init__(f"conflict on key {key!r}: {message}")
         self.key = key
+        self.detail = message
 
 
 class UnsupportedError(StorageError, NotImplementedError):
@@ -72,3 +76,23 @@ class DriverError(StorageError):
         self.driver = driver
         self.operation = operation
         self.key = key
+
+
+def fail(driver: str, operation: str, key: str | None, exc: BaseException) -> NoReturn:
+    """Raise what a driver's failure means to the caller: the one place errors are translated.
+
+    A `StorageError` passes through (a conflict or read-only refusal is named again with the
+    caller's ``key``, not the mount-relative one the driver saw); anything else becomes a
+    `DriverError` naming ``driver``, ``operation`` and ``key``, with ``exc`` chained.
+    """
+    if isinstance(exc, StorageError):
+        if key is not None and getattr(exc, "key", key) != key:
+            if type(exc) is ConflictError:
+                raise ConflictError(key, exc.detail) from exc
+            if type(exc) is ReadOnlyError:
+                raise ReadOnlyError(key, exc.driver) from exc
+        raise exc
+    if not isinstance(exc, Exception):
+        raise exc  # cancellation and interpreter exits are not backend failures
+    message = str(exc) or type(exc).__name__
+    raise DriverError(driver, operation, key, message) from exc

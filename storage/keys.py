@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from .errors import InvalidArgumentError, InvalidKeyError
 
 __all__ = [
+    "KeyCache",
     "filter_depth",
     "join_keys",
     "key_depth",
@@ -38,45 +39,58 @@ def _normalize(key: object) -> str:
     return normalized
 
 
-# Recently seen keys and their normalized form: keys repeat (a set, then gets of the same key)
-# and one dict lookup is cheaper than even the fast checks. Cleared whole when full.
-_recent: dict[str, str] = {}
-_RECENT_LIMIT = 65536
-
-#: The normalized form of a str key seen recently, or None: a C-level lookup for hot paths,
-#: which call `normalize_key` only when it misses.
-recent_key = _recent.get
+def _fast_normalize(key: object) -> str:
+    if type(key) is str and (
+        # Most keys are already normalized: recognize them with a few C-level string checks.
+        key.isprintable()
+        and "/" not in key
+        and "\\" not in key
+        and "::" not in key
+        and "." not in key
+        and key[:1] != ":"
+        and key[-1:] != ":"
+        and key
+    ):
+        return key
+    normalized = _normalize(key)
+    if not normalized:
+        raise InvalidKeyError(key, "the key is empty")
+    return normalized
 
 
 def normalize_key(key: object) -> str:
     """Return the normalized form of an item key; raise `InvalidKeyError` if it is empty or unsafe."""
-    if type(key) is str:
-        known = _recent.get(key)
-        if known is not None:
-            return known
-        # Most keys are already normalized: recognize them with a few C-level string checks.
-        if (
-            key.isprintable()
-            and "/" not in key
-            and "\\" not in key
-            and "::" not in key
-            and "." not in key
-            and key[:1] != ":"
-            and key[-1:] != ":"
-            and key
-        ):
-            normalized = key
-        else:
-            normalized = _normalize(key)
-    else:
-        normalized = _normalize(key)
-    if not normalized:
-        raise InvalidKeyError(key, "the key is empty")
-    if type(key) is str:
-        if len(_recent) >= _RECENT_LIMIT:
-            _recent.clear()
-        _recent[key] = normalized
-    return normalized
+    return _fast_normalize(key)
+
+
+class KeyCache:
+    """Recently normalized keys of one Storage (shared with its namespace views).
+
+    Keys repeat (a set, then gets of the same key), and one dict lookup is cheaper than even
+    the fast checks of `normalize_key`. Bounded: cleared whole when full. Each Storage owns
+    its cache, so one Storage's traffic never evicts another's keys.
+    """
+
+    __slots__ = ("_known", "get", "limit")
+
+    def __init__(self, limit: int = 65536) -> None:
+        self._known: dict[str, str] = {}
+        self.limit = limit
+        #: The normalized form of a str key seen recently, or None (a C-level lookup).
+        self.get = self._known.get
+
+    def normalize(self, key: object) -> str:
+        """`normalize_key`, remembering the answer for str keys."""
+        normalized = _fast_normalize(key)
+        if type(key) is str:
+            known = self._known
+            if len(known) >= self.limit:
+                known.clear()
+            known[key] = normalized
+        return normalized
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
 def normalize_base(base: object) -> str:

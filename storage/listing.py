@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import NoReturn
 
-from .errors import DriverError, ReadOnlyError, StorageError
+from .errors import ReadOnlyError, fail
 from .keys import filter_depth
 from .mounts import Listing, Mount, MountTable
 
-__all__ = ["BATCH_CHUNK", "clear_base", "each_group", "fail", "list_keys", "stream_keys"]
+__all__ = ["BATCH_CHUNK", "clear_base", "each_group", "list_keys", "stream_keys"]
 
 #: Keys per driver call when the core pages through listings or removals.
 BATCH_CHUNK = 1000
 
 
-def fail(mount: Mount, operation: str, key: str | None, exc: Exception) -> NoReturn:
-    """Re-raise a driver's exception: a `StorageError` as is, anything else as `DriverError`."""
-    if isinstance(exc, StorageError):
-        raise exc
-    message = str(exc) or type(exc).__name__
-    raise DriverError(mount.driver.name, operation, key, message) from exc
+def _named(full_base: str, prefix: str) -> str | None:
+    """A base as the caller's view names it (None for its root)."""
+    return full_base[len(prefix) :] or None
 
 
 async def each_group(
@@ -63,7 +59,7 @@ async def list_keys(
         try:
             found = await mount.driver.get_keys(part.base, max_depth=part.max_depth)
         except Exception as exc:
-            fail(mount, "get_keys", full_base or None, exc)
+            fail(mount.driver.name, "get_keys", _named(full_base, prefix), exc)
         keys.extend(_select(part, found, full_base, max_depth, len(prefix)))
     return keys
 
@@ -82,7 +78,7 @@ async def stream_keys(
             except StopAsyncIteration:
                 break
             except Exception as exc:
-                fail(mount, "iter_keys", full_base or None, exc)
+                fail(mount.driver.name, "iter_keys", _named(full_base, prefix), exc)
             page.append(key)
             if len(page) >= BATCH_CHUNK:
                 for selected in _select(part, page, full_base, max_depth, len(prefix)):
@@ -92,7 +88,7 @@ async def stream_keys(
             yield selected
 
 
-async def clear_base(table: MountTable, full_base: str) -> None:
+async def clear_base(table: MountTable, full_base: str, prefix: str = "") -> None:
     """Remove what `list_keys` would list under ``full_base`` (and its meta), in every mount.
 
     A mount with deeper mounts inside the cleared area is cleared key by key, so that keys it
@@ -100,8 +96,8 @@ async def clear_base(table: MountTable, full_base: str) -> None:
     """
     parts = list(table.plan(full_base, None))
     for part in parts:
-        if part.mount.driver.read_only:
-            raise ReadOnlyError(full_base, part.mount.driver.name)
+        if part.mount.driver.capabilities.read_only:
+            raise ReadOnlyError(full_base[len(prefix) :], part.mount.driver.name)
     for part in parts:
         driver = part.mount.driver
         try:
@@ -112,4 +108,4 @@ async def clear_base(table: MountTable, full_base: str) -> None:
             for start in range(0, len(doomed), BATCH_CHUNK):
                 await driver.remove_items(doomed[start : start + BATCH_CHUNK])
         except Exception as exc:
-            fail(part.mount, "clear", full_base or None, exc)
+            fail(driver.name, "clear", _named(full_base, prefix), exc)

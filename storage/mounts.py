@@ -14,7 +14,7 @@ from typing import Any
 
 from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, WatchEvent
 from .errors import InvalidArgumentError, UnsupportedError
-from .keys import key_depth
+from .keys import KeyCache, key_depth
 
 __all__ = ["Mount", "MountTable"]
 
@@ -67,7 +67,9 @@ class MountTable:
         "_ordered",
         "_pending",
         "_unwatchers",
+        "keys",
         "nowait",
+        "nowait_write",
         "only",
         "root",
     )
@@ -78,11 +80,16 @@ class MountTable:
         self._ordered: tuple[Mount, ...] = (self.root,)
         #: The root driver while nothing else is mounted: the core's fast path skips routing.
         self.only: Driver | None = root
-        #: `only`, when it also reads and writes without coroutines.
-        self.nowait: Driver | None = root if root.supports_nowait else None
+        #: `only`, when it also reads without coroutines.
+        self.nowait: Driver | None = None
+        #: `nowait`, when it may also be written.
+        self.nowait_write: Driver | None = None
+        #: Recently normalized keys, shared by the Storage and its namespace views.
+        self.keys = KeyCache()
         self._listeners: list[_Listener] = []
         self._unwatchers: dict[str, Unwatch] = {}
         self._pending: set[asyncio.Future[Any]] = set()
+        self._reorder()
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -99,7 +106,7 @@ class MountTable:
         mount = Mount(base, driver)
         self._by_base[base] = mount
         self._reorder()
-        if self._listeners and driver.supports_watch:
+        if self._listeners and driver.capabilities.watch:
             self._spawn(self._watch_mount(mount))
         return mount
 
@@ -119,8 +126,10 @@ class MountTable:
         self._ordered = tuple(
             sorted(self._by_base.values(), key=lambda m: len(m.base), reverse=True)
         )
-        self.only = self.root.driver if len(self._ordered) == 1 else None
-        self.nowait = self.only if self.only is not None and self.only.supports_nowait else None
+        only = self.only = self.root.driver if len(self._ordered) == 1 else None
+        capabilities = None if only is None else only.capabilities
+        self.nowait = only if capabilities is not None and capabilities.nowait else None
+        self.nowait_write = None if capabilities is None or capabilities.read_only else self.nowait
 
     def mounts(self) -> tuple[Mount, ...]:
         """Every mount, longest base first."""
@@ -158,14 +167,14 @@ class MountTable:
     # -- watching -----------------------------------------------------------------------------
 
     async def listen(self, prefix: str, callback: WatchCallback, owner: object) -> Unwatch:
-        if not any(mount.driver.supports_watch for mount in self._ordered):
+        if not any(mount.driver.capabilities.watch for mount in self._ordered):
             names = ", ".join(sorted({mount.driver.name for mount in self._ordered}))
             raise UnsupportedError(f"no mounted driver can watch for changes ({names})")
         listener = _Listener(prefix, callback, owner)
         self._listeners.append(listener)
         if len(self._listeners) == 1:
             for mount in self._ordered:
-                if mount.driver.supports_watch and mount.base not in self._unwatchers:
+                if mount.driver.capabilities.watch and mount.base not in self._unwatchers:
                     await self._watch_mount(mount)
 
         async def unwatch() -> None:

@@ -3,47 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Iterable, Mapping
-from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
-from .driver import Driver, Unwatch, WatchCallback
+from .driver import Capabilities, Driver, Unwatch, WatchCallback
 from .errors import (
     InvalidArgumentError,
     ReadOnlyError,
     SerializationError,
     UnsupportedError,
+    fail,
 )
-from .keys import check_max_depth, normalize_base, normalize_key, recent_key
-from .listing import BATCH_CHUNK, clear_base, each_group, fail, list_keys, stream_keys
+from .keys import check_max_depth, normalize_base, normalize_key
+from .listing import BATCH_CHUNK, clear_base, each_group, list_keys, stream_keys
 from .mounts import Mount, MountTable
 from .registry import create_driver
+from .ttl import TTL, ttl_seconds
 from .values import ENVELOPE, JSONSerializer, Serializer, default_serializer, is_plain_json
 
 _json_dumps = orjson.dumps
 _json_loads = orjson.loads
 
 __all__ = ["Storage", "create_storage"]
-
-TTL = int | float | timedelta | None
-
-
-def _ttl_seconds(ttl: TTL) -> float | None:
-    if ttl is None:
-        return None
-    if isinstance(ttl, timedelta):
-        seconds = ttl.total_seconds()
-    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = float(ttl)
-    else:
-        raise InvalidArgumentError(f"ttl must be seconds (int, float) or a timedelta, not {ttl!r}")
-    if not seconds > 0 or math.isinf(seconds):
-        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, not {ttl!r}")
-    return seconds
 
 
 class Storage:
@@ -53,7 +37,17 @@ class Storage:
     relative to its base.
     """
 
-    __slots__ = ("_dumps", "_json", "_loads", "_owner", "_prefix", "_serializer", "_table")
+    __slots__ = (
+        "_dumps",
+        "_json",
+        "_known",
+        "_loads",
+        "_normalize",
+        "_owner",
+        "_prefix",
+        "_serializer",
+        "_table",
+    )
 
     def __init__(
         self, table: MountTable, serializer: Serializer, *, prefix: str = "", owner: bool = True
@@ -67,12 +61,19 @@ class Storage:
         self._json = type(serializer) is JSONSerializer
         self._prefix = prefix
         self._owner = owner
+        # Bound once: the key cache's lookup is the first step of every call.
+        self._known = table.keys.get
+        self._normalize = table.keys.normalize
 
     # -- keys and values ------------------------------------------------------------------------
 
     def _key(self, key: object) -> str:
-        full = (type(key) is str and recent_key(key)) or normalize_key(key)
+        full = (type(key) is str and self._known(key)) or self._normalize(key)
         return self._prefix + full if self._prefix else full
+
+    def _caller(self, full: str) -> str:
+        """A full key as the caller of this view wrote it (relative to the view's base)."""
+        return full[len(self._prefix) :]
 
     def _base(self, base: object) -> str:
         return self._prefix + normalize_base(base)
@@ -95,11 +96,12 @@ class Storage:
         except Exception as exc:
             raise SerializationError(f"cannot decode the stored value: {exc}", key=key) from exc
 
-    def _writable(self, mount: Mount, key: str, ttl: float | None) -> None:
+    def _writable(self, mount: Mount, full: str, ttl: float | None) -> None:
         driver = mount.driver
-        if driver.read_only:
-            raise ReadOnlyError(key, driver.name)
-        if ttl is not None and not driver.supports_ttl:
+        capabilities = driver.capabilities
+        if capabilities.read_only:
+            raise ReadOnlyError(self._caller(full), driver.name)
+        if ttl is not None and not capabilities.ttl:
             raise UnsupportedError(
                 f"the {driver.name} driver (mounted at {mount.base!r}) has no TTL"
             )
@@ -114,6 +116,9 @@ class Storage:
             groups.setdefault(route(key), []).append(key)
         return groups
 
+    def _fail(self, mount: Mount, operation: str, full: str | None, exc: Exception) -> NoReturn:
+        fail(mount.driver.name, operation, None if full is None else self._caller(full), exc)
+
     # -- single items -------------------------------------------------------------------------
 
     async def has_item(self, key: str) -> bool:
@@ -123,7 +128,7 @@ class Storage:
         try:
             return await mount.driver.has_item(full[len(mount.base) :])
         except Exception as exc:
-            fail(mount, "has_item", full, exc)
+            self._fail(mount, "has_item", full, exc)
 
     async def get_item_raw(self, key: str, default: bytes | None = None) -> bytes | None:
         """The stored bytes of ``key`` (no serializer), or ``default``."""
@@ -132,7 +137,7 @@ class Storage:
         try:
             data = await mount.driver.get_item(full[len(mount.base) :])
         except Exception as exc:
-            fail(mount, "get_item", full, exc)
+            self._fail(mount, "get_item", full, exc)
         return default if data is None else data
 
     async def get_item(self, key: str, default: Any = None) -> Any:
@@ -143,17 +148,17 @@ class Storage:
             try:
                 data = table.nowait.get_item_nowait(full)
             except Exception as exc:
-                fail(table.root, "get_item", full, exc)
+                self._fail(table.root, "get_item", full, exc)
         else:
             mount = table.route(full)
             try:
                 data = await mount.driver.get_item(full[len(mount.base) :])
             except Exception as exc:
-                fail(mount, "get_item", full, exc)
+                self._fail(mount, "get_item", full, exc)
         return default if data is None else self._load(full, data)
 
-    async def get_item_with_etag(self, key: str, default: Any = None) -> tuple[Any, str | None]:
-        """The value of ``key`` (or ``default``) and its etag, for ``set_item(if_match=...)``.
+    async def get_item_raw_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """The stored bytes of ``key`` (None when missing) and the etag of exactly those bytes.
 
         The etag is None when the key is missing or the driver has no versions.
         """
@@ -162,10 +167,18 @@ class Storage:
         try:
             data, etag = await mount.driver.get_item_with_etag(full[len(mount.base) :])
         except Exception as exc:
-            fail(mount, "get_item_with_etag", full, exc)
+            self._fail(mount, "get_item_with_etag", full, exc)
+        return (None, None) if data is None else (data, etag)
+
+    async def get_item_with_etag(self, key: str, default: Any = None) -> tuple[Any, str | None]:
+        """The value of ``key`` (or ``default``) and its etag, for ``set_item(if_match=...)``.
+
+        The etag is None when the key is missing or the driver has no versions.
+        """
+        data, etag = await self.get_item_raw_with_etag(key)
         if data is None:
             return default, None
-        return self._load(full, data), etag
+        return self._load(self._key(key), data), etag
 
     async def set_item(
         self,
@@ -179,16 +192,14 @@ class Storage:
         """Store ``value`` at ``key``; optionally expiring, or only if the version matches."""
         full = self._key(key)
         data = self._dump(full, value)
-        driver = self._table.nowait
+        driver = self._table.nowait_write
         if driver is None or ttl is not None or if_match is not None or if_none_match:
             await self._set(full, data, ttl, if_match, if_none_match)
             return
-        if driver.read_only:  # one in-process mount: no routing, no coroutine
-            raise ReadOnlyError(full, driver.name)
-        try:
+        try:  # one writable in-process mount: no routing, no coroutine
             driver.set_item_nowait(full, data)
         except Exception as exc:
-            fail(self._table.root, "set_item", full, exc)
+            self._fail(self._table.root, "set_item", full, exc)
 
     async def set_item_raw(
         self,
@@ -201,35 +212,32 @@ class Storage:
     ) -> None:
         """Store bytes at ``key`` as they are (no serializer)."""
         full = self._key(key)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise SerializationError(f"raw values are bytes, not {type(data).__name__}", key=full)
-        await self._set(full, bytes(data), ttl, if_match, if_none_match)
+        await self._set(full, _raw(full, data), ttl, if_match, if_none_match)
 
     async def _set(
         self, full: str, data: bytes, ttl: TTL, if_match: str | None, if_none_match: bool
     ) -> None:
-        seconds = None if ttl is None else _ttl_seconds(ttl)
+        seconds = None if ttl is None else ttl_seconds(ttl)
         mount = self._table.route(full)
         driver = mount.driver
-        if driver.read_only or seconds is not None:
-            self._writable(mount, full, seconds)
+        self._writable(mount, full, seconds)
         key = full[len(mount.base) :]
         if if_match is None and not if_none_match:
             try:
                 await driver.set_item(key, data, ttl=seconds)
             except Exception as exc:
-                fail(mount, "set_item", full, exc)
+                self._fail(mount, "set_item", full, exc)
             return
         if if_match is not None and not isinstance(if_match, str):
             raise InvalidArgumentError(f"if_match is an etag string, not {if_match!r}")
-        if not driver.supports_conditional:
+        if not driver.capabilities.conditional:
             raise UnsupportedError(f"the {driver.name} driver has no atomic conditional writes")
         try:
             await driver.set_item_conditional(
                 key, data, ttl=seconds, if_match=if_match, if_none_match=bool(if_none_match)
             )
         except Exception as exc:
-            fail(mount, "set_item_conditional", full, exc)
+            self._fail(mount, "set_item_conditional", full, exc)
 
     async def remove_item(self, key: str, *, remove_meta: bool = False) -> None:
         """Remove ``key`` (and its user meta with ``remove_meta=True``); missing keys are fine."""
@@ -242,14 +250,19 @@ class Storage:
             if remove_meta:
                 await mount.driver.remove_user_meta(relative)
         except Exception as exc:
-            fail(mount, "remove_item", full, exc)
+            self._fail(mount, "remove_item", full, exc)
 
     # -- batches ------------------------------------------------------------------------------
 
     def _keys(self, keys: Iterable[str]) -> list[str]:
         """Full normalized keys, every one validated before any I/O."""
+        if isinstance(keys, (str, bytes)):
+            raise InvalidArgumentError(
+                f"keys are an iterable of keys, not one {type(keys).__name__}"
+            )
         # `_key` inlined: in a batch a call per key costs more than the lookup itself.
-        fulls = [(type(key) is str and recent_key(key)) or normalize_key(key) for key in keys]
+        known, normalize = self._known, self._normalize
+        fulls = [(type(key) is str and known(key)) or normalize(key) for key in keys]
         prefix = self._prefix
         return [prefix + key for key in fulls] if prefix else fulls
 
@@ -273,28 +286,32 @@ class Storage:
         except Exception:
             return self._encode(full, value)  # raises a SerializationError naming the key
 
-    async def get_items(self, keys: Iterable[str]) -> dict[str, Any]:
-        """Values of ``keys`` by normalized key, in input order (None where missing)."""
-        fulls = self._keys(keys)
+    async def _fetch(self, fulls: list[str]) -> dict[str, bytes | None]:
+        """Stored bytes of ``fulls`` by full key, one driver call per mount."""
         only = self._table.only
         if only is not None:  # one mount: one call, keys already relative
             try:
                 values = await only.get_items(fulls)
             except Exception as exc:
-                fail(self._table.root, "get_items", fulls[0] if fulls else None, exc)
-            found = dict(zip(fulls, values, strict=True))
-        else:
-            found = {}
+                self._fail(self._table.root, "get_items", fulls[0] if fulls else None, exc)
+            return dict(zip(fulls, values, strict=True))
+        found: dict[str, bytes | None] = {}
 
-            async def fetch(mount: Mount, group: list[str]) -> None:
-                start = len(mount.base)
-                try:
-                    values = await mount.driver.get_items([key[start:] for key in group])
-                except Exception as exc:
-                    fail(mount, "get_items", group[0], exc)
-                found.update(zip(group, values, strict=True))
+        async def fetch(mount: Mount, group: list[str]) -> None:
+            start = len(mount.base)
+            try:
+                values = await mount.driver.get_items([key[start:] for key in group])
+            except Exception as exc:
+                self._fail(mount, "get_items", group[0], exc)
+            found.update(zip(group, values, strict=True))
 
-            await each_group(fetch, self._group(dict.fromkeys(fulls)))
+        await each_group(fetch, self._group(dict.fromkeys(fulls)))
+        return found
+
+    async def get_items(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of ``keys`` by normalized key, in input order (None where missing)."""
+        fulls = self._keys(keys)
+        found = await self._fetch(fulls)
         strip = len(self._prefix)
         load = self._load
         return {
@@ -302,15 +319,32 @@ class Storage:
             for full in fulls
         }
 
+    async def get_items_raw(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        """Stored bytes of ``keys`` by normalized key, in input order (None where missing)."""
+        fulls = self._keys(keys)
+        found = await self._fetch(fulls)
+        strip = len(self._prefix)
+        return {full[strip:]: found[full] for full in fulls}
+
     async def set_items(
         self, items: Mapping[str, Any] | Iterable[tuple[str, Any]], *, ttl: TTL = None
     ) -> None:
         """Store many values, one batch per mount; nothing is written if any value fails."""
-        seconds = _ttl_seconds(ttl)
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        seconds = ttl_seconds(ttl)
+        pairs = _pairs(items)
         fulls = self._keys(key for key, _ in pairs)
         dump = self._dump
         encoded = {full: dump(full, value) for full, (_, value) in zip(fulls, pairs, strict=True)}
+        await self._set_many(encoded, seconds)
+
+    async def set_items_raw(
+        self, items: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *, ttl: TTL = None
+    ) -> None:
+        """Store many byte values as they are, one batch per mount."""
+        seconds = ttl_seconds(ttl)
+        pairs = _pairs(items)
+        fulls = self._keys(key for key, _ in pairs)
+        encoded = {full: _raw(full, data) for full, (_, data) in zip(fulls, pairs, strict=True)}
         await self._set_many(encoded, seconds)
 
     async def _set_many(self, encoded: dict[str, bytes], seconds: float | None) -> None:
@@ -325,13 +359,13 @@ class Storage:
                     [(key[start:], encoded[key]) for key in group], ttl=seconds
                 )
             except Exception as exc:
-                fail(mount, "set_items", group[0], exc)
+                self._fail(mount, "set_items", group[0], exc)
 
         await each_group(store, groups)
 
     async def remove_items(self, keys: Iterable[str], *, remove_meta: bool = False) -> None:
         """Remove many keys, one batch per mount."""
-        groups = self._group(dict.fromkeys(self._key(key) for key in keys))
+        groups = self._group(dict.fromkeys(self._keys(keys)))
         for mount, group in groups.items():
             self._writable(mount, group[0], None)
 
@@ -343,7 +377,7 @@ class Storage:
                 if remove_meta:
                     await asyncio.gather(*(mount.driver.remove_user_meta(key) for key in relative))
             except Exception as exc:
-                fail(mount, "remove_items", group[0], exc)
+                self._fail(mount, "remove_items", group[0], exc)
 
         await each_group(remove, groups)
 
@@ -358,7 +392,7 @@ class Storage:
             native = await mount.driver.get_meta(relative)
             raw = await mount.driver.get_user_meta(relative)
         except Exception as exc:
-            fail(mount, "get_meta", full, exc)
+            self._fail(mount, "get_meta", full, exc)
         meta: dict[str, Any] = {}
         if raw is not None:
             user = self._decode(full, raw)
@@ -367,18 +401,53 @@ class Storage:
         meta.update(native)
         return meta
 
+    async def get_native_meta(self, key: str) -> dict[str, Any]:
+        """Only the driver's own fields of ``key`` (``mtime``, ``size``, ``ttl``, ``etag``...).
+
+        An empty dict when the key is missing or the driver keeps no metadata.
+        """
+        full = self._key(key)
+        mount = self._table.route(full)
+        try:
+            return await mount.driver.get_meta(full[len(mount.base) :])
+        except Exception as exc:
+            self._fail(mount, "get_meta", full, exc)
+
+    async def get_meta_raw(self, key: str) -> bytes | None:
+        """The encoded user meta of ``key`` as stored (None when there is none)."""
+        full = self._key(key)
+        mount = self._table.route(full)
+        try:
+            return await mount.driver.get_user_meta(full[len(mount.base) :])
+        except Exception as exc:
+            self._fail(mount, "get_meta", full, exc)
+
     async def set_meta(self, key: str, meta: Mapping[str, Any]) -> None:
         """Store user meta beside ``key`` (never listed as a key)."""
         full = self._key(key)
         if not isinstance(meta, Mapping):
             raise InvalidArgumentError(f"meta is a mapping, not {type(meta).__name__}")
-        data = self._encode(full, dict(meta))
+        await self._set_meta(full, self._encode(full, dict(meta)))
+
+    async def set_meta_raw(self, key: str, data: bytes) -> None:
+        """Store encoded user meta beside ``key``; it must decode to a mapping."""
+        full = self._key(key)
+        data = _raw(full, data)
+        try:
+            decoded = self._loads(data)
+        except Exception:
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise SerializationError("user meta must decode to a mapping", key=self._caller(full))
+        await self._set_meta(full, data)
+
+    async def _set_meta(self, full: str, data: bytes) -> None:
         mount = self._table.route(full)
         self._writable(mount, full, None)
         try:
             await mount.driver.set_user_meta(full[len(mount.base) :], data)
         except Exception as exc:
-            fail(mount, "set_meta", full, exc)
+            self._fail(mount, "set_meta", full, exc)
 
     async def remove_meta(self, key: str) -> None:
         """Forget the user meta of ``key``."""
@@ -388,7 +457,11 @@ class Storage:
         try:
             await mount.driver.remove_user_meta(full[len(mount.base) :])
         except Exception as exc:
-            fail(mount, "remove_meta", full, exc)
+            self._fail(mount, "remove_meta", full, exc)
+
+    def capabilities(self, key: str = "") -> Capabilities:
+        """What the driver serving ``key`` can do (for ``""``, the mount at this view's base)."""
+        return self.get_mount(key).driver.capabilities
 
     # -- listing and clearing -----------------------------------------------------------------
 
@@ -404,7 +477,7 @@ class Storage:
 
     async def clear(self, base: str = "") -> None:
         """Remove exactly the keys `get_keys(base)` lists (with their meta), in every mount."""
-        await clear_base(self._table, self._base(base))
+        await clear_base(self._table, self._base(base), self._prefix)
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -508,6 +581,26 @@ class Storage:
     def __repr__(self) -> str:
         bases = ", ".join(repr(mount.base) for mount in self._table.mounts())
         return f"<Storage prefix={self._prefix!r} mounts=[{bases}]>"
+
+
+def _raw(full: str, data: object) -> bytes:
+    if type(data) is bytes:
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise SerializationError(f"raw values are bytes, not {type(data).__name__}", key=full)
+
+
+def _pairs(items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    if isinstance(items, Mapping):
+        return list(items.items())
+    if isinstance(items, (str, bytes)):
+        raise InvalidArgumentError("items are a mapping or (key, value) pairs, not a string")
+    pairs = list(items)
+    for pair in pairs:
+        if isinstance(pair, (str, bytes)) or len(pair) != 2:
+            raise InvalidArgumentError(f"items are (key, value) pairs, not {pair!r}")
+    return pairs
 
 
 def create_storage(
