@@ -256,7 +256,7 @@ class FsDriver(FsWatch, Driver):
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         """The value of ``key`` and the etag of that very file, read in one thread hop."""
-        if not self.supports_conditional:
+        if not self.capabilities.conditional:
             return await self.get_item(key), None
         return await self._run(self._get_with_etag, key)
 

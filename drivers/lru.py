@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from storage import ConflictError, Driver, InvalidArgumentError, Unwatch, WatchCallback, Watchers
+from storage import (
+    Capabilities,
+    ConflictError,
+    Driver,
+    InvalidArgumentError,
+    Unwatch,
+    WatchCallback,
+    Watchers,
+)
 
 __all__ = ["LruDriver"]
 
@@ -31,16 +39,13 @@ class LruDriver(Driver):
 
     name = "lru"
     schemes = ("lru",)
-    supports_ttl = True
-    supports_conditional = True
-    supports_watch = True
+    capabilities = Capabilities(ttl=True, conditional=True, watch=True)
 
     def __init__(
         self,
         *,
         max_entries: int | None = 1000,
         max_bytes: int | None = None,
-        read_only: bool = False,
     ) -> None:
         for label, bound in (("max_entries", max_entries), ("max_bytes", max_bytes)):
             if bound is not None and (
@@ -49,7 +54,6 @@ class LruDriver(Driver):
                 raise InvalidArgumentError(f"{label} must be None or an int >= 1, not {bound!r}")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.read_only = read_only
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._versions = itertools.count(1)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from storage import ConflictError, Driver, Unwatch, WatchCallback, Watchers
+from storage import Capabilities, ConflictError, Driver, Unwatch, WatchCallback, Watchers
 
 __all__ = ["MemoryDriver"]
 
@@ -24,12 +24,9 @@ class MemoryDriver(Driver):
 
     name = "memory"
     schemes = ("memory",)
-    supports_ttl = True
-    supports_conditional = True
-    supports_watch = True
-    supports_nowait = True
+    capabilities = Capabilities(ttl=True, conditional=True, watch=True, nowait=True)
 
-    def __init__(self, *, read_only: bool = False) -> None:
+    def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
         self._stamps: dict[str, int] = {}
         self._last_stamp = 0
@@ -39,7 +36,6 @@ class MemoryDriver(Driver):
         self._timer_at = 0.0
         self._watchers = Watchers()
         self._listening = self._watchers.callbacks
-        self.read_only = read_only
 
     # -- internals ------------------------------------------------------------------------------
 

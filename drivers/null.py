@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from storage import Driver
+from storage import Capabilities, Driver
 
 __all__ = ["NullDriver"]
 
@@ -16,7 +16,7 @@ class NullDriver(Driver):
     schemes = ("null",)
     # A TTL is accepted (and discarded like the value), so code written for expiring stores
     # runs unchanged against this sink.
-    supports_ttl = True
+    capabilities = Capabilities(ttl=True)
 
     async def get_item(self, key: str) -> bytes | None:
         return None

@@ -47,7 +47,7 @@ class OverlayDriver(Driver):
     def _check_write(self, key: str, ttl: float | None) -> None:
         if self.top.read_only:
             raise ReadOnlyError(key, self.top.name)
-        if ttl is not None and not self.top.supports_ttl:
+        if ttl is not None and not self.top.capabilities.ttl:
             raise UnsupportedError(f"the top layer ({self.top.name}) of the overlay has no TTL")
 
     async def _find(self, key: str) -> tuple[Driver, bytes] | None:

@@ -26,6 +26,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from storage import (
+    Capabilities,
     ConflictError,
     Driver,
     InvalidArgumentError,
@@ -43,9 +44,7 @@ logger = logging.getLogger(__name__)
 _Client: TypeAlias = "Redis | RedisCluster"
 
 # Options read from a URL's query string by the driver; everything else goes to redis-py.
-_DRIVER_OPTIONS = frozenset(
-    {"base", "ttl", "scan_count", "retries", "notify_keyspace_events", "read_only"}
-)
+_DRIVER_OPTIONS = frozenset({"base", "scan_count", "retries", "notify_keyspace_events"})
 _CLEAR_CHUNK = 1000
 # K: keyspace channel, $: string commands, g: DEL/UNLINK/EXPIRE..., x: expired, e: evicted.
 _NEEDED_EVENTS = "K$gxe"
@@ -97,16 +96,14 @@ class RedisDriver(Driver):
 
     ``url`` (``redis://``, ``rediss://``, ``redis+cluster://``) or ``client`` (a
     ``redis.asyncio.Redis`` / ``RedisCluster`` without ``decode_responses``, left open on
-    dispose). ``ttl`` is the default expiry; ``notify_keyspace_events=True`` lets `watch` turn
+    dispose). ``notify_keyspace_events=True`` lets `watch` turn
     keyspace notifications on in the server (otherwise the server must be configured for them).
     Short socket timeouts and one retry bound how long a dead or hung server takes to fail.
     """
 
     name = "redis"
     schemes = ("redis", "rediss", "redis+cluster")
-    supports_ttl = True
-    supports_conditional = True
-    supports_watch = True
+    capabilities = Capabilities(ttl=True, conditional=True, watch=True)
 
     def __init__(
         self,
@@ -114,19 +111,15 @@ class RedisDriver(Driver):
         *,
         client: Redis | RedisCluster | None = None,
         base: str = "",
-        ttl: float | None = None,
         scan_count: int = 1000,
         socket_timeout: float = 2.0,
         socket_connect_timeout: float = 2.0,
         retries: int = 1,
         notify_keyspace_events: bool = False,
-        read_only: bool = False,
         **client_options: Any,
     ) -> None:
         if client is not None and url is not None:
             raise InvalidArgumentError("pass either url or client to the redis driver, not both")
-        if ttl is not None and not ttl > 0:
-            raise InvalidArgumentError(f"ttl must be > 0 seconds, not {ttl!r}")
         self._owned = client is None
         if client is None:
             client = self._connect(
@@ -141,14 +134,12 @@ class RedisDriver(Driver):
             raise InvalidArgumentError("the redis driver needs a client without decode_responses")
         self._client: _Client = client
         self._prefix = base if not base or base.endswith(":") else base + ":"
-        self._ttl = ttl
         self._scan_count = scan_count
         self._notify = notify_keyspace_events
         self._set_if = client.register_script(_SET_IF)
         self._meta = client.register_script(_META)
         self._watchers = Watchers()
         self._listeners: list[tuple[asyncio.Task[None], Redis]] = []
-        self.read_only = read_only
 
     @staticmethod
     def _connect(url: str, **options: Any) -> _Client:
@@ -159,7 +150,7 @@ class RedisDriver(Driver):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisDriver:
-        """Build from a URL; ``base``, ``ttl``, ``scan_count``... in the query go to the driver."""
+        """Build from a URL; ``base``, ``scan_count``... in the query go to the driver."""
         parts = urlsplit(url)
         if parts.scheme not in cls.schemes:
             raise InvalidArgumentError(f"the redis driver does not read {parts.scheme!r} URLs")
@@ -188,7 +179,6 @@ class RedisDriver(Driver):
         return bool(await self._client.exists(self._key(key)))
 
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        ttl = self._ttl if ttl is None else ttl
         await self._client.set(self._key(key), value, px=None if ttl is None else _px(ttl))
 
     async def remove_item(self, key: str) -> None:
@@ -208,7 +198,6 @@ class RedisDriver(Driver):
     ) -> None:
         if not items:
             return
-        ttl = self._ttl if ttl is None else ttl
         if ttl is None:
             mapping = {self._key(key): value for key, value in items}
             if isinstance(self._client, RedisCluster):
@@ -239,7 +228,6 @@ class RedisDriver(Driver):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
-        ttl = self._ttl if ttl is None else ttl
         args = [
             "1" if if_none_match else "0",
             if_match or "",

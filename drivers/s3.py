@@ -30,7 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage import ConflictError, Driver, DriverError, InvalidArgumentError
+from storage import Capabilities, ConflictError, Driver, DriverError, InvalidArgumentError
 from storage.driver import parse_url_options
 
 __all__ = ["S3Driver"]
@@ -89,8 +89,7 @@ class S3Driver(Driver):
 
     name = "s3"
     schemes = ("s3",)
-    supports_ttl = True
-    supports_conditional = True
+    capabilities = Capabilities(ttl=True, conditional=True)
 
     def __init__(
         self,
@@ -104,21 +103,16 @@ class S3Driver(Driver):
         session_token: str | None = None,
         profile: str | None = None,
         client: Any = None,
-        ttl: float | None = None,
         max_workers: int = 16,
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         max_attempts: int = 2,
         checksums: Literal["when_required", "when_supported"] = "when_required",
-        read_only: bool = False,
     ) -> None:
         if not bucket:
             raise InvalidArgumentError("the s3 driver needs a bucket")
-        if ttl is not None and not ttl > 0:
-            raise InvalidArgumentError(f"ttl must be > 0 seconds, not {ttl!r}")
         self._bucket = bucket
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self._ttl = ttl
         self._owned = client is None
         if client is None:
             session = boto3.session.Session(
@@ -147,7 +141,6 @@ class S3Driver(Driver):
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="unistorage-s3")
         self._bucket_checked = False
         self._bucket_lock = asyncio.Lock()
-        self.read_only = read_only
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> S3Driver:
@@ -295,7 +288,6 @@ class S3Driver(Driver):
         return await self._run("has_item", key, self._head, name=self._object(key)) is not None
 
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        ttl = self._ttl if ttl is None else ttl
         await self._run("set_item", key, self._put, name=self._object(key), value=value, ttl=ttl)
 
     async def remove_item(self, key: str) -> None:
@@ -328,7 +320,6 @@ class S3Driver(Driver):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
-        ttl = self._ttl if ttl is None else ttl
         name = self._object(key)
         conditions = {"IfNoneMatch": "*"} if if_none_match else {}
         if if_match is not None:

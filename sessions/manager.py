@@ -50,7 +50,7 @@ class _Place:
         self.key = key
         self.relative = relative
         self.full = full
-        self.conditional = driver.supports_conditional
+        self.conditional = driver.capabilities.conditional
 
 
 class Sessions(Generic[DataT]):
@@ -229,7 +229,7 @@ class Sessions(Generic[DataT]):
 
     def _ttl(self, place: _Place, created: float, now: float) -> float | None:
         """Seconds the entry may live: a hint for drivers that expire keys themselves."""
-        if not place.driver.supports_ttl:
+        if not place.driver.capabilities.ttl:
             return None
         return max(min(self.idle_timeout, created + self.absolute_timeout - now), 0.001)
 

@@ -291,7 +291,7 @@ class StorageServer:
             relative = [key[start:] for key in group]
             if "get" not in body and driver.read_only:
                 raise ReadOnlyError(group[0], driver.name)
-            if ttl is not None and not driver.supports_ttl:
+            if ttl is not None and not driver.capabilities.ttl:
                 raise UnsupportedError(
                     f"the {driver.name} driver (mounted at {mount.base!r}) has no TTL"
                 )

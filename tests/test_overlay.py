@@ -7,6 +7,7 @@ import pytest
 from drivers.memory import MemoryDriver
 from drivers.overlay import TOMBSTONE, OverlayDriver
 from storage import InvalidArgumentError, ReadOnlyError, Storage, create_storage
+from storage.layers import ReadOnly
 
 
 async def _layered() -> tuple[Storage, MemoryDriver, MemoryDriver]:
@@ -81,7 +82,7 @@ async def test_meta_comes_from_the_layer_holding_the_value() -> None:
 
 
 async def test_a_read_only_top_layer_refuses_writes() -> None:
-    storage = create_storage(OverlayDriver(layers=[MemoryDriver(read_only=True), MemoryDriver()]))
+    storage = create_storage(OverlayDriver(layers=[ReadOnly(MemoryDriver()), MemoryDriver()]))
     with pytest.raises(ReadOnlyError):
         await storage.set_item("k", 1)
 

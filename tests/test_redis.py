@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from drivers.redis import RedisDriver
 from storage import DriverError, Storage, create_driver, create_storage
+from storage.layers import DefaultTTL
 from tests.servers import RedisCluster, RedisServer
 
 
@@ -109,12 +110,13 @@ async def test_ttl_is_native_and_reported_by_get_meta(
 
 async def test_url_options_reach_the_driver_and_the_client(redis_server: RedisServer) -> None:
     driver = create_driver(f"{redis_server.url}?base=app&ttl=5&socket_timeout=1.5")
-    assert isinstance(driver, RedisDriver)
+    assert isinstance(driver, DefaultTTL)
+    assert isinstance(driver.inner, RedisDriver)
     try:
         await driver.set_item("k", b"v")
         assert await driver.get_keys() == ["k"]
         assert 0 < (await driver.get_meta("k"))["ttl"] <= 5
-        assert driver._prefix == "app:"
+        assert driver.inner._prefix == "app:"
     finally:
         await driver.clear()
         await driver.dispose()

@@ -21,6 +21,7 @@ from storage import (
     register_driver,
     registry,
 )
+from storage.layers import ReadOnly
 
 BUILT_INS = {"memory", "fs", "sqlite", "redis", "s3", "lru", "overlay", "null", "http"}
 
@@ -46,7 +47,11 @@ def test_names_and_urls_resolve_to_drivers() -> None:
     assert driver_class("memory") is MemoryDriver
     assert isinstance(create_driver("memory"), MemoryDriver)
     assert isinstance(create_driver("memory://"), MemoryDriver)
-    assert create_driver("memory://?read_only=true").read_only is True
+    frozen = create_driver("memory://?read_only=true")
+    assert isinstance(frozen, ReadOnly)
+    assert isinstance(frozen.inner, MemoryDriver)
+    assert frozen.capabilities.read_only
+    assert frozen.name == "readonly(memory)"
     assert isinstance(create_storage("memory").get_mount("").driver, MemoryDriver)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from drivers.memory import MemoryDriver
 from storage import Driver, create_storage
+from storage.layers import ReadOnly
 from tests.fixtures.http import ServerThread
 
 OCTET = {"accept": "application/octet-stream"}
@@ -39,9 +40,7 @@ class _BrokenDriver(Driver):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerThread]:
-    storage = create_storage(
-        mounts={"frozen": MemoryDriver(read_only=True), "broken": _BrokenDriver()}
-    )
+    storage = create_storage(mounts={"frozen": ReadOnly(MemoryDriver()), "broken": _BrokenDriver()})
     with ServerThread(storage, max_body=1024) as running:
         yield running
 

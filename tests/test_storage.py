@@ -17,6 +17,7 @@ from storage import (
     UnsupportedError,
     create_storage,
 )
+from storage.layers import ReadOnly
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ async def test_async_with_disposes_every_driver() -> None:
 
 
 async def test_read_only_drivers_refuse_writes_before_io(storage: Storage) -> None:
-    frozen = MemoryDriver(read_only=True)
+    frozen = ReadOnly(MemoryDriver())
     storage.mount("ro", frozen)
     for write in (
         storage.set_item("ro:k", 1),

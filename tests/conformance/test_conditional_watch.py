@@ -12,7 +12,7 @@ pytestmark = pytest.mark.capability("stores")
 
 
 async def test_create_only_writes_refuse_an_existing_key(storage: Storage, driver: Driver) -> None:
-    if not driver.supports_conditional:
+    if not driver.capabilities.conditional:
         with pytest.raises(UnsupportedError):
             await storage.set_item("k", 1, if_none_match=True)
         return
@@ -27,7 +27,7 @@ async def test_matching_etag_writes_and_stale_etag_conflicts(
 ) -> None:
     await storage.set_item("k", "v1")
     etag = (await storage.get_meta("k")).get("etag")
-    if not driver.supports_conditional:
+    if not driver.capabilities.conditional:
         with pytest.raises(UnsupportedError):
             await storage.set_item("k", "v2", if_match=str(etag))
         return
@@ -42,7 +42,7 @@ async def test_matching_etag_writes_and_stale_etag_conflicts(
 
 
 async def test_if_match_on_a_missing_key_conflicts(storage: Storage, driver: Driver) -> None:
-    expected = ConflictError if driver.supports_conditional else UnsupportedError
+    expected = ConflictError if driver.capabilities.conditional else UnsupportedError
     with pytest.raises(expected):
         await storage.set_item("absent", 1, if_match="some-etag")
     assert await storage.has_item("absent") is False
@@ -51,7 +51,7 @@ async def test_if_match_on_a_missing_key_conflicts(storage: Storage, driver: Dri
 async def test_concurrent_create_only_writes_have_one_winner(
     storage: Storage, driver: Driver
 ) -> None:
-    if not driver.supports_conditional:
+    if not driver.capabilities.conditional:
         with pytest.raises(UnsupportedError):
             await storage.set_item("race", 0, if_none_match=True)
         return
@@ -79,7 +79,7 @@ async def test_watch_reports_updates_and_removals_with_full_keys(
     storage: Storage, driver: Driver
 ) -> None:
     events: list[tuple[str, str]] = []
-    if not driver.supports_watch:
+    if not driver.capabilities.watch:
         with pytest.raises(UnsupportedError):
             await driver.watch(lambda event, key: None)
         return
@@ -101,7 +101,7 @@ async def test_watch_through_a_mount_and_a_namespace_reports_full_keys(
     storage: Storage, driver: Driver
 ) -> None:
     view = storage.namespace("ns")
-    if not driver.supports_watch:
+    if not driver.capabilities.watch:
         with pytest.raises(UnsupportedError):
             await view.watch(lambda event, key: None)
         return
@@ -128,7 +128,7 @@ async def test_get_item_with_etag_reads_a_version_that_guards_writes(
     await storage.set_item("k", {"n": 1})
     value, etag = await storage.get_item_with_etag("k")
     assert value == {"n": 1}
-    if not driver.supports_conditional:
+    if not driver.capabilities.conditional:
         assert etag is None
         return
     assert etag == (await storage.get_meta("k"))["etag"]
