@@ -2,8 +2,8 @@
 
 A normalized key uses ``:`` as its only separator (``/`` and ``\\`` become ``:``, runs collapse,
 ends are stripped) and is otherwise kept exactly as given. A *base* is a normalized key with a
-trailing ``:``; the empty base is the root. Segments ``.`` and ``..`` and control characters are
-rejected, so no key can name anything outside a driver's area.
+trailing ``:``; the empty base is the root. Segments ``.`` and ``..`` and control characters
+(C0, DEL and C1: U+0000-U+001F and U+007F-U+009F) are rejected, so no key can name anything outside a driver's area.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ __all__ = [
     "normalize_key",
 ]
 
-_CONTROL = re.compile(r"[\x00-\x1f]")
+# C0 controls, DEL and C1 controls: none of them can be typed, shown or put in a file name
+# safely, so no key holds one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SEPARATORS = re.compile(r"[:/\\]+")
 
 
@@ -30,7 +32,9 @@ def _normalize(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidKeyError(key, f"keys are str, not {type(key).__name__}")
     if _CONTROL.search(key):
-        raise InvalidKeyError(key, "control characters (U+0000-U+001F) are not allowed")
+        raise InvalidKeyError(
+            key, "control characters (U+0000-U+001F, U+007F-U+009F) are not allowed"
+        )
     normalized = _SEPARATORS.sub(":", key).strip(":")
     if normalized:
         for segment in normalized.split(":"):

@@ -2,8 +2,8 @@
 
 The default serializer writes a value made only of JSON types (None, bool, str, finite float,
 int within 64 bits, list, dict with str keys) as plain JSON text. Anything else, and a dict
-holding the key ``"$tagged"`` (which plain text could not tell from the envelope), is written in
-the *tagged form*, which is JSON too::
+shaped like the envelope (which plain text could not tell from it), is written in the *tagged
+form*, which is JSON too::
 
     {"$tagged": 1, "value": <tree>}
 
@@ -16,7 +16,8 @@ bytes      base64 text
 tuple      array of items
 set        array of items (``frozenset`` for frozensets)
 dict       array of ``[key, value]`` pairs (non-str keys, or a ``"$t"`` key)
-int        decimal text (ints outside the signed/unsigned 64-bit range)
+int        decimal text (ints outside the signed/unsigned 64-bit range); ints too large
+           for Python's decimal conversion limit as ``"0x..."`` / ``"-0x..."`` hex text
 float      ``"nan"``, ``"inf"`` or ``"-inf"``
 datetime   ISO 8601 text; ``"tz"`` holds an IANA zone name when there is one
 date       ISO 8601 text
@@ -26,7 +27,11 @@ decimal    decimal text
 uuid       canonical text
 ========== =================================================================
 
-Decoding never executes code: it only rebuilds the types above.
+Only an object with exactly the keys ``"$tagged"`` (equal to 1) and ``"value"`` is read as the
+envelope; any other JSON text, whoever wrote it, reads back as the JSON value it is.
+
+Decoding never executes code: it only rebuilds the types above. Whatever the bytes, a failure
+to decode is a `SerializationError`, never another exception.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ ENVELOPE = "$tagged"
 _TAG = "$t"
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+# Decimal text is used while it stays well under Python's int/str conversion limit (4300
+# digits by default, a guard against quadratic conversions); larger ints are written in hex,
+# which has no limit because its conversion is linear.
+_DECIMAL_BITS = 12_000
 
 
 @runtime_checkable
@@ -64,7 +73,7 @@ def is_plain_json(value: Any) -> bool:
     # Scalars are checked inline: this runs on every write, and calls cost more than the checks.
     kind = type(value)
     if kind is dict:
-        if ENVELOPE in value:
+        if ENVELOPE in value and is_envelope(value):
             return False
         for key, item in value.items():
             if type(key) is not str:
@@ -114,6 +123,23 @@ def _tag(name: str, payload: Any) -> dict[str, Any]:
     return {_TAG: name, "v": payload}
 
 
+def _int_text(value: int) -> str:
+    if value.bit_length() < _DECIMAL_BITS:
+        return str(value)
+    return hex(value)
+
+
+def _int_value(text: Any) -> int:
+    if type(text) is not str:
+        raise SerializationError("corrupt tagged value: an int is text")
+    digits = text.removeprefix("-")
+    if digits.startswith("0x"):
+        return int(text, 16)
+    if not digits.isascii() or not digits.isdigit():
+        raise SerializationError("corrupt tagged value: an int is decimal or 0x text")
+    return int(text)
+
+
 def _encode_datetime(value: _dt.datetime) -> dict[str, Any]:
     tagged = _tag("datetime", value.isoformat())
     zone = getattr(value.tzinfo, "key", None)
@@ -127,7 +153,7 @@ def _encode(value: Any) -> Any:
     if kind is str or kind is bool or value is None:
         return value
     if kind is int:
-        return value if _INT_MIN <= value <= _INT_MAX else _tag("int", str(value))
+        return value if _INT_MIN <= value <= _INT_MAX else _tag("int", _int_text(value))
     if kind is float:
         return value if value - value == 0.0 else _tag("float", repr(value))
     if kind is list:
@@ -207,7 +233,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "set": lambda t: {_decode(item) for item in t["v"]},
     "frozenset": lambda t: frozenset(_decode(item) for item in t["v"]),
     "dict": lambda t: _decode_dict(t["v"]),
-    "int": lambda t: int(t["v"]),
+    "int": lambda t: _int_value(t["v"]),
     "float": lambda t: float(t["v"]),
     "datetime": _decode_datetime,
     "date": lambda t: _dt.date.fromisoformat(t["v"]),
@@ -246,20 +272,26 @@ class JSONSerializer:
             return orjson.dumps({ENVELOPE: 1, "value": _encode(value)})
         except SerializationError:
             raise
-        except (TypeError, ValueError, RecursionError) as exc:
+        except Exception as exc:
             raise SerializationError(f"cannot serialize value: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
-        """Decode bytes written by `dumps` (or any plain JSON text)."""
+        """Decode bytes written by `dumps` (or any JSON text); `SerializationError` otherwise."""
         try:
             value = orjson.loads(data)
-            if type(value) is dict and ENVELOPE in value:
+            if type(value) is dict and is_envelope(value):
                 return _decode(value["value"])
             return value
         except SerializationError:
             raise
-        except (TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+        except Exception as exc:  # hostile bytes: any failure is a decoding failure
             raise SerializationError(f"cannot decode stored value: {exc}") from exc
+
+
+def is_envelope(value: dict[str, Any]) -> bool:
+    """True for a decoded JSON object that is the tagged form's envelope."""
+    version = value.get(ENVELOPE)
+    return len(value) == 2 and type(version) is int and version == 1 and "value" in value
 
 
 default_serializer = JSONSerializer()

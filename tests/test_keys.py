@@ -30,7 +30,22 @@ def test_normalize_key(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["", ":", "/", "::/\\", "..", "a/../b", ".", "a:.:b", "x\x00", "\x1f"]
+    "raw",
+    [
+        "",
+        ":",
+        "/",
+        "::/\\",
+        "..",
+        "a/../b",
+        ".",
+        "a:.:b",
+        "x\x00",
+        "\x1f",
+        "a\x7f",
+        "\x85b",
+        "\x9f",
+    ],
 )
 def test_unsafe_or_empty_keys_raise(raw: str) -> None:
     with pytest.raises(InvalidKeyError) as info:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 
 from storage import JSONSerializer, SerializationError, create_storage
@@ -36,7 +37,6 @@ def test_a_plain_dict_shaped_like_the_envelope_is_escaped() -> None:
         b"not json",
         b'{"$tagged": 1, "value": {"$t": "pickle", "v": "gASV"}}',
         b'{"$tagged": 1, "value": {"$t": "bytes", "v": "***"}}',
-        b'{"$tagged": 1}',
     ],
 )
 def test_corrupt_or_unknown_data_raises_serialization_error(data: bytes) -> None:
@@ -83,3 +83,56 @@ async def test_decoding_errors_name_the_key() -> None:
     await storage.set_item_raw("broken", b"\xff\xfe")
     with pytest.raises(SerializationError, match="broken"):
         await storage.get_item("broken")
+
+
+@pytest.mark.parametrize("digits", [4301, 20_000])
+def test_ints_past_the_decimal_conversion_limit_round_trip(digits: int) -> None:
+    for value in (10**digits + 7, -(10**digits) - 7):
+        assert serializer.loads(serializer.dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        {"$tagged": "note"},
+        {"$tagged": 2, "value": "x"},
+        {"$tagged": True, "value": {"$t": "bytes", "v": "aGk="}},
+        {"$tagged": 1, "value": 1, "other": 2},
+        {"$t": "bytes", "v": "aGk="},
+    ],
+)
+def test_json_that_is_not_exactly_the_envelope_reads_as_written(text: dict[str, Any]) -> None:
+    assert serializer.loads(orjson.dumps(text)) == text
+
+
+@pytest.mark.parametrize(
+    "value", [{"$tagged": 1, "value": {"$t": "bytes", "v": "aGk="}}, {"$tagged": "note"}]
+)
+def test_dicts_shaped_like_the_envelope_round_trip(value: dict[str, Any]) -> None:
+    assert serializer.loads(serializer.dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b'{"$tagged":1,"value":{"$t":"decimal","v":"abc"}}',
+        b'{"$tagged":1,"value":{"$t":"timedelta","v":[1e300,0,0]}}',
+        b'{"$tagged":1,"value":{"$t":"int","v":"' + b"9" * 5000 + b'"}}',
+        b'{"$tagged":1,"value":{"$t":"int","v":"1e5"}}',
+        b'{"$tagged":1,"value":{"$t":"datetime","v":"2020-01-01","tz":5}}',
+        b'{"$tagged":1,"value":{"$t":"datetime","v":"2020-01-01","tz":"../../etc/passwd"}}',
+        b'{"$tagged":1,"value":{"$t":"datetime","v":7}}',
+        b'{"$tagged":1,"value":{"$t":"set","v":[[1]]}}',
+        b'{"$tagged":1,"value":{"$t":"set","v":7}}',
+        b'{"$tagged":1,"value":{"$t":"dict","v":[[1]]}}',
+        b'{"$tagged":1,"value":{"$t":"bytes","v":"***"}}',
+        b'{"$tagged":1,"value":{"$t":"uuid","v":"nope"}}',
+        b'{"$tagged":1,"value":{"$t":"nosuch","v":1}}',
+        b'{"$tagged":1,"value":{"$t":"float","v":"abc"}}',
+        b"[" * 100_000,
+        b"\xff\xfe",
+    ],
+)
+def test_hostile_bytes_raise_serialization_error_only(hostile: bytes) -> None:
+    with pytest.raises(SerializationError):
+        serializer.loads(hostile)
