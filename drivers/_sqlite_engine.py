@@ -1,7 +1,11 @@
-"""The engine under the sqlite driver: its writer thread, group commit and connections.
+"""The engine under the sqlite driver: one file's writer thread, group commit and readers.
 
-See the docstring of drivers.sqlite for the design; this module holds the machinery that runs
-work on the writing connection (in one thread) or on per-thread read connections.
+`SqliteEngine` is the one owner of everything in the sqlite driver that meets a thread, as
+aiosqlite's ``Connection`` is: the driver creates it in its constructor and closes it in
+``dispose``. It knows no table and no driver: it is given a ``setup`` to run on the writing
+connection when it opens (the driver's table check), the work to run, and an ``on_events``
+callback for the changes that work reports. See drivers.sqlite for group commit and inline
+reads.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ import asyncio
 import logging
 import os
 import queue
-import random
 import sqlite3
 import threading
 import time
@@ -18,21 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage import DriverError, Watchers, WatchEvent
+from storage import DriverError, WatchEvent
+
+__all__ = ["Events", "SqliteEngine", "Work"]
 
 logger = logging.getLogger("drivers.sqlite")
 
-_COLUMNS = ["key", "value", "expires", "mtime", "version"]
 _NOTADB = 26
 _BATCH = 1024
 
-
+#: The changes one job made, reported to ``on_events`` once its transaction committed.
 Events = list[tuple[WatchEvent, str]]
+#: A job: runs on a connection (the writer's or a reader's), may append to the events.
 Work = Callable[[sqlite3.Connection, Events], Any]
 
 
 @dataclass(slots=True)
-class Job:
+class _Job:
     work: Work
     future: asyncio.Future[Any]
     write: bool
@@ -40,10 +45,10 @@ class Job:
     events: Events = field(default_factory=list)
 
 
-_Outcome = tuple[Job, Any, BaseException | None]
+_Outcome = tuple[_Job, Any, BaseException | None]
 
 
-def _failed(job: Job, exc: BaseException) -> _Outcome:
+def _failed(job: _Job, exc: BaseException) -> _Outcome:
     job.events.clear()
     return job, None, exc
 
@@ -53,49 +58,149 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (5, 6)
 
 
-def upper_bound(base: str) -> str:
-    """The least string above every key that starts with ``base`` (which ends in ``:``)."""
-    return base[:-1] + chr(ord(":") + 1)
-
-
-def new_version() -> int:
-    return random.getrandbits(62)
-
-
 class SqliteEngine:
-    """Runs work on the writing connection (one thread, group commit) or on a read connection."""
+    """Runs work on one SQLite file: writes in one thread with group commit, short reads inline.
 
-    path: str
-    _file: str
-    table: str
-    read_only: bool
-    busy_timeout: float
-    sweep_interval: float
-    _sql_purge: str
-    durable: bool
-    inline_reads: bool
-    _connected: bool
-    commits: int
-    _inline: bool
-    _readers: dict[int, sqlite3.Connection]
-    _queue: queue.SimpleQueue[Job | None]
-    _thread: threading.Thread | None
-    _watchers: Watchers
-    _sweeper: asyncio.Task[None] | None
+    Nothing starts before the first job. Then the writer thread opens the file (WAL unless
+    ``read_only``; ``setup`` checks it) and, given a ``sweep``, a task on the caller's event
+    loop runs it as a write every ``sweep_interval`` seconds. ``close()`` stops both and closes
+    every connection; a job submitted after it fails with `sqlite3.ProgrammingError`.
+    """
 
-    async def _sweep_forever(self) -> None:
-        """Purge expired rows every ``sweep_interval`` seconds (the driver defines it)."""
-        raise NotImplementedError
+    __slots__ = (
+        "_busy_timeout",
+        "_closed",
+        "_connected",
+        "_durable",
+        "_file",
+        "_inline",
+        "_inline_reads",
+        "_lock",
+        "_on_events",
+        "_queue",
+        "_read_only",
+        "_readers",
+        "_setup",
+        "_started",
+        "_sweep",
+        "_sweep_interval",
+        "_sweeper",
+        "_thread",
+        "commits",
+        "path",
+    )
 
-    # -- the worker thread -------------------------------------------------------------------
+    def __init__(
+        self,
+        path: str,
+        *,
+        setup: Callable[[sqlite3.Connection], None],
+        read_only: bool = False,
+        busy_timeout: float = 5.0,
+        durable: bool = False,
+        inline_reads: bool = True,
+        on_events: Callable[[Events], None] | None = None,
+        sweep: Work | None = None,
+        sweep_interval: float = 0.0,
+    ) -> None:
+        self.path = path
+        self._file = path if path == ":memory:" else os.path.abspath(path)
+        self._setup = setup
+        self._read_only = read_only
+        self._busy_timeout = busy_timeout
+        self._durable = durable
+        self._inline_reads = inline_reads and path != ":memory:"
+        self._on_events = on_events
+        self._sweep = sweep if sweep_interval > 0 else None
+        self._sweep_interval = sweep_interval
+        #: Write transactions committed so far (several writes share one under load).
+        self.commits = 0
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=f"sqlite:{path}", daemon=True)
+        self._lock = threading.Lock()  # orders every submission before close()'s stop signal
+        self._started = False
+        self._closed = False
+        self._connected = False  # the writer opened the file and setup passed
+        self._inline = False  # reads may run on the caller's thread
+        self._readers: dict[int, sqlite3.Connection] = {}  # thread id -> its read connection
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    # -- the one way in ------------------------------------------------------------------------
+
+    async def call(self, work: Work, *, write: bool = False, simple: bool = False) -> Any:
+        """Run ``work`` in the writer thread; a ``write`` resolves only after its commit.
+
+        ``simple`` marks a write of one statement, which may run alone in autocommit mode.
+        """
+        result = await self._submit(work, write, simple)
+        if not self._inline and self._inline_reads and self._connected and not self._closed:
+            self._inline = True
+        return result
+
+    async def read(self, work: Work) -> Any:
+        """Run a short read here, on a connection this thread owns; else in the writer thread."""
+        conn = self._reader()
+        if conn is not None:
+            try:
+                return work(conn, [])
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+        return await self.call(work)
+
+    def post(self, work: Work) -> None:
+        """Queue a write that nobody waits for (a purge); its failure is logged."""
+        self._submit(work, True, False).add_done_callback(_log_failure)
+
+    def _submit(self, work: Work, write: bool, simple: bool) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError(f"the sqlite engine of {self.path!r} is closed")
+            if not self._started:
+                self._started = True
+                self._thread.start()
+                if self._sweep is not None:
+                    self._sweeper = loop.create_task(self._sweep_forever(self._sweep))
+            self._queue.put(_Job(work, future, write, simple))
+        return future
+
+    # -- the one way out -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop the sweeper and the writer thread (after the jobs already queued), close every
+        connection. Closing again does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._started:
+                self._queue.put(None)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._inline = False
+        for conn in self._readers.values():
+            conn.close()
+        self._readers.clear()
+        if self._started:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+    # -- the writer thread ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         if self._file != ":memory:":
             os.makedirs(os.path.dirname(self._file), exist_ok=True)
         conn = sqlite3.connect(
-            self._file, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            self._file, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
-        deadline = time.monotonic() + self.busy_timeout
+        deadline = time.monotonic() + self._busy_timeout
         try:
             while True:
                 try:
@@ -119,36 +224,11 @@ class SqliteEngine:
             raise
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        if self.path != ":memory:" and not self.read_only:
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        if self._file != ":memory:" and not self._read_only:
             conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
-        self._check_schema(conn)
-
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        t = f'"{self.table}"'
-        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({t})")]
-        if not columns:
-            if self.read_only:
-                raise DriverError(
-                    "sqlite", "open", None, f"no table {self.table!r} in {self.path!r}"
-                )
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY NOT NULL, "
-                "value BLOB NOT NULL, expires REAL, mtime REAL NOT NULL, version INTEGER NOT NULL)"
-            )
-            conn.execute(
-                f'CREATE INDEX IF NOT EXISTS "{self.table}_expires" ON {t} (expires) '
-                "WHERE expires IS NOT NULL"
-            )
-        elif columns != _COLUMNS:
-            raise DriverError(
-                "sqlite",
-                "open",
-                None,
-                f"table {self.table!r} in {self.path!r} is not a unistorage table "
-                f"(columns {columns}, expected {_COLUMNS}); choose another table= or file",
-            )
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}")
+        self._setup(conn)
 
     def _serve(self) -> None:
         try:
@@ -159,7 +239,7 @@ class SqliteEngine:
         try:
             while True:
                 first = self._queue.get()
-                jobs: list[Job] = []
+                jobs: list[_Job] = []
                 stopping = first is None
                 if first is not None:
                     jobs.append(first)
@@ -186,7 +266,7 @@ class SqliteEngine:
             if conn is not None:
                 conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, jobs: list[Job]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         done = [self._attempt(conn, job) for job in jobs if not job.write]
         writes = [job for job in jobs if job.write]
         if len(writes) == 1 and writes[0].simple:
@@ -202,7 +282,7 @@ class SqliteEngine:
             done.extend(self._group(conn, writes))
         self._resolve(done)
 
-    def _group(self, conn: sqlite3.Connection, writes: list[Job]) -> list[_Outcome]:
+    def _group(self, conn: sqlite3.Connection, writes: list[_Job]) -> list[_Outcome]:
         """Run ``writes`` in one transaction; each in a savepoint, so one failing job is undone alone."""
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -226,7 +306,7 @@ class SqliteEngine:
                 job.events.clear()
             return [outcome for job in writes for outcome in self._group(conn, [job])]
 
-    def _attempt(self, conn: sqlite3.Connection, job: Job, *, savepoint: bool = False) -> _Outcome:
+    def _attempt(self, conn: sqlite3.Connection, job: _Job, *, savepoint: bool = False) -> _Outcome:
         if savepoint:
             conn.execute("SAVEPOINT job")
         try:
@@ -250,11 +330,16 @@ class SqliteEngine:
             except RuntimeError:
                 logger.warning("sqlite: results for a closed event loop were dropped")
 
+    # -- back on the caller's event loop -------------------------------------------------------
+
     def _settle(self, outcomes: list[_Outcome]) -> None:
+        on_events = self._on_events
         for job, result, exc in outcomes:
-            if job.events and self._watchers:
-                for event, key in job.events:
-                    self._watchers.emit(event, key)
+            if job.events and on_events is not None:
+                try:
+                    on_events(job.events)
+                except Exception:  # a failing listener must not leave the other callers waiting
+                    logger.exception("sqlite: reporting changes failed")
             if job.future.done():
                 continue
             if exc is not None:
@@ -263,60 +348,28 @@ class SqliteEngine:
                 job.future.set_result(result)
 
     def _reader(self) -> sqlite3.Connection | None:
-        """This thread's read connection, once the worker has checked the schema."""
+        """This thread's read connection, once the writer has opened and checked the file."""
         if not self._inline:
             return None
         ident = threading.get_ident()
         conn = self._readers.get(ident)
         if conn is None:
-            # timeout=0: a read that would wait for a lock goes to the worker instead.
+            # timeout=0: a read that would wait for a lock goes to the writer thread instead.
             conn = sqlite3.connect(
                 self._file, timeout=0, isolation_level=None, check_same_thread=False
             )
             self._readers[ident] = conn
         return conn
 
-    async def _read(self, work: Work) -> Any:
-        """Run a short read here, on a connection this thread owns; else in the worker."""
-        conn = self._reader()
-        if conn is not None:
+    async def _sweep_forever(self, sweep: Work) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
             try:
-                return work(conn, [])
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
-        return await self._call(work)
-
-    async def _call(self, work: Work, *, write: bool = False, simple: bool = False) -> Any:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._serve, name=f"sqlite:{self.path}", daemon=True
-            )
-            self._thread.start()
-            if self.sweep_interval > 0 and not self.read_only:
-                self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put(Job(work, future, write, simple))
-        result = await future
-        if not self._inline and self.inline_reads and self._connected:
-            self._inline = True
-        return result
-
-    # -- operations (the work runs in the worker thread) ----------------------------------------
-
-    def _purge_later(self, key: str) -> None:
-        if self.read_only:
-            return
-
-        def purge(conn: sqlite3.Connection, events: Events) -> None:
-            if conn.execute(self._sql_purge, (key, time.time())).rowcount:
-                events.append(("remove", key))
-
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_log_failure)
-        self._queue.put(Job(purge, future, True))
+                await self.call(sweep, write=True)
+            except Exception:
+                logger.exception("sqlite sweep of %s failed", self.path)
 
 
-def _log_failure(future: asyncio.Future[None]) -> None:
+def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
-        logger.warning("sqlite: purging an expired key failed: %s", exc)
+        logger.warning("sqlite: a queued write failed: %s", exc)

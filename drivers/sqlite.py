@@ -13,6 +13,10 @@ goes to the worker instead, so the loop never waits on another process. That sav
 hop per read (measured in benchmarks/bench_sqlite.py); ``inline_reads=False`` turns it off,
 say for very large values. Listings always run in the worker.
 
+The threads and connections belong to a `SqliteEngine` (drivers/_sqlite_engine.py) that the
+driver creates in its constructor and closes in ``dispose``; the driver holds the SQL and the
+watchers, and hands the engine work functions, its table check and a callback for events.
+
 Table ``<table>(key TEXT PRIMARY KEY, value BLOB, expires REAL, mtime REAL, version INTEGER)``;
 ``expires`` is a Unix time or NULL, ``version`` a random number per write (the etag). Keys are
 only ever bound as parameters; prefix listings use the range ``base <= key < base[:-1] + ";"``.
@@ -20,20 +24,21 @@ only ever bound as parameters; prefix listings use the range ``base <= key < bas
 
 from __future__ import annotations
 
-import asyncio
 import os
-import queue
+import random
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from drivers._sqlite_engine import Events, Job, SqliteEngine, Work, logger, new_version, upper_bound
+from drivers._sqlite_engine import Events, SqliteEngine, Work
+from drivers._sqlite_schema import check_table
 from storage import (
+    Capabilities,
     ConflictError,
     Driver,
     InvalidArgumentError,
@@ -51,7 +56,7 @@ _IN_CHUNK = 500
 _INLINE_KEYS = 50
 
 
-class SqliteDriver(SqliteEngine, Driver):
+class SqliteDriver(Driver):
     """Keys in one SQLite table: WAL, busy timeout, TTL column, group commit, watch.
 
     Options: ``path`` (or ``":memory:"``); ``table`` name; ``read_only``; ``busy_timeout``
@@ -61,9 +66,6 @@ class SqliteDriver(SqliteEngine, Driver):
 
     name = "sqlite"
     schemes = ("sqlite",)
-    supports_ttl = True
-    supports_conditional = True
-    supports_watch = True
 
     def __init__(
         self,
@@ -79,22 +81,16 @@ class SqliteDriver(SqliteEngine, Driver):
         if not _IDENTIFIER.match(table):
             raise InvalidArgumentError(f"table must be a plain SQL identifier, not {table!r}")
         self.path = os.fspath(path)
-        self._file = self.path if self.path == ":memory:" else os.path.abspath(self.path)
         self.table = table
         self.read_only = read_only
         self.busy_timeout = busy_timeout
         self.sweep_interval = sweep_interval
         self.durable = durable
         self.inline_reads = inline_reads and self.path != ":memory:"
-        self._connected = False
-        #: Write transactions committed so far (several writes share one under load).
-        self.commits = 0
-        self._inline = False
-        self._readers: dict[int, sqlite3.Connection] = {}
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self.capabilities = Capabilities(
+            ttl=True, conditional=True, watch=True, read_only=read_only
+        )
         self._watchers = Watchers()
-        self._sweeper: asyncio.Task[None] | None = None
         t = f'"{table}"'
         self._sql_get = f"SELECT value, expires FROM {t} WHERE key = ?"
         self._sql_get_tagged = f"SELECT value, expires, version FROM {t} WHERE key = ?"
@@ -106,7 +102,28 @@ class SqliteDriver(SqliteEngine, Driver):
         )
         self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
         self._sql_purge = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
+        self._sql_sweep = f"DELETE FROM {t} WHERE expires <= ? RETURNING key"
         self._sql_live = "(expires IS NULL OR expires > ?)"
+        self._engine = self._new_engine()  # owned: closed by dispose
+
+    def _new_engine(self) -> SqliteEngine:
+        """The engine that holds this driver's thread and connections (see `SqliteEngine`)."""
+        return SqliteEngine(
+            self.path,
+            setup=partial(check_table, path=self.path, table=self.table, read_only=self.read_only),
+            read_only=self.read_only,
+            busy_timeout=self.busy_timeout,
+            durable=self.durable,
+            inline_reads=self.inline_reads,
+            on_events=self._emit,
+            sweep=None if self.read_only else self._sweep_work,
+            sweep_interval=self.sweep_interval,
+        )
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed so far (several writes share one under load)."""
+        return self._engine.commits
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteDriver:
@@ -125,7 +142,9 @@ class SqliteDriver(SqliteEngine, Driver):
         return cls(path, **{**parse_url_options(parts.query), **options})
 
     async def get_item(self, key: str) -> bytes | None:
-        rows = await self._read(lambda conn, _: conn.execute(self._sql_get, (key,)).fetchall())
+        rows = await self._engine.read(
+            lambda conn, _: conn.execute(self._sql_get, (key,)).fetchall()
+        )
         row = rows[0] if rows else None
         if row is None:
             return None
@@ -136,7 +155,7 @@ class SqliteDriver(SqliteEngine, Driver):
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         """The value of ``key`` and its version (the etag), read by one query."""
-        rows = await self._read(
+        rows = await self._engine.read(
             lambda conn, _: conn.execute(self._sql_get_tagged, (key,)).fetchall()
         )
         row = rows[0] if rows else None
@@ -148,7 +167,9 @@ class SqliteDriver(SqliteEngine, Driver):
         return bytes(row[0]), str(row[2])
 
     async def has_item(self, key: str) -> bool:
-        rows = await self._read(lambda conn, _: conn.execute(self._sql_has, (key,)).fetchall())
+        rows = await self._engine.read(
+            lambda conn, _: conn.execute(self._sql_has, (key,)).fetchall()
+        )
         row = rows[0] if rows else None
         if row is not None and row[0] is not None and row[0] <= time.time():
             self._purge_later(key)
@@ -167,12 +188,14 @@ class SqliteDriver(SqliteEngine, Driver):
                 found.update(conn.execute(sql, (*chunk, now)).fetchall())
             return found
 
-        found = await (self._read(work) if len(keys) <= _INLINE_KEYS else self._call(work))
+        found = await (
+            self._engine.read(work) if len(keys) <= _INLINE_KEYS else self._engine.call(work)
+        )
         return [found.get(key) for key in keys]
 
     def _put(self, conn: sqlite3.Connection, key: str, value: bytes, ttl: float | None) -> str:
         now = time.time()
-        version = new_version()
+        version = _new_version()
         conn.execute(self._sql_put, (key, value, None if ttl is None else now + ttl, now, version))
         return str(version)
 
@@ -181,7 +204,7 @@ class SqliteDriver(SqliteEngine, Driver):
             self._put(conn, key, value, ttl)
             events.append(("update", key))
 
-        await self._call(work, write=True, simple=True)
+        await self._engine.call(work, write=True, simple=True)
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -190,11 +213,11 @@ class SqliteDriver(SqliteEngine, Driver):
             now = time.time()
             expires = None if ttl is None else now + ttl
             conn.executemany(
-                self._sql_put, [(key, value, expires, now, new_version()) for key, value in items]
+                self._sql_put, [(key, value, expires, now, _new_version()) for key, value in items]
             )
             events.extend(("update", key) for key, _ in items)
 
-        await self._call(work, write=True)
+        await self._engine.call(work, write=True)
 
     async def set_item_conditional(
         self,
@@ -216,14 +239,14 @@ class SqliteDriver(SqliteEngine, Driver):
             events.append(("update", key))
             return self._put(conn, key, value, ttl)
 
-        return str(await self._call(work, write=True))
+        return str(await self._engine.call(work, write=True))
 
     async def remove_item(self, key: str) -> None:
         def work(conn: sqlite3.Connection, events: Events) -> None:
             if conn.execute(self._sql_delete, (key,)).rowcount:
                 events.append(("remove", key))
 
-        await self._call(work, write=True, simple=True)
+        await self._engine.call(work, write=True, simple=True)
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         def work(conn: sqlite3.Connection, events: Events) -> None:
@@ -234,17 +257,17 @@ class SqliteDriver(SqliteEngine, Driver):
                 if conn.execute(self._sql_delete, (key,)).rowcount:
                     events.append(("remove", key))
 
-        await self._call(work, write=True)
+        await self._engine.call(work, write=True)
 
     def _range(self, base: str) -> tuple[str, tuple[str, ...]]:
         if not base:
             return "", ()
-        return "key >= ? AND key < ? AND ", (base, upper_bound(base))
+        return "key >= ? AND key < ? AND ", (base, _upper_bound(base))
 
     async def iter_keys(
         self, base: str = "", *, max_depth: int | None = None
     ) -> AsyncIterator[str]:
-        upper = upper_bound(base) if base else None
+        upper = _upper_bound(base) if base else None
         sql = (
             f'SELECT key FROM "{self.table}" WHERE key > ? '
             f"{'AND key < ? ' if upper else ''}AND {self._sql_live} ORDER BY key LIMIT {_PAGE}"
@@ -253,7 +276,7 @@ class SqliteDriver(SqliteEngine, Driver):
         after = base
         while True:
             args = (after, upper, time.time()) if upper else (after, time.time())
-            rows = await self._call(_fetch_all(sql, args))
+            rows = await self._engine.call(_fetch_all(sql, args))
             for (key,) in rows:
                 yield key
             if len(rows) < _PAGE:
@@ -263,7 +286,9 @@ class SqliteDriver(SqliteEngine, Driver):
     async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
         where, args = self._range(base)
         sql = f'SELECT key FROM "{self.table}" WHERE {where}{self._sql_live}'
-        rows = await self._call(lambda conn, _: conn.execute(sql, (*args, time.time())).fetchall())
+        rows = await self._engine.call(
+            lambda conn, _: conn.execute(sql, (*args, time.time())).fetchall()
+        )
         return [key for (key,) in rows]
 
     async def clear(self, base: str = "") -> None:
@@ -277,11 +302,11 @@ class SqliteDriver(SqliteEngine, Driver):
             removed = conn.execute(sql + " RETURNING key", args).fetchall()
             events.extend(("remove", key) for (key,) in removed)
 
-        await self._call(work, write=True)
+        await self._engine.call(work, write=True)
 
     async def get_meta(self, key: str) -> dict[str, Any]:
         sql = f'SELECT mtime, expires, version, length(value) FROM "{self.table}" WHERE key = ?'
-        rows = await self._read(lambda conn, _: conn.execute(sql, (key,)).fetchall())
+        rows = await self._engine.read(lambda conn, _: conn.execute(sql, (key,)).fetchall())
         row = rows[0] if rows else None
         if row is None:
             return {}
@@ -301,41 +326,52 @@ class SqliteDriver(SqliteEngine, Driver):
 
     async def sweep(self) -> list[str]:
         """Delete every expired row now; return their keys."""
-        sql = f'DELETE FROM "{self.table}" WHERE expires <= ? RETURNING key'
-
-        def work(conn: sqlite3.Connection, events: Events) -> list[str]:
-            removed = [key for (key,) in conn.execute(sql, (time.time(),)).fetchall()]
-            events.extend(("remove", key) for key in removed)
-            return removed
-
-        result: list[str] = await self._call(work, write=True)
+        result: list[str] = await self._engine.call(self._sweep_work, write=True)
         return result
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.sweep()
-            except Exception:
-                logger.exception("sqlite sweep of %s failed", self.path)
+    def _sweep_work(self, conn: sqlite3.Connection, events: Events) -> list[str]:
+        removed = [key for (key,) in conn.execute(self._sql_sweep, (time.time(),)).fetchall()]
+        events.extend(("remove", key) for key in removed)
+        return removed
+
+    def _purge_later(self, key: str) -> None:
+        """Delete ``key`` if it is still expired, without waiting for it."""
+        if self.read_only:
+            return
+
+        def purge(conn: sqlite3.Connection, events: Events) -> None:
+            if conn.execute(self._sql_purge, (key, time.time())).rowcount:
+                events.append(("remove", key))
+
+        self._engine.post(purge)
 
     async def watch(self, callback: WatchCallback) -> Unwatch:
         """Report the changes made through this driver object (not other processes)."""
         return self._watchers.add(callback)
 
+    def _emit(self, events: Events) -> None:
+        """Tell the watchers what a committed job changed (the engine calls it on the loop)."""
+        if self._watchers.callbacks:
+            for event, key in events:
+                self._watchers.emit(event, key)
+
     async def dispose(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        """Close the engine (its thread and connections) and drop the watchers.
+
+        A disposed driver still works, as it always has: its next call starts a fresh engine.
+        """
         self._watchers.clear()
-        self._inline = False
-        for conn in self._readers.values():
-            conn.close()
-        self._readers.clear()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        engine, self._engine = self._engine, self._new_engine()
+        await engine.close()
+
+
+def _upper_bound(base: str) -> str:
+    """The least string above every key that starts with ``base`` (which ends in ``:``)."""
+    return base[:-1] + chr(ord(":") + 1)
+
+
+def _new_version() -> int:
+    return random.getrandbits(62)
 
 
 def _fetch_all(sql: str, args: tuple[Any, ...]) -> Work:
