@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -29,12 +30,28 @@ class _Entry(NamedTuple):
     version: int
 
 
+#: Bytes one entry costs beyond its key and value objects: its slot and link in the ordered
+#: dict (with the hash table's slack), the entry tuple, its mtime float and version int
+#: (measured with tracemalloc on 64-bit CPython 3.11; tests/test_lru.py checks that the bound
+#: holds for the memory really held).
+ENTRY_OVERHEAD = 280
+
+
+def entry_cost(key: str, value: bytes) -> int:
+    """What holding ``value`` at ``key`` costs, as counted against ``max_bytes``."""
+    return sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD
+
+
 class LruDriver(Driver):
-    """Keys in memory, bounded by ``max_entries`` and/or ``max_bytes`` (values' sizes).
+    """Keys in memory, bounded by ``max_entries`` and/or ``max_bytes`` of memory held.
 
     A read or a write makes a key the most recently used; a write that goes over a bound
     evicts the least recently used keys (reported to watchers as removals). Expired keys are
     dropped lazily. User meta entries count towards the bounds like any other entry.
+
+    ``max_bytes`` bounds what the entries really hold: each counts its key object, its value
+    object (an exact-size copy of the bytes written) and `ENTRY_OVERHEAD`, so a bound of 1 MB
+    holds about 1 MB whatever the sizes of the values.
     """
 
     name = "lru"
@@ -66,7 +83,7 @@ class LruDriver(Driver):
 
     @property
     def total_bytes(self) -> int:
-        """Sum of the sizes of the values held now."""
+        """Memory the entries held now cost (see `entry_cost`), as bounded by ``max_bytes``."""
         return self._bytes
 
     def _live(self, key: str, *, touch: bool = True) -> _Entry | None:
@@ -84,13 +101,16 @@ class LruDriver(Driver):
         entry = self._data.pop(key, None)
         if entry is None:
             return False
-        self._bytes -= len(entry.value)
+        self._bytes -= entry_cost(key, entry.value)
         if self._watchers:
             self._watchers.emit("remove", key)
         return True
 
     def _write(self, key: str, value: bytes, ttl: float | None) -> _Entry:
-        if self.max_bytes is not None and len(value) > self.max_bytes:
+        # An exact-size copy: a serializer's output buffer may be far larger than its bytes.
+        value = b"%b" % value
+        cost = entry_cost(key, value)
+        if self.max_bytes is not None and cost > self.max_bytes:
             # A value larger than the whole cache is not kept, and must not leave a stale one.
             self._drop(key)
             return _Entry(value, 0.0, time.time(), next(self._versions))
@@ -98,9 +118,9 @@ class LruDriver(Driver):
         entry = _Entry(value, expires, time.time(), next(self._versions))
         old = self._data.pop(key, None)
         if old is not None:
-            self._bytes -= len(old.value)
+            self._bytes -= entry_cost(key, old.value)
         self._data[key] = entry
-        self._bytes += len(value)
+        self._bytes += cost
         if self._watchers:
             self._watchers.emit("update", key)
         self._evict()

@@ -20,6 +20,10 @@ class MemoryDriver(Driver):
     Per key it keeps the value and one *stamp*: the write time in nanoseconds, bumped so that it
     never repeats, which is both the mtime and the etag. Values (bytes) and stamps (ints) are not
     tracked by the garbage collector, so a store of millions of keys costs no GC passes.
+
+    Every value is copied into a bytes object of its exact size when stored: a serializer's
+    output buffer may be several times larger than the bytes it holds (orjson's starts at
+    4 KiB), and keeping that buffer would cost kilobytes per small value.
     """
 
     name = "memory"
@@ -63,7 +67,7 @@ class MemoryDriver(Driver):
 
     def _write(self, key: str, value: bytes, ttl: float | None) -> int:
         stamp = self._stamp()
-        self._data[key] = value
+        self._data[key] = b"%b" % value  # an exact-size copy (see the class docstring)
         self._stamps[key] = stamp
         if ttl is not None:
             deadline = time.monotonic() + ttl
@@ -166,7 +170,7 @@ class MemoryDriver(Driver):
         if stamp <= self._last_stamp:
             stamp = self._last_stamp + 1
         self._last_stamp = stamp
-        self._data[key] = value
+        self._data[key] = b"%b" % value  # an exact-size copy (see the class docstring)
         self._stamps[key] = stamp
 
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
@@ -182,7 +186,7 @@ class MemoryDriver(Driver):
         data, stamps, expires = self._data, self._stamps, self._expires
         stamp = self._stamp()
         for key, value in items:  # one stamp per write, no call per item
-            data[key] = value
+            data[key] = b"%b" % value
             stamps[key] = stamp
             stamp += 1
             if expires:

@@ -71,13 +71,14 @@ class KeyCache:
     """Recently normalized keys of one Storage (shared with its namespace views).
 
     Keys repeat (a set, then gets of the same key), and one dict lookup is cheaper than even
-    the fast checks of `normalize_key`. Bounded: cleared whole when full. Each Storage owns
-    its cache, so one Storage's traffic never evicts another's keys.
+    the fast checks of `normalize_key`. Bounded (about 100 bytes per entry beyond the key
+    itself, so under a megabyte by default): cleared whole when full. Each Storage owns its
+    cache, so one Storage's traffic never evicts another's keys.
     """
 
     __slots__ = ("_known", "get", "limit")
 
-    def __init__(self, limit: int = 65536) -> None:
+    def __init__(self, limit: int = 8192) -> None:
         self._known: dict[str, str] = {}
         self.limit = limit
         #: The normalized form of a str key seen recently, or None (a C-level lookup).
