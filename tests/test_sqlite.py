@@ -1,18 +1,32 @@
-"""What is special about the sqlite driver: schema, group commit, key ranges, TTL purge."""
+"""What is special about the sqlite driver: schema, group commit, key ranges, TTL purge,
+the engine that owns its thread and connections, compare-and-set across processes."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from drivers._sqlite_engine import Events, SqliteEngine
 from drivers.sqlite import SqliteDriver
-from storage import ConflictError, DriverError, InvalidArgumentError, create_driver, create_storage
+from storage import (
+    Capabilities,
+    ConflictError,
+    DriverError,
+    InvalidArgumentError,
+    ReadOnlyError,
+    create_driver,
+    create_storage,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -252,3 +266,223 @@ async def test_many_connections_can_create_the_same_new_file_at_once(tmp_path: P
     finally:
         for driver in drivers:
             await driver.dispose()
+
+
+async def test_capabilities_are_declared_and_read_only_opens_without_writing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ro.db"
+    with sqlite3.connect(path) as conn:  # a rollback-journal file, as another program made it
+        conn.execute(
+            "CREATE TABLE unistorage (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL, "
+            "expires REAL, mtime REAL NOT NULL, version INTEGER NOT NULL)"
+        )
+        conn.execute("INSERT INTO unistorage VALUES ('k', x'31', NULL, 0, 7)")
+    writable = SqliteDriver(tmp_path / "rw.db")
+    assert writable.capabilities == Capabilities(ttl=True, conditional=True, watch=True)
+    driver = create_driver(f"sqlite:///{path}?read_only=true", sweep_interval=0)
+    assert isinstance(driver, SqliteDriver)  # the driver takes read_only itself, no layer
+    assert driver.capabilities == Capabilities(
+        ttl=True, conditional=True, watch=True, read_only=True
+    )
+    async with create_storage(driver) as storage:
+        assert await storage.get_item_raw("k") == b"1"
+        with pytest.raises(ReadOnlyError):
+            await storage.set_item("k", 2)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert not (tmp_path / "rw.db").exists()  # nothing opens before the first call
+
+
+def _sqlite_threads(path: str) -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == f"sqlite:{path}"]
+
+
+def _kv_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB)")
+
+
+def _insert(key: str, value: bytes) -> Callable[[sqlite3.Connection, Events], None]:
+    def work(conn: sqlite3.Connection, events: Events) -> None:
+        conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+        events.append(("update", key))
+
+    return work
+
+
+async def test_the_engine_runs_work_and_close_ends_its_thread_and_connections(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "engine.db")
+    reported: list[Events] = []
+    engine = SqliteEngine(path, setup=_kv_table, on_events=lambda events: reported.append(events))
+    used: list[tuple[sqlite3.Connection, int]] = []
+
+    def read(conn: sqlite3.Connection, _: Events) -> tuple[bytes] | None:
+        used.append((conn, threading.get_ident()))
+        row: tuple[bytes] | None = conn.execute("SELECT v FROM kv WHERE k = 'a'").fetchone()
+        return row
+
+    def write(conn: sqlite3.Connection, events: Events) -> None:
+        used.append((conn, threading.get_ident()))
+        _insert("a", b"1")(conn, events)
+
+    assert _sqlite_threads(path) == []  # nothing starts before the first job
+    await engine.call(write, write=True)
+    assert reported == [[("update", "a")]]
+    assert engine.commits == 1
+    assert await engine.read(read) == (b"1",)
+    (writer, writer_thread), (reader, reader_thread) = used
+    assert writer_thread != threading.get_ident()  # the write ran in the engine's thread
+    assert reader_thread == threading.get_ident()  # the short read ran here, inline
+    assert reader is not writer
+    assert len(_sqlite_threads(path)) == 1
+    await engine.close()
+    assert engine.closed
+    assert _sqlite_threads(path) == []
+    for conn in (writer, reader):
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+
+
+async def test_closing_the_engine_twice_is_harmless_and_later_jobs_fail_clearly(
+    tmp_path: Path,
+) -> None:
+    never_started = SqliteEngine(str(tmp_path / "idle.db"), setup=_kv_table)
+    await never_started.close()
+    await never_started.close()
+    assert not (tmp_path / "idle.db").exists()
+    engine = SqliteEngine(str(tmp_path / "engine.db"), setup=_kv_table)
+    await engine.call(_insert("a", b"1"), write=True)
+    await engine.close()
+    await engine.close()
+    with pytest.raises(sqlite3.ProgrammingError, match=r"engine of .* is closed"):
+        await engine.call(_insert("b", b"2"), write=True)
+    with pytest.raises(sqlite3.ProgrammingError, match="is closed"):
+        await engine.read(lambda conn, _: conn.execute("SELECT 1").fetchone())
+    with pytest.raises(sqlite3.ProgrammingError, match="is closed"):
+        engine.post(_insert("c", b"3"))
+
+
+async def test_the_engine_finishes_the_jobs_queued_before_close(tmp_path: Path) -> None:
+    path = str(tmp_path / "engine.db")
+    engine = SqliteEngine(path, setup=_kv_table)
+    writes = [
+        asyncio.ensure_future(engine.call(_insert(f"k{i}", b"v"), write=True)) for i in range(50)
+    ]
+    await asyncio.sleep(0)  # every write is queued
+    await engine.close()
+    await asyncio.gather(*writes)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM kv").fetchone() == (50,)
+
+
+async def test_an_engine_whose_setup_fails_answers_every_job_with_why(tmp_path: Path) -> None:
+    path = str(tmp_path / "engine.db")
+
+    def refuse(conn: sqlite3.Connection) -> None:
+        raise DriverError("sqlite", "open", None, "not ours")
+
+    engine = SqliteEngine(path, setup=refuse)
+    for _ in range(2):
+        with pytest.raises(DriverError, match="not ours"):
+            await engine.call(_insert("a", b"1"), write=True)
+    await engine.close()
+    assert _sqlite_threads(path) == []
+
+
+async def test_dispose_closes_the_engine_and_a_disposed_driver_opens_again(
+    tmp_path: Path,
+) -> None:
+    driver = SqliteDriver(tmp_path / "store.db", sweep_interval=0.5)
+    await driver.set_item("k", b"1")
+    assert len(_sqlite_threads(driver.path)) == 1
+    await driver.dispose()
+    assert _sqlite_threads(driver.path) == []
+    await driver.dispose()  # harmless
+    assert await driver.get_item("k") == b"1"  # as before: the next call opens a fresh engine
+    await driver.dispose()
+    assert _sqlite_threads(driver.path) == []
+
+
+async def _count_by_compare_and_set(url: str, tasks: str, rounds: str) -> None:
+    """In a child process: after "go" on stdin, ``tasks`` tasks each add ``rounds`` to the key
+    "counter" by read-with-etag then conditional write, retrying on conflict."""
+    driver = create_driver(url, sweep_interval=0)
+    conflicts = 0
+
+    async def add(times: int) -> None:
+        nonlocal conflicts
+        for _ in range(times):
+            while True:
+                value, etag = await driver.get_item_with_etag("counter")
+                try:
+                    if etag is None:
+                        await driver.set_item_conditional("counter", b"1", if_none_match=True)
+                    else:
+                        new = str(int(value or b"") + 1).encode()
+                        await driver.set_item_conditional("counter", new, if_match=etag)
+                    break
+                except ConflictError:
+                    conflicts += 1
+
+    try:
+        await driver.get_item("counter")  # the file is open before the race starts
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        await asyncio.to_thread(sys.stdin.readline)
+        await asyncio.gather(*(add(int(rounds)) for _ in range(int(tasks))))
+        sys.stdout.write(f"done {conflicts}\n")
+    finally:
+        await driver.dispose()
+
+
+_COUNTER = (
+    "import asyncio, sys; from tests.test_sqlite import _count_by_compare_and_set as count; "
+    "asyncio.run(count(*sys.argv[1:]))"
+)
+
+
+def _race(url: str, processes: int, tasks: int, rounds: int) -> list[str]:
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _COUNTER, url, str(tasks), str(rounds)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+        outputs = []
+        for child in children:
+            out, _ = child.communicate("go\n", timeout=120)
+            assert child.returncode == 0
+            outputs.append(out.strip())
+        return outputs
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+@pytest.mark.parametrize("inline_reads", [True, False])
+async def test_etag_compare_and_set_from_two_processes_loses_no_increment(
+    tmp_path: Path, inline_reads: bool
+) -> None:
+    url = f"sqlite:///{tmp_path / 'count.db'}?inline_reads={str(inline_reads).lower()}"
+    outputs = await asyncio.to_thread(_race, url, 2, 10, 20)
+    assert [out.split()[0] for out in outputs] == ["done", "done"]
+    driver = create_driver(url, sweep_interval=0)
+    try:
+        value, etag = await driver.get_item_with_etag("counter")
+        assert value == b"400"
+        assert etag == (await driver.get_meta("counter"))["etag"]
+    finally:
+        await driver.dispose()
+    assert sum(int(out.split()[1]) for out in outputs) > 0  # the tasks really raced
