@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from storage import Driver, InvalidArgumentError, ReadOnlyError, UnsupportedError
+from storage import Capabilities, Driver, InvalidArgumentError, Layer, Unwatch, WatchCallback
 from storage.registry import create_driver
 
 __all__ = ["TOMBSTONE", "OverlayDriver"]
@@ -22,33 +22,32 @@ TOMBSTONE = b"\x00\x1funistorage:overlay:removed\x1f\x00"
 _CHUNK = 1000
 
 
-class OverlayDriver(Driver):
+class OverlayDriver(Layer):
     """Reads through ``layers`` (drivers, names or URLs; the first is the top), writes to the top.
 
-    Listing merges every layer and hides keys whose top-layer value is a tombstone. Disposing
-    the overlay disposes every layer.
+    A layer whose inner driver is the top: writes, batches of writes and TTLs go there through
+    the `Layer` base. Reads, listing, removal and meta look through every layer. Listing merges
+    every layer and hides keys whose top-layer value is a tombstone. The overlay can do what
+    its top can for TTL and read-only; it has no atomic conditional writes (a lower layer may
+    hold a key the top lacks) and no watch. Disposing the overlay disposes every layer.
     """
 
-    name = "overlay"
+    layer_name = "overlay"
     schemes = ("overlay",)
-    supports_ttl = True
 
-    def __init__(self, *, layers: Iterable[Driver | str], read_only: bool = False) -> None:
-        self.layers: list[Driver] = [create_driver(layer) for layer in layers]
-        if not self.layers:
+    def __init__(self, *, layers: Iterable[Driver | str]) -> None:
+        built: list[Driver] = [create_driver(layer) for layer in layers]
+        if not built:
             raise InvalidArgumentError("the overlay driver needs at least one layer")
-        self.read_only = read_only
+        top = built[0].capabilities
+        super().__init__(built[0], capabilities=Capabilities(ttl=top.ttl, read_only=top.read_only))
+        self.layers = built
+        self.name = f"overlay({', '.join(layer.name for layer in built)})"
 
     @property
     def top(self) -> Driver:
         """The layer that receives every write and every tombstone."""
         return self.layers[0]
-
-    def _check_write(self, key: str, ttl: float | None) -> None:
-        if self.top.read_only:
-            raise ReadOnlyError(key, self.top.name)
-        if ttl is not None and not self.top.capabilities.ttl:
-            raise UnsupportedError(f"the top layer ({self.top.name}) of the overlay has no TTL")
 
     async def _find(self, key: str) -> tuple[Driver, bytes] | None:
         for layer in self.layers:
@@ -60,6 +59,31 @@ class OverlayDriver(Driver):
     async def get_item(self, key: str) -> bytes | None:
         found = await self._find(key)
         return None if found is None else found[1]
+
+    async def has_item(self, key: str) -> bool:
+        return await self._find(key) is not None
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        return await self.get_item(key), None
+
+    def get_item_nowait(self, key: str) -> bytes | None:
+        return Driver.get_item_nowait(self, key)
+
+    def set_item_nowait(self, key: str, value: bytes) -> None:
+        Driver.set_item_nowait(self, key, value)
+
+    async def set_item_conditional(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        return await Driver.set_item_conditional(
+            self, key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
+        )
 
     async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
         values: list[bytes | None] = [None] * len(keys)
@@ -77,24 +101,12 @@ class OverlayDriver(Driver):
             pending = still
         return values
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        self._check_write(key, ttl)
-        await self.top.set_item(key, value, ttl=ttl)
-
-    async def set_items(
-        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        if items:
-            self._check_write(items[0][0], ttl)
-        await self.top.set_items(items, ttl=ttl)
-
     async def remove_item(self, key: str) -> None:
         await self.remove_items([key])
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        self._check_write(keys[0], None)
         if len(self.layers) == 1:
             await self.top.remove_items(keys)
             return
@@ -143,8 +155,10 @@ class OverlayDriver(Driver):
         values = await self.get_items(keys)
         return [key for key, value in zip(keys, values, strict=True) if value is not None]
 
+    async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
+        return [key async for key in self.iter_keys(base, max_depth=max_depth)]
+
     async def clear(self, base: str = "") -> None:
-        self._check_write(base, None)
         await self.top.clear(base)
         if len(self.layers) > 1:
             doomed: list[str] = []
@@ -160,6 +174,20 @@ class OverlayDriver(Driver):
             if value is not None:
                 return {} if value == TOMBSTONE else await layer.get_meta(key)
         return {}
+
+    # User meta lives in sibling entries, read through the layers like any item.
+
+    async def get_user_meta(self, key: str) -> bytes | None:
+        return await Driver.get_user_meta(self, key)
+
+    async def set_user_meta(self, key: str, data: bytes) -> None:
+        await Driver.set_user_meta(self, key, data)
+
+    async def remove_user_meta(self, key: str) -> None:
+        await Driver.remove_user_meta(self, key)
+
+    async def watch(self, callback: WatchCallback) -> Unwatch:
+        return await Driver.watch(self, callback)
 
     async def dispose(self) -> None:
         for layer in self.layers:

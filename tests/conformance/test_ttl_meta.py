@@ -36,6 +36,7 @@ async def test_meta_reports_remaining_ttl(storage: Storage) -> None:
 
 
 @pytest.mark.capability("ttl")
+@pytest.mark.capability("plain_ttl")
 async def test_writing_without_ttl_removes_the_expiry(storage: Storage) -> None:
     await storage.set_item("k", "v", ttl=100)
     await storage.set_item("k", "w")
