@@ -14,6 +14,8 @@ SameSite = Literal["lax", "strict", "none"]
 # RFC 6265 cookie-name token: visible ASCII without separators.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+_OWS = b" \t"
+_DQUOTE = ord('"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +75,38 @@ class CookieSettings:
 
 
 def read_cookie(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
-    """The first value of cookie ``name`` in raw ASGI ``headers``, or None."""
-    wanted = name.encode("latin-1") + b"="
+    """The value of cookie ``name`` in raw ASGI ``headers``, or None.
+
+    A strict RFC 6265 section 4.2 reading, written here because no parser at hand fits:
+    `http.cookies.SimpleCookie` splits a pair at a space (so ``pref=a session=X`` yields a
+    ``session`` cookie) and drops every cookie after one it cannot parse, and Starlette's
+    ``cookie_parser`` lets the last duplicate win (and is a framework's, not a library's).
+
+    - The header is a list of pairs separated by ``;``, nothing else: a name inside another
+      cookie's value is part of that value. Several Cookie headers (HTTP/2 sends them split)
+      are read as one list, in order.
+    - Whitespace (SP, HTAB) around a pair, its name and its value is ignored; names compare
+      exactly (``__host-sid`` is not ``__Host-sid``); one pair of enclosing double quotes is
+      removed from the value. Pairs without ``=`` are skipped.
+    - A name sent more than once with different values gives None: the browser gives no way to
+      tell which one this site set, and taking either lets a cookie planted from a sibling
+      domain or with a longer path win (cookie tossing). A fresh session is safer than a
+      fixated one.
+    """
+    wanted = name.encode("latin-1")
+    found: bytes | None = None
     for header, value in headers:
-        if header != b"cookie":
+        if header != b"cookie" or wanted not in value:
             continue
-        start = value.find(wanted)
-        while start != -1:
-            # A match counts only at the start of a cookie-pair, not inside another name.
-            if start == 0 or value[start - 1 : start] in (b" ", b";"):
-                start += len(wanted)
-                end = value.find(b";", start)
-                found = value[start:] if end == -1 else value[start:end]
-                return found.strip().strip(b'"').decode("latin-1")
-            start = value.find(wanted, start + 1)
-    return None
+        for pair in value.split(b";"):
+            pair_name, equals, raw = pair.partition(b"=")
+            if not equals or pair_name.strip(_OWS) != wanted:
+                continue
+            raw = raw.strip(_OWS)
+            if len(raw) >= 2 and raw[0] == _DQUOTE and raw[-1] == _DQUOTE:
+                raw = raw[1:-1]
+            if found is None:
+                found = raw
+            elif found != raw:
+                return None
+    return None if found is None else found.decode("latin-1")

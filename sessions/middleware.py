@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from storage.asgi import ASGIApp, Message, Receive, Scope, Send
 
 from .manager import Sessions
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SessionMiddleware"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class SessionMiddleware:
@@ -40,11 +35,10 @@ class SessionMiddleware:
             return
         session = self.sessions.from_headers(scope["headers"])
         scope["session"] = session
-        commit = self.sessions.commit
 
         async def send_with_session(message: Message) -> None:
             if message["type"] == "http.response.start" and session.used:
-                extra = await commit(session)
+                extra = await session.commit()
                 if extra:
                     headers = [
                         (name, value)

@@ -1,0 +1,195 @@
+"""Session records in storage: read, create, update and remove them by key, with versions.
+
+This is all the storage I/O of sessions, and it never sees a `Session`. A record is stored as
+``{"v": 1, "created": ..., "accessed": ..., "data": {...}}`` under a key that is the digest of
+the session ID. Concurrent updates of one record are never lost:
+
+- in one process, on every driver: updates and removals of one record take turns (an
+  asyncio lock per record, held across read, change and write), so a change can neither
+  overwrite another nor bring a removed record back;
+- across processes, where the driver has atomic conditional writes (``capabilities.
+  conditional``): every write is conditioned on the version it was computed from, and a
+  conflict is retried on the fresh record after a jittered exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from storage import ConflictError, SerializationError, Storage
+
+__all__ = ["Change", "Record", "Records"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = 1
+#: Conflicting writes (possible only across processes once in-process writers take turns)
+#: are retried this many times, sleeping up to 1, 2, 4 ... ms (at most _MAX_BACKOFF) between.
+_ATTEMPTS = 12
+_FIRST_BACKOFF = 0.001
+_MAX_BACKOFF = 0.1
+
+#: One lock per record being updated in this process, per event loop; gone when unused.
+_locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+class Record:
+    """One stored session: when it was created and last written, and its data."""
+
+    __slots__ = ("accessed", "created", "data")
+
+    def __init__(self, created: float, accessed: float, data: dict[str, Any]) -> None:
+        self.created = created
+        self.accessed = accessed
+        self.data = data
+
+
+#: What an update writes: a record and the seconds it may live (a hint for drivers with TTL).
+Write = tuple[Record, float]
+#: Computes the record to write from the stored one, or None to write nothing.
+Change = Callable[[Record], Write | None]
+
+
+class Records:
+    """Session records in one Storage (a namespace view), by key."""
+
+    __slots__ = ("_dumps", "_storage")
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._dumps = storage.serializer.dumps
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise `storage.SerializationError` naming ``name`` when ``value`` cannot be stored."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"session keys are non-empty strings, not {name!r}")
+        try:
+            self._dumps(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"session value {type(value).__name__} cannot be stored: {exc}", key=name
+            ) from exc
+
+    async def read(self, key: str) -> tuple[Record | None, str | None]:
+        """The record at ``key`` (None when missing or unreadable) and its version, if any.
+
+        The version is read only where the driver has atomic conditional writes.
+        """
+        try:
+            if self._storage.capabilities(key).conditional:
+                raw, version = await self._storage.get_item_with_etag(key)
+            else:
+                raw, version = await self._storage.get_item(key), None
+        except SerializationError:
+            logger.warning("a stored session could not be decoded; starting a new one")
+            return None, None
+        record = _parse(raw)
+        return record, version if record is not None else None
+
+    async def create(self, key: str, record: Record, ttl: float) -> None:
+        """Store a new record at ``key`` (a fresh random ID's digest, so nobody else writes it)."""
+        capabilities = self._storage.capabilities(key)
+        await self._storage.set_item(
+            key,
+            _dump(record),
+            ttl=ttl if capabilities.ttl else None,
+            if_none_match=capabilities.conditional,
+        )
+
+    async def update(
+        self, key: str, change: Change, *, first: Write | None = None, version: str | None = None
+    ) -> Record | None:
+        """Write ``change(stored record)`` at ``key``; return what was written.
+
+        None when the record is gone or ``change`` declines: a removed record is never written
+        again. With the ``version`` `read` returned, ``first`` (computed from that read) is
+        tried first, conditioned on that version: one write when nobody changed the record.
+        """
+        capabilities = self._storage.capabilities(key)
+        ttl = capabilities.ttl
+        if first is not None and version is not None and capabilities.conditional:
+            written, seconds = first
+            try:
+                await self._storage.set_item(
+                    key, _dump(written), ttl=seconds if ttl else None, if_match=version
+                )
+            except ConflictError:
+                pass
+            else:
+                return written
+        async with _turn(self._storage.prefix + key):
+            for attempt in range(_ATTEMPTS):
+                record, version = await self.read(key)
+                result = None if record is None else change(record)
+                if result is None:
+                    return None
+                written, seconds = result
+                try:
+                    await self._storage.set_item(
+                        key, _dump(written), ttl=seconds if ttl else None, if_match=version
+                    )
+                except ConflictError:
+                    # Another process wrote meanwhile: let it finish, then merge again.
+                    pause = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2**attempt)
+                    await asyncio.sleep(random.uniform(0, pause))
+                    continue
+                return written
+        raise ConflictError(key, "the session kept changing while being saved")
+
+    async def remove(self, keys: Iterable[str]) -> None:
+        """Remove the records at ``keys``; an update in flight in this process finishes first."""
+        keys = sorted(set(keys))
+        if keys:
+            async with _turns([self._storage.prefix + key for key in keys]):
+                await self._storage.remove_items(keys)
+
+
+@asynccontextmanager
+async def _turn(full_key: str) -> AsyncIterator[None]:
+    """Wait for the other updates of ``full_key`` in this process, then hold the record."""
+    slot = (id(asyncio.get_running_loop()), full_key)
+    lock = _locks.get(slot)
+    if lock is None:
+        lock = _locks[slot] = asyncio.Lock()
+    async with lock:
+        yield
+
+
+@asynccontextmanager
+async def _turns(full_keys: list[str]) -> AsyncIterator[None]:
+    """Hold several records (in sorted order, so two holders never wait on each other)."""
+    if not full_keys:
+        yield
+        return
+    async with _turn(full_keys[0]), _turns(full_keys[1:]):
+        yield
+
+
+def _dump(record: Record) -> dict[str, Any]:
+    return {
+        "v": _FORMAT,
+        "created": record.created,
+        "accessed": record.accessed,
+        "data": record.data,
+    }
+
+
+def _parse(raw: Any) -> Record | None:
+    if raw is None:
+        return None
+    if (
+        isinstance(raw, dict)
+        and raw.get("v") == _FORMAT
+        and isinstance(raw.get("data"), dict)
+        and isinstance(raw.get("created"), (int, float))
+        and isinstance(raw.get("accessed"), (int, float))
+    ):
+        return Record(float(raw["created"]), float(raw["accessed"]), raw["data"])
+    logger.warning("a stored session has an unknown shape; starting a new one")
+    return None
