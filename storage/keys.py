@@ -31,6 +31,11 @@ _SEPARATORS = re.compile(r"[:/\\]+")
 def _normalize(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidKeyError(key, f"keys are str, not {type(key).__name__}")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidKeyError(key, "lone surrogates are not Unicode text") from None
     if _CONTROL.search(key):
         raise InvalidKeyError(
             key, "control characters (U+0000-U+001F, U+007F-U+009F) are not allowed"

@@ -45,6 +45,8 @@ def test_normalize_key(raw: str, expected: str) -> None:
         "a\x7f",
         "\x85b",
         "\x9f",
+        "a\ud800",
+        "\udfff:b",
     ],
 )
 def test_unsafe_or_empty_keys_raise(raw: str) -> None:
