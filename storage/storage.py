@@ -109,7 +109,8 @@ class Storage:
     def _group(self, keys: Iterable[str]) -> dict[Mount, list[str]]:
         table = self._table
         if table.only is not None:  # one mount: nothing to route
-            return {table.root: list(keys)}
+            group = list(keys)
+            return {table.root: group} if group else {}
         groups: dict[Mount, list[str]] = {}
         route = table.route
         for key in keys:

@@ -233,3 +233,11 @@ async def test_aliases_match_the_long_names(storage: Storage) -> None:
     assert await storage.keys() == ["k"]
     await storage.delete("k")
     assert not await storage.has("k")
+
+
+async def test_empty_batches_do_nothing(storage: Storage) -> None:
+    await storage.set_items({})
+    await storage.set_items_raw([])
+    await storage.remove_items([])
+    assert await storage.get_items([]) == {}
+    assert await storage.get_items_raw([]) == {}
