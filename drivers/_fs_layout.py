@@ -1,57 +1,58 @@
-"""How the fs driver lays keys out on disk, and the low-level pieces it is built from.
+"""How the fs driver lays keys out on disk: key segments as file names, and back.
 
-Key segments become file names (see ``encode_segment`` and the docstring of drivers.fs); writes
-are serialized per key by ``Locks``; whole file operations run on the threads of a ``Pool``.
+See the docstring of drivers.fs for the encoding. `Layout` holds one store's choices (case
+folding, ignored names) and answers both ways: the names of a key, and the key of some names,
+refusing every name that is not the encoding of a key that can be read back.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
-import functools
+import logging
 import os
-import queue
-import threading
-import zlib
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+import re
+from collections.abc import Sequence
 from urllib.parse import unquote
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from storage import InvalidKeyError, normalize_key
 
-T = TypeVar("T")
 INTERNAL = ".unistorage"
 SELF = "%"
 MORE = "%+"
 _LIMIT = 240
-_STRIPES = 64
 _ALWAYS = frozenset('%<>"|?*')
-HAS_LOCKS = fcntl is not None
+# A lone surrogate cannot be a file name byte: such characters are escaped (as the bytes
+# "surrogatepass" gives them), and a raw name that decodes to one (not UTF-8) is no key.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CACHE = 8192
+_LOGGED = 1024
+
+logger = logging.getLogger("drivers.fs")
 
 
 def _escape(char: str) -> str:
-    return "".join(f"%{byte:02X}" for byte in char.encode())
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
 
 
 def encode_segment(segment: str, fold: bool = False) -> list[str]:
-    """The file names (chunks) that hold one key segment; see the module docstring."""
+    """The file names (chunks) that hold one key segment; see the docstring of drivers.fs."""
     if (
         len(segment) <= _LIMIT // 4
         and segment[0] != "."
         and segment[-1] not in ". "
         and not _ALWAYS.intersection(segment)
-        and (not fold or (segment.isascii() and segment == segment.lower()))
+        and (segment.isascii() or (not fold and not _SURROGATE.search(segment)))
+        and (not fold or segment == segment.lower())
     ):
         return [segment]
     names: list[str] = []
     chunk: list[str] = []
     size = 0
     for char in segment:
-        special = char in _ALWAYS or (fold and (not char.isascii() or char != char.lower()))
+        special = (
+            char in _ALWAYS
+            or "\ud800" <= char <= "\udfff"
+            or (fold and (not char.isascii() or char != char.lower()))
+        )
         piece = _escape(char) if special or (char == "." and not chunk) else char
         width = len(piece.encode())
         if size + width > _LIMIT:
@@ -68,128 +69,95 @@ def encode_segment(segment: str, fold: bool = False) -> list[str]:
 
 
 def decode_name(name: str) -> str:
-    return unquote(name, errors="strict") if "%" in name else name
-
-
-class Locks:
-    """Per-key write locks shared by the threads of this process and by other processes."""
-
-    def __init__(self, path: str | None) -> None:
-        self._threads = [threading.Lock() for _ in range(_STRIPES)]
-        self._fd = -1
-        if fcntl is not None and path is not None:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-
-    @contextlib.contextmanager
-    def hold(self, path: str) -> Iterator[None]:
-        stripe = zlib.crc32(path.encode()) % _STRIPES
-        with self._threads[stripe]:
-            if self._fd < 0:
-                yield
-                return
-            fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, stripe)
-            try:
-                yield
-            finally:
-                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, stripe)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-class Pool:
-    """A few threads that run whole file operations; one queue hop per call.
-
-    Cheaper than ``run_in_executor`` (no concurrent.futures layer): measured in bench_fs.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
-        self._queue = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def run(self, function: Callable[[], T]) -> asyncio.Future[T]:
-        if not self._threads:
-            for number in range(self._size):
-                thread = threading.Thread(target=self._serve, name=f"fs-{number}", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((function, future))
-        return future
-
-    def _serve(self) -> None:
-        while (job := self._queue.get()) is not None:
-            function, future = job
-            try:
-                outcome: tuple[Any, BaseException | None] = (function(), None)
-            except BaseException as exc:  # handed to the caller
-                outcome = (None, exc)
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
-                future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
-
-    def stop(self) -> list[threading.Thread]:
-        threads, self._threads = self._threads, []
-        for _ in threads:
-            self._queue.put(None)
-        return threads
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-
-
-def exchange_paths(first: str, second: str) -> bool:
-    """Swap two paths atomically (Linux renameat2); False when the system cannot."""
-    rename = getattr(_libc(), "renameat2", None)
-    if rename is None:
-        return False
-    at_fdcwd, exchange = -100, 2
-    return bool(rename(at_fdcwd, first.encode(), at_fdcwd, second.encode(), exchange) == 0)
-
-
-@functools.cache
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:  # pragma: no cover
-        return None
+    """The text a file name holds (UnicodeDecodeError when its escapes are not UTF-8)."""
+    return unquote(name, errors="surrogatepass") if "%" in name else name
 
 
 def etag_of(info: os.stat_result) -> str:
+    """The version of a value file: a write always renames a new file (new inode or mtime)."""
     return f"{info.st_ino:x}-{info.st_mtime_ns:x}-{info.st_size:x}"
 
 
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class Layout:
+    """The file names of one store's keys, both ways, with a cache of recent keys.
 
+    ``fold`` escapes uppercase and non-ASCII characters (for case-insensitive file systems);
+    ``ignore`` matches names that are never keys (dot-names, user patterns).
+    """
 
-def remove_tree(path: str, *, keep: bool) -> None:
-    for directory, dirs, files in os.walk(path, topdown=False):
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{directory}/{name}")
-        for name in dirs:
-            with contextlib.suppress(OSError):
-                os.rmdir(f"{directory}/{name}")
-    if not keep:
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
+    __slots__ = ("_cache", "_ignore", "_logged", "fold")
+
+    def __init__(self, *, fold: bool, ignore: re.Pattern[str]) -> None:
+        self.fold = fold
+        self._ignore = ignore
+        self._cache: dict[str, tuple[list[str], str]] = {}
+        self._logged: set[tuple[str, ...]] = set()
+
+    def place(self, key: str) -> tuple[list[str], str]:
+        """The names of ``key`` below the store's root, and them joined by ``/``."""
+        found = self._cache.get(key)
+        if found is None:
+            fold = self.fold
+            names = [name for segment in key.split(":") for name in encode_segment(segment, fold)]
+            if len(self._cache) >= _CACHE:
+                self._cache.clear()
+            found = self._cache[key] = (names, "/".join(names))
+        return found
+
+    def names(self, key: str) -> list[str]:
+        """The names of ``key`` below the store's root."""
+        return self.place(key)[0]
+
+    def ignored(self, name: str) -> bool:
+        """True for names that never hold keys (dot-names and the ``ignore`` patterns)."""
+        return name[0] == "." or self._ignore.match(name) is not None
+
+    def key_of(self, names: Sequence[str]) -> str | None:
+        """The key these names hold, or None (logged once) when they are not a key's encoding.
+
+        Only keys that can be read back are returned: the names must be exactly what
+        `place` gives for the key, and the key must be a valid normalized key (no ``.`` or
+        ``..`` segment, no control character, no separator), so a hand-made file named
+        ``a\\nb``, ``%2E.`` or with bytes that are not UTF-8 is skipped.
+        """
+        parts: list[str] = []
+        pending = ""
+        for name in names:
+            if self.ignored(name):
+                return None
+            try:
+                if name.endswith(MORE):
+                    pending += decode_name(name[:-2])
+                    continue
+                parts.append(pending + decode_name(name))
+            except UnicodeDecodeError:
+                return self._foreign(names)
+            pending = ""
+        if pending or not parts or not all(parts):
+            return self._foreign(names)
+        key = ":".join(parts)
+        if self.place(key)[0] != list(names):
+            return self._foreign(names)
+        try:
+            if normalize_key(key) != key:
+                return self._foreign(names)
+        except InvalidKeyError:
+            return self._foreign(names)
+        return key
+
+    def _foreign(self, names: Sequence[str]) -> str | None:
+        found = tuple(names)
+        if found not in self._logged and len(self._logged) < _LOGGED:
+            self._logged.add(found)
+            shown = "/".join(
+                os.fsencode(name).decode("utf-8", "backslashreplace") for name in names
+            )
+            logger.warning("fs: %r is not the file name of a key; it is not listed", shown)
+        return None
 
 
 def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (its temporary files are not stale)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

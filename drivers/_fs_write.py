@@ -1,0 +1,263 @@
+"""Atomic writes and removals in an fs store: temp file, lock, rename; directories on demand.
+
+Plain functions over an `FsFiles`. A value is written to a new file in ``tmp`` and renamed
+into place under the key's lock, so readers never see a torn value; a failed write leaves no
+temporary file behind. Directories are made between two attempts of a write, never while a
+lock is held (see drivers._fs_locks: no thread ever waits for a lock while holding one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from drivers._fs_beneath import (
+    DIRECTORY,
+    MISSING,
+    close_unless,
+    ensure_dir,
+    exchange_at,
+    open_parent,
+    prune,
+    remove_tree,
+    unlink_at,
+)
+from drivers._fs_layout import SELF, etag_of
+
+if TYPE_CHECKING:
+    from drivers._fs_ops import FsFiles
+
+_counter = itertools.count()
+_TRIES = 50
+
+
+def _unique() -> str:
+    return f"{os.getpid()}.{threading.get_ident()}.{next(_counter)}"
+
+
+def write_temp(files: FsFiles, value: bytes) -> tuple[str, os.stat_result]:
+    """A new file in ``tmp`` holding ``value``; on failure (say, a full disk) it is gone."""
+    name = _unique()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(name, flags, 0o666, dir_fd=files.tmp)
+    try:
+        view = memoryview(value)
+        while view:
+            view = view[os.write(fd, view) :]
+        # A unique mtime: the inode of a replaced file is soon reused, and a coarse clock
+        # could give the next file of the same size the same mtime, hence the same etag.
+        stamp = time.time_ns() // 1000 * 1000 + next(_counter) % 1000
+        os.utime(fd, ns=(stamp, stamp))
+        if files.durable:
+            os.fsync(fd)
+        info = os.fstat(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=files.tmp)
+        raise
+    finally:
+        os.close(fd)
+    return name, info
+
+
+def place(
+    files: FsFiles, key: str, value: bytes, ttl: float | None, check: Callable[[], None] | None
+) -> str:
+    """Write ``value`` at ``key`` atomically; return its etag (see `FsFiles.set`)."""
+    names, rel = files.layout.place(key)
+    temp, info = write_temp(files, value)
+    placed = False
+    locks = files.locks
+    try:
+        for _ in range(_TRIES):
+            stripe = locks.acquire(rel)
+            try:
+                if check is not None:
+                    check()
+                if ttl is not None:
+                    record = f"{time.time() + ttl!r} {info.st_ino} {info.st_mtime_ns}"
+                    write_side(files, names, "%t", record.encode())
+                if _install(files, temp, names):
+                    placed = True
+                    if files.on_change is not None:
+                        files.on_change("update", key, info.st_ino)
+                    if ttl is None:
+                        remove_side(files, names, "%t")
+                    return etag_of(info)
+            finally:
+                locks.release(stripe)
+            _make_parents(files, names)
+        raise OSError(errno.EAGAIN, f"could not place {rel!r}: its directories keep changing")
+    finally:
+        if not placed:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=files.tmp)
+
+
+def _install(files: FsFiles, temp: str, names: list[str]) -> bool:
+    """Rename ``temp`` to ``names``; False when a directory on the way is missing."""
+    root = files.root
+    try:
+        parent = open_parent(root, names)
+    except OSError as exc:
+        if exc.errno in MISSING:
+            return False
+        raise
+    try:
+        try:
+            os.replace(temp, names[-1], src_dir_fd=files.tmp, dst_dir_fd=parent)
+        except IsADirectoryError:  # a key that is also a directory: its value is 'name/%'
+            inner = os.open(names[-1], DIRECTORY, dir_fd=parent)
+            try:
+                os.replace(temp, SELF, src_dir_fd=files.tmp, dst_dir_fd=inner)
+                if files.durable:
+                    os.fsync(inner)
+            finally:
+                os.close(inner)
+        if files.durable:
+            os.fsync(parent)
+    except OSError as exc:
+        if exc.errno in MISSING:
+            return False
+        raise
+    finally:
+        close_unless(parent, root)
+    return True
+
+
+def _make_parents(files: FsFiles, names: list[str]) -> None:
+    """Create the directories above ``names``; callers retry if a removal races this."""
+    root = files.root
+    fd = root
+    try:
+        for depth, name in enumerate(names[:-1]):
+            try:
+                inner = ensure_dir(fd, name)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    return
+                _make_directory(files, fd, name, "/".join(names[: depth + 1]))
+                try:
+                    inner = os.open(name, DIRECTORY, dir_fd=fd)
+                except OSError:
+                    return
+            close_unless(fd, root)
+            fd = inner
+    finally:
+        close_unless(fd, root)
+
+
+def _make_directory(files: FsFiles, parent: int, name: str, rel: str) -> None:
+    """Turn the file (or link) ``name`` into a directory holding it as ``name/%``."""
+    stripe = files.locks.acquire(rel)
+    try:
+        try:
+            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            return
+        holder = _unique() + ".d"
+        inner = ensure_dir(files.tmp, holder)
+        try:
+            try:  # a hard link to the link itself, never to what a link points to
+                os.link(name, SELF, src_dir_fd=parent, dst_dir_fd=inner, follow_symlinks=False)
+            except OSError:  # no hard links here: move it (readers briefly miss the key)
+                os.rename(name, SELF, src_dir_fd=parent, dst_dir_fd=inner)
+                os.rename(holder, name, src_dir_fd=files.tmp, dst_dir_fd=parent)
+                return
+            # Swapping keeps the value readable at every moment (Linux); else unlink + rename.
+            if exchange_at(files.tmp, holder, parent, name):
+                os.unlink(holder, dir_fd=files.tmp)
+            else:
+                os.unlink(name, dir_fd=parent)
+                os.rename(holder, name, src_dir_fd=files.tmp, dst_dir_fd=parent)
+        finally:
+            os.close(inner)
+            remove_tree(files.tmp, holder)  # still there only if something failed
+    finally:
+        files.locks.release(stripe)
+
+
+def write_side(files: FsFiles, names: list[str], kind: str, data: bytes) -> None:
+    """Store a sidecar (``%t`` TTL record, ``%m`` user meta) in the ``side`` tree."""
+    temp, _ = write_temp(files, data)
+    side = files.side
+    target = [*names[:-1], names[-1] + kind]
+    try:
+        for _ in range(_TRIES):
+            try:
+                parent = open_parent(side, target)
+            except OSError as exc:
+                if exc.errno not in MISSING:
+                    raise
+            else:
+                try:
+                    os.replace(temp, target[-1], src_dir_fd=files.tmp, dst_dir_fd=parent)
+                    return
+                except OSError as exc:
+                    if exc.errno not in MISSING:
+                        raise
+                finally:
+                    close_unless(parent, side)
+            # Sidecar names end in %t or %m, which no directory name does: only mkdir.
+            fd = side
+            for name in target[:-1]:
+                try:
+                    inner = ensure_dir(fd, name)
+                except OSError:
+                    break
+                close_unless(fd, side)
+                fd = inner
+            close_unless(fd, side)
+        raise OSError(errno.EAGAIN, f"could not place the sidecar of {'/'.join(names)!r}")
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=files.tmp)
+
+
+def remove_side(files: FsFiles, names: list[str], kind: str) -> None:
+    """Delete the sidecar ``kind`` of the key at ``names``, and its emptied directories."""
+    if files.side >= 0 and unlink_at(files.side, [*names[:-1], names[-1] + kind]):
+        prune(files.side, names[:-1])
+
+
+def unlink_value(files: FsFiles, key: str) -> bool:
+    """Delete ``key``'s value file (under its lock, held by the caller); True if one was."""
+    names = files.layout.names(key)
+    root = files.root
+    try:
+        parent = open_parent(root, names)
+    except OSError as exc:
+        if exc.errno in MISSING:
+            return False
+        raise
+    try:
+        try:
+            os.unlink(names[-1], dir_fd=parent)
+            empty = names[:-1]
+        except (IsADirectoryError, PermissionError):  # macOS says EPERM for a directory
+            inner = os.open(names[-1], DIRECTORY, dir_fd=parent)
+            try:
+                os.unlink(SELF, dir_fd=inner)
+            finally:
+                os.close(inner)
+            empty = names
+    except OSError as exc:
+        if exc.errno in MISSING:
+            return False
+        raise
+    finally:
+        close_unless(parent, root)
+    if files.on_change is not None:
+        files.on_change("remove", key, 0)
+    prune(root, empty)
+    remove_side(files, names, "%t")
+    return True
