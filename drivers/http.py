@@ -1,66 +1,67 @@
 """The http driver: a client of `unistorage serve` (unstorage's storage-server protocol), on httpx.
 
 Values travel as raw bytes (``application/octet-stream``), so every value round-trips exactly.
-Keys become percent-encoded paths under the base URL; ``x-ttl`` carries expiry, ``HEAD`` the
-metadata, ``If-Match``/``If-None-Match`` conditional writes and ``?meta`` user meta. Batches
-use the server's ``POST base/?batch`` route, falling back to one request per key on servers
-without it (such as unstorage's own).
+The wire format (paths, headers, ETags, batches, listings, error codes) is `storage.protocol`,
+shared with the server. Batches use the server's ``POST base/?batch`` route, falling back to
+one request per key on servers without it (such as unstorage's own).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import ssl
-from base64 import b64decode, b64encode
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
-import orjson
 
-from storage import (
-    ConflictError,
-    Driver,
-    InvalidArgumentError,
-    ReadOnlyError,
-    UnsupportedError,
-)
+from storage import Capabilities, Driver, InvalidArgumentError
 from storage.driver import parse_url_options
 from storage.keys import normalize_base
+from storage.protocol import (
+    BATCH_BYTES,
+    BATCH_KEYS,
+    BATCH_QUERY,
+    MAX_DEPTH_QUERY,
+    META_QUERY,
+    OCTET,
+    TTL_HEADER,
+    HttpStatusError,
+    ListingReader,
+    ProtocolError,
+    batch_body,
+    check_token,
+    error_code,
+    error_of_answer,
+    format_etag,
+    format_ttl,
+    key_path,
+    meta_of_headers,
+    parse_batch_values,
+    parse_etag,
+)
 
-__all__ = ["HttpDriver"]
+__all__ = ["HttpDriver", "HttpStatusError"]
 
-_OCTET = "application/octet-stream"
 _CONCURRENCY = 32
-_BATCH_KEYS = 1000
-_BATCH_BYTES = 4 * 1024 * 1024
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-class HttpStatusError(RuntimeError):
-    """The server answered with an error status the storage errors do not name."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
 
 
 class HttpDriver(Driver):
     """Keys under ``base`` (a URL; its path is a key prefix) on a storage server.
 
     ``token`` is sent as a bearer token; ``headers`` are added to every request. ``timeout``
-    bounds each request (connecting included), so a server that is down fails quickly.
+    bounds each request (connecting included), so a server that is down fails quickly. At
+    most ``max_connections`` requests are in flight; the others wait for a free connection up
+    to ``pool_timeout`` seconds (default: ``timeout``), then fail with a clear error.
     """
 
     name = "http"
     schemes = ("http", "https")
-    supports_ttl = True
-    supports_conditional = True
+    capabilities = Capabilities(ttl=True, conditional=True)
 
     def __init__(
         self,
@@ -69,26 +70,38 @@ class HttpDriver(Driver):
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
-        read_only: bool = False,
+        max_connections: int = 100,
+        pool_timeout: float | None = None,
     ) -> None:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InvalidArgumentError(f"the http driver needs an http(s) URL, not {base!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidArgumentError(f"max_connections is an int >= 1, not {max_connections!r}")
+        if max_connections < 1:
+            raise InvalidArgumentError(f"max_connections is an int >= 1, not {max_connections!r}")
+        pool = timeout if pool_timeout is None else pool_timeout
+        if not isinstance(pool, (int, float)) or not 0 < pool < float("inf"):
+            raise InvalidArgumentError(f"pool_timeout is seconds > 0, not {pool_timeout!r}")
         self._origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         # The URL path is a key prefix: decoded and normalized like any base.
         self._prefix = normalize_base(unquote(parts.path))
-        self.base = self._url("", True)
+        self.base = self._url("", base=True)
         self._headers = dict(headers or {})
         if token:
-            self._headers["authorization"] = f"Bearer {token}"
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+            self._headers["authorization"] = f"Bearer {check_token(token)}"
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0), pool=pool)
+        # Keep-alive for every connection the pool may open: closing the surplus after each
+        # burst would churn through sockets under load.
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self._client: httpx.AsyncClient | None = None
         self._batches = True
-        self.read_only = read_only
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Driver:
-        """``http://host:port/prefix?timeout=5``; the query holds options, the rest the base."""
+        """``http://host:port/prefix?timeout=5&max_connections=100&pool_timeout=10``."""
         parts = urlsplit(url)
         base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         return cls(base=base, **{**parse_url_options(parts.query), **options})
@@ -98,13 +111,28 @@ class HttpDriver(Driver):
         """The connection pool, opened on first use."""
         if self._client is None:
             self._client = httpx.AsyncClient(
-                headers=self._headers, timeout=self._timeout, verify=_tls_context()
+                headers=self._headers,
+                timeout=self._timeout,
+                limits=self._limits,
+                verify=_tls_context(),
             )
         return self._client
 
-    def _url(self, key: str, base: bool = False) -> str:
-        path = quote((self._prefix + key).replace(":", "/"), safe="/")
-        return f"{self._origin}/{path}" + ("/" if base and path and not path.endswith("/") else "")
+    def _url(self, key: str, *, base: bool = False, query: str = "") -> str:
+        path = key_path(self._prefix + key, base=base)
+        return f"{self._origin}{path}{'?' + query if query else ''}"
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self.client.request(method, url, **kwargs)
+        except httpx.PoolTimeout as exc:
+            raise self._pool_exhausted() from exc
+
+    def _pool_exhausted(self) -> ConnectionError:
+        return ConnectionError(
+            f"no free connection to {self._origin} within {self._timeout.pool} s: all "
+            f"{self._limits.max_connections} are busy (raise max_connections or pool_timeout)"
+        )
 
     async def _request(
         self,
@@ -115,19 +143,26 @@ class HttpDriver(Driver):
         missing_ok: bool = False,
         **kwargs: Any,
     ) -> httpx.Response | None:
-        response = await self.client.request(method, url or self._url(key), **kwargs)
+        response = await self._send(method, url or self._url(key), **kwargs)
         status = response.status_code
         if status < 300:
             return response
         if status == 404 and missing_ok:
             return None
-        raise _error(status, _message(response), key)
+        raise error_of_answer(status, response.content, key or None, response.headers)
 
     # -- items --------------------------------------------------------------------------------
 
     async def get_item(self, key: str) -> bytes | None:
-        response = await self._request("GET", key, missing_ok=True, headers={"accept": _OCTET})
+        response = await self._request("GET", key, missing_ok=True, headers={"accept": OCTET})
         return None if response is None else response.content
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        # One GET: the server's ETag names exactly the body it sends.
+        response = await self._request("GET", key, missing_ok=True, headers={"accept": OCTET})
+        if response is None:
+            return None, None
+        return response.content, parse_etag(response.headers.get("etag"))
 
     async def has_item(self, key: str) -> bool:
         return await self._request("HEAD", key, missing_ok=True) is not None
@@ -146,7 +181,7 @@ class HttpDriver(Driver):
     ) -> str | None:
         headers = _put_headers(ttl)
         if if_match is not None:
-            headers["if-match"] = f'"{if_match}"'
+            headers["if-match"] = format_etag(if_match)
         if if_none_match:
             headers["if-none-match"] = "*"
         await self._request("PUT", key, content=value, headers=headers)
@@ -155,14 +190,17 @@ class HttpDriver(Driver):
     async def remove_item(self, key: str) -> None:
         await self._request("DELETE", key)
 
+    # -- batches ------------------------------------------------------------------------------
+
     async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) > 1 and self._batches:
             values: list[bytes | None] = []
-            for start in range(0, len(keys), _BATCH_KEYS):
-                answer = await self._batch({"get": keys[start : start + _BATCH_KEYS]})
+            for start in range(0, len(keys), BATCH_KEYS):
+                chunk = keys[start : start + BATCH_KEYS]
+                answer = await self._batch(batch_body("get", chunk), chunk[0])
                 if answer is None:
                     break
-                values.extend(None if v is None else b64decode(v) for v in answer["values"])
+                values.extend(parse_batch_values(answer.content, len(chunk)))
             else:
                 return values
         return await _bounded(self.get_item, keys)
@@ -173,14 +211,15 @@ class HttpDriver(Driver):
         if len(items) > 1 and self._batches:
             done = 0
             while done < len(items):
-                chunk: list[tuple[str, str]] = []
+                chunk: list[tuple[str, bytes]] = []
                 size = 0
                 for key, value in items[done:]:
-                    if chunk and (len(chunk) >= _BATCH_KEYS or size + len(value) > _BATCH_BYTES):
+                    if chunk and (len(chunk) >= BATCH_KEYS or size + len(value) > BATCH_BYTES):
                         break
-                    chunk.append((key, b64encode(value).decode()))
+                    chunk.append((key, value))
                     size += len(value)
-                if await self._batch({"set": chunk, "ttl": ttl}) is None:
+                body = batch_body("set", items=chunk, ttl=ttl)
+                if await self._batch(body, chunk[0][0], splittable=len(chunk) > 1) is None:
                     break
                 done += len(chunk)
             else:
@@ -196,84 +235,86 @@ class HttpDriver(Driver):
         if len(keys) > 1 and self._batches:
             done = 0
             while done < len(keys):
-                if await self._batch({"remove": keys[done : done + _BATCH_KEYS]}) is None:
+                chunk = keys[done : done + BATCH_KEYS]
+                if await self._batch(batch_body("remove", chunk), chunk[0]) is None:
                     break
-                done += _BATCH_KEYS
+                done += len(chunk)
             else:
                 return
             keys = keys[done:]
         await _bounded(self.remove_item, keys)
 
-    async def _batch(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """POST a batch; None (and no more tries) when the server does not speak batches."""
-        first = next(iter(body.values()))[0]
-        key = first[0] if isinstance(first, list) else first
-        url = self._url("", True) + "?batch"
-        response = await self.client.post(url, content=orjson.dumps(body))
-        if response.status_code in (404, 405, 501) and "batch" not in _message(response):
-            # A plain unstorage server: fall back to one request per key from now on.
+    async def _batch(
+        self, body: bytes, first: str, *, splittable: bool = False
+    ) -> httpx.Response | None:
+        """POST a batch; None when it must go key by key (no batch route, or too big)."""
+        response = await self._send(
+            "POST", self._url("", base=True, query=BATCH_QUERY), content=body
+        )
+        status = response.status_code
+        if status in (404, 405, 501) and error_code(response.content, response.headers) is None:
+            # Not a unistorage server (no error code): one request per key from now on.
             self._batches = False
             return None
-        if response.status_code == 413 and len(next(iter(body.values()))) > 1:
+        if status == 413 and splittable:
             return None  # over the server's body limit: these items go one by one
-        if response.status_code >= 300:
-            raise _error(response.status_code, _message(response), key)
-        answer: dict[str, Any] = orjson.loads(response.content)
-        return answer
+        if status >= 300:
+            raise error_of_answer(status, response.content, first, response.headers)
+        return response
 
     # -- listing ------------------------------------------------------------------------------
 
     async def iter_keys(
         self, base: str = "", *, max_depth: int | None = None
     ) -> AsyncIterator[str]:
-        params = {} if max_depth is None else {"max_depth": str(max_depth)}
+        params = {} if max_depth is None else {MAX_DEPTH_QUERY: str(max_depth)}
         strip = len(self._prefix)
-        complete = False
-        async with self.client.stream("GET", self._url(base, True), params=params) as response:
-            if response.status_code >= 300:
-                await response.aread()
-                raise _error(response.status_code, _message(response), base or None)
-            async for line in response.aiter_lines():
-                complete = line.rstrip().endswith("]")
-                for key in _listed(line):
-                    key = key.replace("/", ":")
-                    if key.startswith(self._prefix):
-                        yield key[strip:]
-        if not complete:
-            raise HttpStatusError(502, "the server cut the listing short")
+        reader = ListingReader()
+        url = self._url(base, base=True)
+        try:
+            async with self.client.stream("GET", url, params=params) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    raise error_of_answer(
+                        response.status_code, response.content, base or None, response.headers
+                    )
+                lines = response.aiter_lines()
+                while True:
+                    try:
+                        line = await anext(lines)
+                    except StopAsyncIteration:
+                        break
+                    except httpx.TransportError as exc:
+                        # The server dropped the connection midway (it does when its backend
+                        # fails after the 200 went out).
+                        raise ProtocolError("the server cut the listing short") from exc
+                    for key in reader.feed(line):
+                        if key.startswith(self._prefix):
+                            yield key[strip:]
+        except httpx.PoolTimeout as exc:
+            raise self._pool_exhausted() from exc
+        reader.finish()
 
     async def clear(self, base: str = "") -> None:
-        await self._request("DELETE", base, url=self._url(base, True))
+        await self._request("DELETE", base, url=self._url(base, base=True))
 
     # -- meta ---------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> dict[str, Any]:
         response = await self._request("HEAD", key, missing_ok=True)
-        if response is None:
-            return {}
-        headers = response.headers
-        meta: dict[str, Any] = {}
-        if modified := headers.get("last-modified"):
-            with contextlib.suppress(TypeError, ValueError):
-                meta["mtime"] = parsedate_to_datetime(modified)
-        if ttl := headers.get("x-ttl"):
-            meta["ttl"] = float(ttl)
-        if etag := headers.get("etag"):
-            meta["etag"] = etag.removeprefix("W/").strip('"')
-        if size := headers.get("x-size"):
-            meta["size"] = int(size)
-        return meta
+        return {} if response is None else meta_of_headers(response.headers)
 
     async def get_user_meta(self, key: str) -> bytes | None:
-        response = await self._request("GET", key, url=self._url(key) + "?meta", missing_ok=True)
+        url = self._url(key, query=META_QUERY)
+        response = await self._request("GET", key, url=url, missing_ok=True)
         return None if response is None else response.content
 
     async def set_user_meta(self, key: str, data: bytes) -> None:
-        headers = {"content-type": _OCTET}
-        await self._request("PUT", key, url=self._url(key) + "?meta", content=data, headers=headers)
+        url = self._url(key, query=META_QUERY)
+        await self._request("PUT", key, url=url, content=data, headers={"content-type": OCTET})
 
     async def remove_user_meta(self, key: str) -> None:
-        await self._request("DELETE", key, url=self._url(key) + "?meta")
+        await self._request("DELETE", key, url=self._url(key, query=META_QUERY))
 
     async def dispose(self) -> None:
         if self._client is not None:
@@ -291,44 +332,10 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _put_headers(ttl: float | None) -> dict[str, str]:
-    headers = {"content-type": _OCTET}
+    headers = {"content-type": OCTET}
     if ttl is not None:
-        headers["x-ttl"] = repr(float(ttl))
+        headers[TTL_HEADER] = format_ttl(ttl)
     return headers
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("statusMessage") or response.reason_phrase)
-    return response.reason_phrase
-
-
-def _error(status: int, message: str, key: str | None) -> Exception:
-    if status == 412:
-        return ConflictError(key or "", message)
-    if status == 405 and "read-only" in message:
-        return ReadOnlyError(key or "", "http")
-    if status == 501:
-        return UnsupportedError(message)
-    if status == 400:
-        return InvalidArgumentError(message)
-    return HttpStatusError(status, message)
-
-
-def _listed(line: str) -> list[str]:
-    """Keys on one line of a listing: one per line from unistorage, all on one line elsewhere."""
-    text = line.strip().rstrip(",")
-    if text in ("", "[", "]"):
-        return []
-    if text.startswith("["):
-        found = orjson.loads(text if text.endswith("]") else text + "]")
-        return [key for key in found if isinstance(key, str)]
-    key = orjson.loads(text.removesuffix("]").rstrip())
-    return [key] if isinstance(key, str) else []
 
 
 async def _bounded(work: Callable[[_T], Awaitable[_R]], items: Sequence[_T]) -> list[_R]:

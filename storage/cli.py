@@ -13,15 +13,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import orjson
 
-from .driver import Driver, is_meta_key, meta_key
 from .errors import StorageError
 from .keys import normalize_base
+from .protocol import check_token
 from .registry import create_driver
 from .storage import Storage, create_storage
 
@@ -34,6 +34,8 @@ TOKEN_ENV = "UNISTORAGE_TOKEN"
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 _COPY_BATCH = 500
+_CONCURRENCY = 32
+_R = TypeVar("_R")
 
 
 class _Fail(Exception):
@@ -47,15 +49,15 @@ class _Fail(Exception):
 # -- opening stores -----------------------------------------------------------------------------
 
 
-def _driver(url: str, token: str | None) -> Driver:
+def _store(url: str, token: str | None) -> Storage:
     options: dict[str, Any] = {}
     if token and url.split("://", 1)[0].lower() in ("http", "https"):
         options["token"] = token
-    return create_driver(url, **options)
+    return create_storage(create_driver(url, **options))
 
 
 def _open(args: argparse.Namespace) -> Storage:
-    return create_storage(_driver(args.store, args.token))
+    return _store(args.store, args.token)
 
 
 # -- data commands ------------------------------------------------------------------------------
@@ -173,15 +175,15 @@ class _Progress:
 
 
 async def _copy(args: argparse.Namespace, out: TextIO) -> int:
-    source, target = _driver(args.src, args.token), _driver(args.dst, args.dst_token or args.token)
-    base, dest = (
-        normalize_base(args.base),
-        normalize_base(args.to if args.to is not None else args.base),
-    )
-    try:
+    base = normalize_base(args.base)
+    dest = normalize_base(args.to if args.to is not None else args.base)
+    async with (
+        _store(args.src, args.token) as source,
+        _store(args.dst, args.dst_token or args.token) as target,
+    ):
         total = None
         if not args.no_count:
-            total = sum([1 async for key in source.iter_keys(base) if not is_meta_key(key)])
+            total = sum([1 async for _ in source.iter_keys(base)])
         show = args.progress if args.progress is not None else sys.stderr.isatty()
         progress = _Progress(sys.stderr, total, show)
         batch: list[str] = []
@@ -196,47 +198,49 @@ async def _copy(args: argparse.Namespace, out: TextIO) -> int:
             progress.draw("\n")
         if not args.quiet:
             out.write(f"copied {progress.copied} keys, skipped {progress.skipped}\n")
-    finally:
-        await source.dispose()
-        await target.dispose()
     return EXIT_OK
 
 
 async def _copy_batch(
-    source: Driver,
-    target: Driver,
+    source: Storage,
+    target: Storage,
     keys: list[str],
     base: str,
     dest: str,
     args: argparse.Namespace,
     progress: _Progress,
 ) -> None:
-    # User meta travels through the target's own user-meta methods (an http target keeps it
-    # natively); a TTL is not carried over. Unchanged keys are skipped, so an interrupted copy
-    # resumes by running it again.
-    values = await source.get_items(keys)
-    moved = [
-        (dest + key[len(base) :], value)
-        for key, value in zip(keys, values, strict=True)
-        if value is not None
-    ]
-    items = [(key, value) for key, value in moved if not is_meta_key(key)]
-    metas = [(key, value) for key, value in moved if is_meta_key(key)]
+    # Values and user meta travel as stored bytes; a TTL is not carried over. Unchanged keys
+    # are skipped, so an interrupted copy resumes by running it again.
+    values = await source.get_items_raw(keys)
+    moved = {dest + key[len(base) :]: value for key, value in values.items() if value is not None}
+    items = moved
     if not args.force and items:
-        present = await target.get_items([key for key, _ in items])
-        items = [
-            item
-            for item, old in zip(items, present, strict=True)
-            if old is None or (old != item[1] and not args.skip_existing)
-        ]
+        present = await target.get_items_raw(list(items))
+        items = {
+            key: value
+            for key, value in items.items()
+            if (old := present[key]) is None or (old != value and not args.skip_existing)
+        }
     if items:
-        await target.set_items(items)
-    for key, value in metas:
-        item_key = key[: -len(meta_key(""))]
-        if args.force or await target.get_user_meta(item_key) != value:
-            await target.set_user_meta(item_key, value)
-    counted = len([key for key in keys if not is_meta_key(key)])
-    progress.advance(len(items), counted - len(items))
+        await target.set_items_raw(items)
+    metas = await _gather(source.get_meta_raw, list(values))
+    for key, meta in zip(values, metas, strict=True):
+        if meta is None or values[key] is None:
+            continue
+        moved_key = dest + key[len(base) :]
+        if args.force or await target.get_meta_raw(moved_key) != meta:
+            await target.set_meta_raw(moved_key, meta)
+    progress.advance(len(items), len(keys) - len(items))
+
+
+async def _gather(work: Callable[[str], Awaitable[_R]], keys: list[str]) -> list[_R]:
+    """``work`` for every key, a bounded number at a time (one request each over http)."""
+    results: list[_R] = []
+    for start in range(0, len(keys), _CONCURRENCY):
+        chunk = keys[start : start + _CONCURRENCY]
+        results.extend(await asyncio.gather(*(work(key) for key in chunk)))
+    return results
 
 
 # -- serve --------------------------------------------------------------------------------------
@@ -250,16 +254,24 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 
     from .server import StorageServer
 
-    store = args.driver or DEFAULT_STORE
-    storage = create_storage(_driver(store, None))
+    tokens = list(args.token)
+    if os.environ.get(TOKEN_ENV):
+        tokens.append(os.environ[TOKEN_ENV])
+    # Refused before anything opens: a token that can never authenticate locks everyone out.
+    for token in tokens:
+        check_token(token, "--token")
+    for token in args.read_token:
+        check_token(token, "--read-token")
+    mounts: list[tuple[str, str]] = []
     for mount in args.mount:
         base, sep, url = mount.partition("=")
         if not sep or not url:
             raise _Fail(f"--mount takes BASE=URL, not {mount!r}", EXIT_USAGE)
-        storage.mount(base, _driver(url, None))
-    tokens = list(args.token)
-    if os.environ.get(TOKEN_ENV):
-        tokens.append(os.environ[TOKEN_ENV])
+        mounts.append((base, url))
+    store = args.root or DEFAULT_STORE
+    storage = create_storage(store)
+    for base, url in mounts:
+        storage.mount(base, url)
     app = StorageServer(
         storage,
         tokens=tokens,
@@ -319,7 +331,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     serve = command("serve", "serve a store over HTTP (unstorage's protocol)", store=False)
-    serve.add_argument("--driver", metavar="URL", help=f"root driver (default: {DEFAULT_STORE})")
+    serve.add_argument(
+        "--driver", dest="root", metavar="URL", help=f"root driver (default: {DEFAULT_STORE})"
+    )
     serve.add_argument("--mount", metavar="BASE=URL", action="append", default=[],
                        help="mount a driver at BASE (repeatable)")  # fmt: skip
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"(default: {DEFAULT_HOST})")

@@ -8,7 +8,8 @@ import pytest
 
 from drivers.http import HttpDriver
 from drivers.memory import MemoryDriver
-from storage import DriverError, ReadOnlyError, create_driver, create_storage
+from storage import Capabilities, DriverError, ReadOnlyError, create_driver, create_storage
+from storage.layers import ReadOnly
 from tests.fixtures.http import ServerThread
 from tests.servers import free_port
 
@@ -91,10 +92,17 @@ async def test_a_server_that_is_down_fails_fast_with_a_driver_error() -> None:
 
 
 def test_url_query_options_become_driver_options() -> None:
-    driver = create_driver("https://example.invalid/base/path?timeout=3&read_only=true")
+    driver = create_driver("https://example.invalid/base/path?timeout=3&max_connections=7")
     assert isinstance(driver, HttpDriver)
     assert driver.base == "https://example.invalid/base/path/"
-    assert driver.read_only is True
+    assert driver.capabilities == Capabilities(ttl=True, conditional=True)
+
+
+def test_read_only_in_the_url_puts_the_read_only_layer_in_front() -> None:
+    driver = create_driver("https://example.invalid/base?read_only=true")
+    assert isinstance(driver, ReadOnly)
+    assert isinstance(driver.inner, HttpDriver)
+    assert driver.capabilities.read_only is True
 
 
 def test_non_http_bases_are_rejected() -> None:

@@ -247,10 +247,13 @@ def test_a_write_into_a_read_only_mount_is_405(http: httpx.Client) -> None:
     assert "read-only" in _error(response)["message"]
 
 
-def test_a_failing_backend_is_502(http: httpx.Client) -> None:
+def test_a_failing_backend_is_502_naming_the_operation_and_key(http: httpx.Client) -> None:
     response = http.get("/broken/k")
     assert response.status_code == 502
-    assert "backend unreachable" in _error(response)["message"]
+    body = _error(response)
+    assert body["code"] == "driver_error"
+    assert body["key"] == "broken:k"
+    assert body["message"] == "broken driver failed in get_item_with_etag on key 'broken:k'"
     assert http.get("/broken/").status_code == 502
 
 

@@ -1,0 +1,126 @@
+"""The HTTP storage protocol, written once for both ends: the server and the http driver.
+
+It is unstorage's storage-server protocol (the path is the key, ``x-ttl``, raw values as
+``application/octet-stream``, a trailing ``/`` for a base) plus what unistorage adds: ETags and
+RFC 9110 conditional headers, ``?meta`` for user meta, ``POST base/?batch``, and error bodies
+with a machine-readable ``code``. Each rule has its reader and its writer side by side:
+
+- `storage.protocol.headers`: routes, header names and values, native meta in headers
+- `storage.protocol.conditions`: ETags, ``If-Match`` / ``If-None-Match``
+- `storage.protocol.bodies`: values as clients send them, batches, listings
+- `storage.protocol.codes`: error codes, statuses and storage errors, both ways
+"""
+
+from .bodies import (
+    BATCH_BYTES,
+    BATCH_KEYS,
+    Batch,
+    BatchOp,
+    ListingReader,
+    ListingWriter,
+    PutBody,
+    batch_answer,
+    batch_body,
+    parse_batch,
+    parse_batch_values,
+    read_put_body,
+    value_body,
+)
+from .codes import (
+    Code,
+    HttpStatusError,
+    ProtocolError,
+    code_of,
+    error_body,
+    error_code,
+    error_fields,
+    error_of_answer,
+    status_of,
+)
+from .conditions import (
+    EntityTag,
+    PreconditionFailedError,
+    Preconditions,
+    Read,
+    Tags,
+    Write,
+    format_etag,
+    parse_etag,
+    parse_etags,
+    write_if,
+)
+from .headers import (
+    BATCH_QUERY,
+    CODE_HEADER,
+    JSON,
+    MAX_DEPTH_QUERY,
+    META_QUERY,
+    OCTET,
+    SIZE_HEADER,
+    TEXT,
+    TTL_HEADER,
+    accepts,
+    check_token,
+    format_ttl,
+    is_base_path,
+    key_path,
+    media_type,
+    meta_headers,
+    meta_of_headers,
+    parse_max_depth,
+    parse_ttl,
+)
+
+__all__ = [
+    "BATCH_BYTES",
+    "BATCH_KEYS",
+    "BATCH_QUERY",
+    "CODE_HEADER",
+    "JSON",
+    "MAX_DEPTH_QUERY",
+    "META_QUERY",
+    "OCTET",
+    "SIZE_HEADER",
+    "TEXT",
+    "TTL_HEADER",
+    "Batch",
+    "BatchOp",
+    "Code",
+    "EntityTag",
+    "HttpStatusError",
+    "ListingReader",
+    "ListingWriter",
+    "PreconditionFailedError",
+    "Preconditions",
+    "ProtocolError",
+    "PutBody",
+    "Read",
+    "Tags",
+    "Write",
+    "accepts",
+    "batch_answer",
+    "batch_body",
+    "check_token",
+    "code_of",
+    "error_body",
+    "error_code",
+    "error_fields",
+    "error_of_answer",
+    "format_etag",
+    "format_ttl",
+    "is_base_path",
+    "key_path",
+    "media_type",
+    "meta_headers",
+    "meta_of_headers",
+    "parse_batch",
+    "parse_batch_values",
+    "parse_etag",
+    "parse_etags",
+    "parse_max_depth",
+    "parse_ttl",
+    "read_put_body",
+    "status_of",
+    "value_body",
+    "write_if",
+]

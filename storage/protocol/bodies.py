@@ -1,0 +1,265 @@
+"""Request and response bodies: values as each client sends them, batches and listings."""
+
+from __future__ import annotations
+
+import binascii
+from base64 import b64decode, b64encode
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from ..errors import (
+    InvalidArgumentError,
+)
+from ..keys import normalize_key
+from ..ttl import ttl_seconds
+from ..values import ENVELOPE
+from .codes import ProtocolError
+from .headers import JSON, OCTET, TEXT, media_type
+
+# -- values as clients send them -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PutBody:
+    """What a PUT body stores: its bytes as they are (``raw``), or ``value`` serialized."""
+
+    raw: bool
+    data: bytes
+    value: Any = None
+
+
+def read_put_body(body: bytes, content_type: str | None) -> PutBody:
+    """How a PUT body is stored, decided (and checked) before any I/O.
+
+    ``application/octet-stream`` is bytes. JSON text is already the stored form of its JSON
+    value, so its bytes are kept as sent, unless its top level holds the serializer's envelope
+    key, which a reader would take for the tagged form: that value is stored serialized. Other
+    text is a string, as unstorage sends one.
+    """
+    if media_type(content_type) == OCTET:
+        return PutBody(True, body)
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            return PutBody(False, body, body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidArgumentError(
+                "a text body must be UTF-8; send bytes as application/octet-stream"
+            ) from None
+    if type(value) is dict and ENVELOPE in value:
+        return PutBody(False, body, value)
+    return PutBody(True, body)
+
+
+def value_body(data: bytes, loads: Callable[[bytes], Any]) -> tuple[bytes, str]:
+    """The body and content type of a non-raw GET of stored ``data``.
+
+    A string is sent as its bare text, another JSON value as its JSON text, bytes that are
+    not JSON as bytes. The tagged form is sent as the value itself when ``loads`` (the
+    storage's serializer) gives plain JSON, as the tagged JSON otherwise.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data, OCTET
+    if type(value) is dict and ENVELOPE in value:
+        try:
+            decoded = loads(data)
+        except Exception:
+            return data, JSON
+        if not _plain(decoded):
+            return data, JSON
+        value, data = decoded, orjson.dumps(decoded)
+    if isinstance(value, str):
+        return value.encode("utf-8"), TEXT
+    return data, JSON
+
+
+def _plain(value: Any) -> bool:
+    """True for a value made only of JSON types that any JSON reader gets back the same."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(key) is str and _plain(item) for key, item in value.items())
+    if kind is list:
+        return all(_plain(item) for item in value)
+    if kind is int:
+        return bool(-(2**63) <= value < 2**64)
+    if kind is float:
+        return bool(value - value == 0.0)
+    return value is None or kind is str or kind is bool
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+#: Most keys, and most value bytes, one batch request carries.
+BATCH_KEYS = 1000
+BATCH_BYTES = 4 * 1024 * 1024
+
+BatchOp = Literal["get", "set", "remove"]
+_BATCH_SHAPE = (
+    '{"get": [keys]}, {"remove": [keys]} or {"set": [[key, base64], ...], "ttl": seconds}'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A validated ``POST base/?batch`` body: the operation, full keys and, for set, values."""
+
+    op: BatchOp
+    keys: tuple[str, ...]
+    values: tuple[bytes, ...] = ()
+    ttl: float | None = None
+
+
+def batch_body(
+    op: BatchOp,
+    keys: Sequence[str] = (),
+    items: Sequence[tuple[str, bytes]] = (),
+    ttl: float | None = None,
+) -> bytes:
+    """The body of a batch request (keys relative to the base the request is posted to)."""
+    if op == "set":
+        pairs = [[key, b64encode(value).decode()] for key, value in items]
+        return orjson.dumps({"set": pairs} if ttl is None else {"set": pairs, "ttl": ttl})
+    return orjson.dumps({op: list(keys)})
+
+
+def _batch_error(detail: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"a batch is {_BATCH_SHAPE}: {detail}")
+
+
+def parse_batch(body: bytes, base: str) -> Batch:
+    """Validate a batch body completely, before any I/O; keys become ``base`` + key, normalized."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _batch_error("the body is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise _batch_error(f"the body is a JSON {type(parsed).__name__}, not an object")
+    ops = [op for op in ("get", "set", "remove") if op in parsed]
+    if len(ops) != 1:
+        raise _batch_error("it holds exactly one of get, set and remove")
+    op: BatchOp = ops[0]  # type: ignore[assignment]
+    extra = set(parsed) - {op, "ttl"} if op == "set" else set(parsed) - {op}
+    if extra:
+        raise _batch_error(f"unknown fields {sorted(extra)}")
+    entries = parsed[op]
+    if not isinstance(entries, list):
+        raise _batch_error(f"{op} takes a JSON array, not {type(entries).__name__}")
+    if op != "set":
+        if not all(isinstance(key, str) for key in entries):
+            raise _batch_error(f"the keys to {op} are strings")
+        return Batch(op, tuple(base + normalize_key(key) for key in entries))
+    keys: list[str] = []
+    values: list[bytes] = []
+    for entry in entries:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], str)
+        ):
+            raise _batch_error(f"each item to set is a [key, base64] pair, not {entry!r:.80}")
+        try:
+            values.append(b64decode(entry[1], validate=True))
+        except (binascii.Error, ValueError):
+            raise _batch_error(f"the value of {entry[0]!r} is not base64") from None
+        keys.append(base + normalize_key(entry[0]))
+    ttl = parsed.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))):
+        raise _batch_error(f"ttl is a number of seconds, not {ttl!r}")
+    # 0 means no expiry, as in the x-ttl header.
+    return Batch(op, tuple(keys), tuple(values), None if ttl == 0 else ttl_seconds(ttl))
+
+
+def batch_answer(values: Iterable[bytes | None] | None = None) -> bytes:
+    """The server's answer to a batch: ``{"ok": true}``, with ``values`` for a get."""
+    if values is None:
+        return orjson.dumps({"ok": True})
+    encoded = [None if value is None else b64encode(value).decode() for value in values]
+    return orjson.dumps({"ok": True, "values": encoded})
+
+
+def parse_batch_values(body: bytes, count: int) -> list[bytes | None]:
+    """The values of a batch-get answer, checked: ``count`` of them, each base64 or null."""
+    try:
+        parsed = orjson.loads(body)
+        values = parsed["values"]
+        if not isinstance(values, list) or len(values) != count:
+            raise ValueError(f"expected {count} values")
+        return [None if value is None else b64decode(value, validate=True) for value in values]
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, binascii.Error) as exc:
+        raise ProtocolError(f"a malformed batch answer: {exc}") from None
+
+
+# -- listings ---------------------------------------------------------------------------------
+
+
+class ListingWriter:
+    """Frames a streamed listing: one JSON array, one key per line, ``/`` as the separator.
+
+    One key per line lets both ends stream millions of keys in flat memory; the array stays
+    valid JSON for unstorage's client, which reads it whole.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def key(self, key: str) -> bytes:
+        """The bytes that add ``key`` (a full key with ``:`` separators)."""
+        self.count += 1
+        return (b"[\n" if self.count == 1 else b",\n") + orjson.dumps(key.replace(":", "/"))
+
+    def end(self) -> bytes:
+        """The bytes that close the array; a listing without them was cut short."""
+        return b"\n]" if self.count else b"[]"
+
+
+class ListingReader:
+    """Reads a listing line by line, ours (a key per line) or any JSON array of keys.
+
+    `feed` returns the keys of a line with ``:`` separators; `finish` raises `ProtocolError`
+    unless the closing bracket came, so a listing cut short is never taken for a short one.
+    """
+
+    __slots__ = ("_complete", "_started")
+
+    def __init__(self) -> None:
+        self._started = False
+        self._complete = False
+
+    def feed(self, line: str) -> list[str]:
+        """The keys on one line of the body."""
+        text = line.strip()
+        if not text:
+            return []
+        if self._complete:
+            raise ProtocolError("data after the end of a listing")
+        if not self._started:
+            if not text.startswith("["):
+                raise ProtocolError("a listing is a JSON array")
+            self._started, text = True, text[1:]
+        # A JSON string ends in a quote, so a line ending in "]" is the end of the array.
+        if text.endswith("]"):
+            self._complete, text = True, text[:-1]
+        text = text.strip().rstrip(",")
+        if not text:
+            return []
+        try:
+            keys = orjson.loads(f"[{text}]")
+        except orjson.JSONDecodeError:
+            raise ProtocolError(f"a malformed line in a listing: {line[:80]!r}") from None
+        if not all(isinstance(key, str) for key in keys):
+            raise ProtocolError("a listing holds only strings")
+        return [key.replace("/", ":") for key in keys]
+
+    def finish(self) -> None:
+        """Raise `ProtocolError` unless the listing ended properly."""
+        if not self._complete:
+            raise ProtocolError("the server cut the listing short")

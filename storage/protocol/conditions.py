@@ -1,0 +1,178 @@
+"""ETags and conditional requests (RFC 9110, section 13): formatting a driver's version token,
+parsing ``If-Match`` / ``If-None-Match``, and evaluating them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, unquote
+
+from ..errors import (
+    ConflictError,
+    InvalidArgumentError,
+    UnsupportedError,
+)
+
+# -- ETags and conditional requests (RFC 9110, section 13) ------------------------------------
+
+#: What an entity-tag may hold (etagc) less "%", which escapes every other character.
+_ETAG_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) not in '"%')
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(,|$)')
+
+
+def _opaque(token: str) -> str:
+    # Some backends keep the quotes in their version token (S3 answers '"abc"'): drop them so
+    # the header is quoted exactly once.
+    return token[1:-1] if len(token) >= 2 and token[0] == token[-1] == '"' else token
+
+
+def format_etag(token: str) -> str:
+    """The ``ETag`` value for a driver's version token: quoted once, always well formed."""
+    return '"' + quote(_opaque(token), safe=_ETAG_SAFE) + '"'
+
+
+def parse_etag(header: str | None) -> str | None:
+    """The version token in an ``ETag`` value (as `format_etag` wrote it), or None."""
+    if not header:
+        return None
+    found = _ENTITY_TAG.fullmatch(header.strip())
+    return unquote(found.group(2)) if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class EntityTag:
+    """One entity-tag of an ``If-Match`` / ``If-None-Match`` list."""
+
+    opaque: str
+    weak: bool = False
+
+
+Tags = Literal["*"] | tuple[EntityTag, ...]
+
+
+def parse_etags(header: str, name: str) -> Tags:
+    """``*`` or the entity-tags of a conditional header; `InvalidArgumentError` if malformed."""
+    text = header.strip()
+    if text == "*":
+        return "*"
+    tags: list[EntityTag] = []
+    position = 0
+    while position < len(text):
+        found = _ENTITY_TAG.match(text, position)
+        if found is None:
+            raise InvalidArgumentError(
+                f'{name} is "*" or a list of quoted entity-tags ("abc", W/"abc"), not {header!r}'
+            )
+        tags.append(EntityTag(unquote(found.group(2)), weak=found.group(1) is not None))
+        position = found.end()
+    return tuple(tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Preconditions:
+    """The ``If-Match`` and ``If-None-Match`` of a request, evaluated as RFC 9110 says."""
+
+    if_match: Tags | None = None
+    if_none_match: Tags | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> Preconditions:
+        """Parse both headers (lowercase names); malformed ones raise `InvalidArgumentError`."""
+        match, none_match = headers.get("if-match"), headers.get("if-none-match")
+        return cls(
+            None if match is None else parse_etags(match, "If-Match"),
+            None if none_match is None else parse_etags(none_match, "If-None-Match"),
+        )
+
+    def __bool__(self) -> bool:
+        return self.if_match is not None or self.if_none_match is not None
+
+    @property
+    def create_only(self) -> bool:
+        """Only ``If-None-Match: *``: a create-only write."""
+        return self.if_match is None and self.if_none_match == "*"
+
+    @property
+    def expected(self) -> str | None:
+        """The version when the request is only ``If-Match`` with one strong tag."""
+        tags = self.if_match
+        if self.if_none_match is None and isinstance(tags, tuple) and len(tags) == 1:
+            return None if tags[0].weak else tags[0].opaque
+        return None
+
+    def failed(self, exists: bool, token: str | None) -> str | None:
+        """The header that fails against the current state, or None when the request may go on.
+
+        ``exists`` says whether there is a current value, ``token`` is its version (None when
+        the driver keeps none). If-Match compares strongly, If-None-Match weakly.
+        """
+        current = None if token is None else _opaque(token)
+        if self.if_match is not None and not (
+            exists
+            and (
+                self.if_match == "*"
+                or any(not tag.weak and tag.opaque == current for tag in self.if_match)
+            )
+        ):
+            return "If-Match"
+        if (
+            self.if_none_match is not None
+            and exists
+            and (
+                self.if_none_match == "*"
+                or any(tag.opaque == current for tag in self.if_none_match)
+            )
+        ):
+            return "If-None-Match"
+        return None
+
+
+class PreconditionFailedError(ConflictError):
+    """An ``If-Match`` or ``If-None-Match`` does not hold for the current value (a 412)."""
+
+    def __init__(self, key: str, header: str) -> None:
+        super().__init__(key, f"{header} does not hold")
+
+
+Read = Callable[[], Awaitable[tuple[bytes | None, str | None]]]
+Write = Callable[[str | None, bool], Awaitable[None]]
+# Rounds of read-then-compare-and-set; each lost round means another writer won, so this
+# bounds only a hot key under constant writes.
+_ROUNDS = 64
+
+
+async def write_if(key: str, conditions: Preconditions, read: Read, write: Write) -> None:
+    """Write only while ``conditions`` hold, without a race.
+
+    ``write(if_match, if_none_match)`` is the storage's compare-and-set, ``read()`` the current
+    value and its version. Conditions a compare-and-set cannot say directly (``If-Match: *``,
+    lists, ``If-None-Match`` with tags) are checked against a read, and the write is then
+    conditioned on the version read, so it lands only if nothing changed in between.
+    """
+    if not conditions:
+        await write(None, False)
+        return
+    if conditions.create_only:
+        await write(None, True)
+        return
+    if conditions.expected is not None:
+        try:
+            await write(conditions.expected, False)
+            return
+        except ConflictError:
+            pass  # or the driver spells its version differently (quoted): compare below
+    for _ in range(_ROUNDS):
+        data, etag = await read()
+        if data is not None and etag is None:
+            raise UnsupportedError(f"the driver serving {key!r} keeps no versions to compare")
+        failed = conditions.failed(data is not None, etag)
+        if failed is not None:
+            raise PreconditionFailedError(key, failed)
+        try:
+            await write(etag, data is None)
+            return
+        except ConflictError:
+            continue  # another writer came in between: check the conditions again
+    raise ConflictError(key, f"the key changed {_ROUNDS} times while writing")

@@ -1,0 +1,139 @@
+"""Routes, header names and header values: paths and keys, media types, ``x-ttl``,
+``max_depth``, bearer tokens and the native-meta headers."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import (
+    InvalidArgumentError,
+)
+from ..ttl import ttl_seconds
+from .conditions import format_etag, parse_etag
+
+OCTET = "application/octet-stream"
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+TTL_HEADER = "x-ttl"
+SIZE_HEADER = "x-size"
+#: Every error answer also carries its code here, for HEAD, whose answers have no body.
+CODE_HEADER = "x-error-code"
+META_QUERY = "meta"
+BATCH_QUERY = "batch"
+MAX_DEPTH_QUERY = "max_depth"
+
+
+# -- paths, media types, simple headers -------------------------------------------------------
+
+
+def key_path(key: str, *, base: bool = False) -> str:
+    """The URL path of a full key (``a:b`` -> ``/a/b``), percent-encoded; ``base`` ends it in ``/``."""
+    path = "/" + quote(key.strip(":").replace(":", "/"), safe="/")
+    return path + "/" if base and path != "/" else path
+
+
+def is_base_path(path: str) -> bool:
+    """True when a request path names a base (it ends in ``/`` or ``:``), not an item."""
+    return path.endswith(("/", ":"))
+
+
+def media_type(header: str | None) -> str:
+    """The media type of a ``Content-Type`` value, lowercased (MIME types ignore case)."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def accepts(header: str | None, media: str) -> bool:
+    """True when an ``Accept`` value names ``media`` itself (not through a wildcard)."""
+    return any(media_type(part) == media for part in (header or "").split(","))
+
+
+def format_ttl(seconds: float) -> str:
+    """The ``x-ttl`` value a client sends for ``seconds``."""
+    return repr(float(seconds))
+
+
+def parse_ttl(raw: str | None) -> float | None:
+    """Seconds from an ``x-ttl`` value; absent, empty and ``0`` mean none (as unstorage sends)."""
+    if raw is None or raw.strip() in ("", "0"):
+        return None
+    try:
+        if not raw.isascii():
+            raise ValueError(raw)
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"x-ttl must be seconds, not {raw!r}") from None
+    try:
+        return ttl_seconds(value)
+    except InvalidArgumentError:
+        raise InvalidArgumentError(
+            f"x-ttl must be a finite number of seconds > 0, not {raw!r}"
+        ) from None
+
+
+def parse_max_depth(raw: str | None) -> int | None:
+    """``?max_depth=N`` as an int (ASCII digits only), or None when absent or empty."""
+    if not raw:
+        return None
+    if re.fullmatch(r"[0-9]{1,9}", raw) is None:
+        raise InvalidArgumentError(f"max_depth must be an integer >= 0, not {raw!r}")
+    return int(raw)
+
+
+def check_token(token: object, what: str = "a bearer token") -> str:
+    """``token`` if it can ever authenticate: visible ASCII, no spaces (the value is not shown)."""
+    if not isinstance(token, str) or not token:
+        raise InvalidArgumentError(f"{what} must be a non-empty string")
+    if not all("!" <= char <= "~" for char in token):
+        raise InvalidArgumentError(
+            f"{what} may hold only visible ASCII characters: no spaces, newlines, control "
+            "characters or non-ASCII letters (an HTTP header could never carry it)"
+        )
+    return token
+
+
+# -- native meta in headers -------------------------------------------------------------------
+
+
+def meta_headers(
+    meta: Mapping[str, Any], etag: str | None = None, size: int | None = None
+) -> list[tuple[str, str]]:
+    """Headers for a key's native meta (``mtime``, ``ttl``), its version and its size."""
+    headers: list[tuple[str, str]] = []
+    mtime = meta.get("mtime")
+    if isinstance(mtime, datetime):
+        stamp = (
+            mtime.astimezone(timezone.utc) if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc)
+        )
+        headers.append(("last-modified", format_datetime(stamp, usegmt=True)))
+    ttl = meta.get("ttl")
+    if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < float("inf"):
+        headers.append((TTL_HEADER, f"{ttl:.3f}"))
+        headers.append(("cache-control", f"max-age={int(ttl)}"))
+    if etag is not None:
+        headers.append(("etag", format_etag(etag)))
+    if size is not None:
+        headers.append((SIZE_HEADER, str(size)))
+    return headers
+
+
+def meta_of_headers(headers: Mapping[str, str]) -> dict[str, Any]:
+    """Native meta read back from a HEAD answer's headers (what a field cannot parse is left out)."""
+    meta: dict[str, Any] = {}
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        if modified := headers.get("last-modified"):
+            meta["mtime"] = parsedate_to_datetime(modified)
+    with contextlib.suppress(ValueError):
+        if ttl := headers.get(TTL_HEADER):
+            meta["ttl"] = float(ttl)
+    if (etag := parse_etag(headers.get("etag"))) is not None:
+        meta["etag"] = etag
+    with contextlib.suppress(ValueError):
+        if size := headers.get(SIZE_HEADER):
+            meta["size"] = int(size)
+    return meta
