@@ -22,9 +22,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from storage import ConflictError, SerializationError, Storage
+from storage import Capabilities, ConflictError, SerializationError, Storage
 
-__all__ = ["Change", "Record", "Records"]
+__all__ = ["Change", "Record", "Records", "Version", "Write"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,18 @@ Write = tuple[Record, float]
 Change = Callable[[Record], Write | None]
 
 
+class Version:
+    """What `Records.read` learned for writing a record back: the etag of exactly the bytes
+    read (None where the driver has no conditional writes, or nothing was read), and what the
+    driver serving the record can do."""
+
+    __slots__ = ("capabilities", "etag")
+
+    def __init__(self, etag: str | None, capabilities: Capabilities) -> None:
+        self.etag = etag
+        self.capabilities = capabilities
+
+
 class Records:
     """Session records in one Storage (a namespace view), by key."""
 
@@ -76,21 +88,22 @@ class Records:
                 f"session value {type(value).__name__} cannot be stored: {exc}", key=name
             ) from exc
 
-    async def read(self, key: str) -> tuple[Record | None, str | None]:
-        """The record at ``key`` (None when missing or unreadable) and its version, if any.
+    async def read(self, key: str) -> tuple[Record | None, Version]:
+        """The record at ``key`` (None when missing or unreadable) and its version.
 
-        The version is read only where the driver has atomic conditional writes.
+        The etag is read only where the driver has atomic conditional writes.
         """
+        capabilities = self._storage.capabilities(key)
         try:
-            if self._storage.capabilities(key).conditional:
-                raw, version = await self._storage.get_item_with_etag(key)
+            if capabilities.conditional:
+                raw, etag = await self._storage.get_item_with_etag(key)
             else:
-                raw, version = await self._storage.get_item(key), None
+                raw, etag = await self._storage.get_item(key), None
         except SerializationError:
             logger.warning("a stored session could not be decoded; starting a new one")
-            return None, None
+            return None, Version(None, capabilities)
         record = _parse(raw)
-        return record, version if record is not None else None
+        return record, Version(etag if record is not None else None, capabilities)
 
     async def create(self, key: str, record: Record, ttl: float) -> None:
         """Store a new record at ``key`` (a fresh random ID's digest, so nobody else writes it)."""
@@ -103,7 +116,12 @@ class Records:
         )
 
     async def update(
-        self, key: str, change: Change, *, first: Write | None = None, version: str | None = None
+        self,
+        key: str,
+        change: Change,
+        *,
+        first: Write | None = None,
+        version: Version | None = None,
     ) -> Record | None:
         """Write ``change(stored record)`` at ``key``; return what was written.
 
@@ -111,13 +129,14 @@ class Records:
         again. With the ``version`` `read` returned, ``first`` (computed from that read) is
         tried first, conditioned on that version: one write when nobody changed the record.
         """
-        capabilities = self._storage.capabilities(key)
-        ttl = capabilities.ttl
-        if first is not None and version is not None and capabilities.conditional:
+        if first is not None and version is not None and version.etag is not None:
             written, seconds = first
             try:
                 await self._storage.set_item(
-                    key, _dump(written), ttl=seconds if ttl else None, if_match=version
+                    key,
+                    _dump(written),
+                    ttl=seconds if version.capabilities.ttl else None,
+                    if_match=version.etag,
                 )
             except ConflictError:
                 pass
@@ -132,7 +151,10 @@ class Records:
                 written, seconds = result
                 try:
                     await self._storage.set_item(
-                        key, _dump(written), ttl=seconds if ttl else None, if_match=version
+                        key,
+                        _dump(written),
+                        ttl=seconds if version.capabilities.ttl else None,
+                        if_match=version.etag,
                     )
                 except ConflictError:
                     # Another process wrote meanwhile: let it finish, then merge again.

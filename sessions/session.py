@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol
 
 from .cookies import CookieSettings, read_cookie
 from .ids import new_id, storage_digest
-from .records import Record, Records, Write
+from .records import Record, Records, Version, Write
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
@@ -64,6 +64,7 @@ class Session(Generic[DataT]):
         "_doomed",
         "_headers",
         "_id",
+        "_key",
         "_loaded",
         "_manager",
         "_new",
@@ -85,11 +86,13 @@ class Session(Generic[DataT]):
         self._headers = headers
         self._presented = presented
         self._id: str | None = None
+        # The storage key of `_id` (its digest), kept beside it.
+        self._key = ""
         self._loaded = False
         self._stored = False
         self._new = False
         self._touch = False
-        self._version: str | None = None
+        self._version: Version | None = None
         self._data: dict[str, Any] = {}
         self._changes: dict[str, Any] = {}
         self._created = 0.0
@@ -129,7 +132,8 @@ class Session(Generic[DataT]):
         manager = self._manager
         # Where the driver has conditional writes the version is read too, so that a commit
         # writes in one step when nobody else changed the record meanwhile.
-        record, version = await manager.records.read(storage_digest(presented))
+        key = storage_digest(presented)
+        record, version = await manager.records.read(key)
         now = manager.clock()
         if record is None or self._expired(record, now):
             if record is not None:
@@ -137,6 +141,7 @@ class Session(Generic[DataT]):
             self._cookie = "expire"
             return
         self._id = presented
+        self._key = key
         self._stored = True
         self._version = version
         self._data = record.data
@@ -233,6 +238,7 @@ class Session(Generic[DataT]):
         """Take a brand-new ID; the current data becomes the new record."""
         now = self._manager.clock()
         self._id = new_id(self._manager.id_bytes)
+        self._key = storage_digest(self._id)
         self._new = True
         self._stored = False
         self._version = None
@@ -268,9 +274,8 @@ class Session(Generic[DataT]):
 
     async def _write(self) -> bool:
         """Create or update the record; False when it vanished (destroyed or expired)."""
-        assert self._id is not None
         manager = self._manager
-        key = storage_digest(self._id)
+        key = self._key
         if self._new:
             now = manager.clock()
             record = Record(self._created, now, self._data)
@@ -279,22 +284,13 @@ class Session(Generic[DataT]):
             self._stored = True
             self._accessed = now
             return True
-        changes = self._changes
-
-        def change(stored: Record) -> Write | None:
-            now = manager.clock()
-            if self._expired(stored, now):
-                return None
-            merged = Record(stored.created, now, _apply(stored.data, changes.items()))
-            return merged, self._ttl(stored.created, now)
-
         version, self._version = self._version, None
         first: Write | None = None
-        if version is not None:
+        if version is not None and version.etag is not None:
             # Unchanged since the load (same version): the loaded state is the fresh state.
             now = manager.clock()
             first = Record(self._created, now, self._data), self._ttl(self._created, now)
-        written = await manager.records.update(key, change, first=first, version=version)
+        written = await manager.records.update(key, self._merged, first=first, version=version)
         if written is None:
             # Never bring a destroyed or expired session back.
             self._id = None
@@ -303,6 +299,14 @@ class Session(Generic[DataT]):
         self._data = written.data
         self._accessed = written.accessed
         return True
+
+    def _merged(self, stored: Record) -> Write | None:
+        """The stored record with this request's changes applied; None once it has expired."""
+        now = self._manager.clock()
+        if self._expired(stored, now):
+            return None
+        merged = Record(stored.created, now, _apply(stored.data, self._changes.items()))
+        return merged, self._ttl(stored.created, now)
 
     def _response_headers(self, wrote: bool) -> list[tuple[str, str]]:
         action, self._cookie = self._cookie, None

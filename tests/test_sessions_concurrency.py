@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def dict_driver(tmp_path: Path) -> Driver:
 class FsWithoutLocks(FsDriver):
     """The fs driver as it is where ``fcntl`` is missing: no atomic conditional writes."""
 
-    supports_conditional = False
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        self.capabilities = replace(self.capabilities, conditional=False)
 
 
 def overlay_driver(tmp_path: Path) -> Driver:
@@ -189,6 +192,7 @@ async def mark_from_another_process(directory: str, session_id: str, first: int)
         await asyncio.gather(*(change(n) for n in range(first, first + 10)))
 
 
+@pytest.mark.slow
 async def test_changes_from_two_processes_are_all_kept_where_writes_are_conditional(
     tmp_path: Path,
 ) -> None:
