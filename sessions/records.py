@@ -29,8 +29,9 @@ __all__ = ["Change", "Record", "Records", "Version", "Write"]
 logger = logging.getLogger(__name__)
 
 _FORMAT = 1
-#: Conflicting writes (possible only across processes once in-process writers take turns)
-#: are retried this many times, sleeping up to 1, 2, 4 ... ms (at most _MAX_BACKOFF) between.
+#: A conflicting write (once writers in this process take turns, mostly one from another
+#: process) is retried this many times, after a random pause of up to 1, 2, 4 ... ms (at most
+#: _MAX_BACKOFF).
 _ATTEMPTS = 12
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.1
@@ -157,7 +158,8 @@ class Records:
                         if_match=version.etag,
                     )
                 except ConflictError:
-                    # Another process wrote meanwhile: let it finish, then merge again.
+                    # Written meanwhile (by another process, or by a first attempt here that
+                    # was under way): let the writer finish, then merge into the new record.
                     pause = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2**attempt)
                     await asyncio.sleep(random.uniform(0, pause))
                     continue
@@ -194,6 +196,7 @@ async def _turns(full_keys: list[str]) -> AsyncIterator[None]:
 
 
 def _dump(record: Record) -> dict[str, Any]:
+    """The stored form of ``record``."""
     return {
         "v": _FORMAT,
         "created": record.created,
@@ -203,6 +206,7 @@ def _dump(record: Record) -> dict[str, Any]:
 
 
 def _parse(raw: Any) -> Record | None:
+    """The record a stored value holds; None (logged) when it is not one."""
     if raw is None:
         return None
     if (
