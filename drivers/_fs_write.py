@@ -207,20 +207,34 @@ def write_side(files: FsFiles, names: list[str], kind: str, data: bytes) -> None
                         raise
                 finally:
                     close_unless(parent, side)
-            # Sidecar names end in %t or %m, which no directory name does: only mkdir.
-            fd = side
-            for name in target[:-1]:
-                try:
-                    inner = ensure_dir(fd, name)
-                except OSError:
-                    break
-                close_unless(fd, side)
-                fd = inner
-            close_unless(fd, side)
+            _make_side_parents(side, target)
         raise OSError(errno.EAGAIN, f"could not place the sidecar of {'/'.join(names)!r}")
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=files.tmp)
+
+
+def _make_side_parents(side: int, target: list[str]) -> None:
+    """Create the directories of a sidecar; anything else in their place is removed.
+
+    Sidecar names end in %t or %m, which no directory name does, so a file or link where a
+    directory belongs is no sidecar: it is unlinked (the link itself, never its target).
+    """
+    fd = side
+    try:
+        for name in target[:-1]:
+            try:
+                inner = ensure_dir(fd, name)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    return
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                return
+            close_unless(fd, side)
+            fd = inner
+    finally:
+        close_unless(fd, side)
 
 
 def remove_side(files: FsFiles, names: list[str], kind: str) -> None:

@@ -154,3 +154,34 @@ async def test_a_key_and_its_children_written_from_two_processes_all_land(tmp_pa
         assert await driver.get_item("x") == b"149"
     finally:
         await driver.dispose()
+
+
+@pytest.mark.parametrize("run", range(4))
+async def test_fs_processes_writing_hundreds_of_keys_at_once_never_fail(
+    run: int, tmp_path: Path
+) -> None:
+    # Each process has several threads holding and waiting for key locks at once: the kernel's
+    # deadlock detection for process-owned fcntl locks used to fail such writes with EDEADLK.
+    url = _url("fs", tmp_path)
+    runs = [["gather", "q", str(start), "300"] for start in (0, 300, 600)]
+    outputs = await _run_all(url, runs)
+    assert outputs == ["done"] * len(runs)
+    driver = _open(url)
+    try:
+        assert len(await driver.get_keys("q:")) == 900
+        assert await driver.get_item("q:899") == b"q:899"
+    finally:
+        await driver.dispose()
+
+
+async def test_fs_etag_reads_and_conditional_writes_from_two_processes_count_exactly(
+    tmp_path: Path,
+) -> None:
+    url = _url("fs", tmp_path)
+    outputs = await _run_all(url, [["cas", "10", "10"], ["cas", "10", "10"]])
+    assert outputs == ["done", "done"]
+    driver = _open(url)
+    try:
+        assert await driver.get_item("counter") == b"200"
+    finally:
+        await driver.dispose()
