@@ -209,11 +209,16 @@ _SUBCLASS_ENCODERS: tuple[tuple[type, Callable[[Any], Any]], ...] = (
 def _decode_datetime(tagged: dict[str, Any]) -> _dt.datetime:
     value = _dt.datetime.fromisoformat(tagged["v"])
     zone = tagged.get("tz")
-    if zone is not None:
-        from zoneinfo import ZoneInfo
+    if zone is None:
+        return value
+    from zoneinfo import ZoneInfo
 
-        value = value.astimezone(ZoneInfo(zone))
-    return value
+    # The wall time is kept as written, even one a DST change skips or repeats; the offset
+    # written beside it tells which of two repeated wall times it was (the fold).
+    local = value.replace(tzinfo=ZoneInfo(zone))
+    if value.utcoffset() is not None and local.utcoffset() != value.utcoffset():
+        local = local.replace(fold=1)
+    return local
 
 
 def _decode_dict(pairs: list[list[Any]]) -> dict[Any, Any]:

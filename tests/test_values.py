@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import zoneinfo
 from typing import Any
 
 import orjson
@@ -136,3 +138,23 @@ def test_dicts_shaped_like_the_envelope_round_trip(value: dict[str, Any]) -> Non
 def test_hostile_bytes_raise_serialization_error_only(hostile: bytes) -> None:
     with pytest.raises(SerializationError):
         serializer.loads(hostile)
+
+
+@pytest.mark.parametrize(
+    ("wall", "fold"),
+    [
+        ((2000, 3, 26, 3, 0), 0),  # skipped by the spring change in Bucharest
+        ((2000, 10, 29, 3, 30), 0),  # repeated by the autumn change: first time
+        ((2000, 10, 29, 3, 30), 1),  # and second time
+    ],
+)
+def test_aware_datetimes_around_dst_changes_round_trip(wall: tuple[int, ...], fold: int) -> None:
+    zone = zoneinfo.ZoneInfo("Europe/Bucharest")
+    value = dt.datetime(*wall, tzinfo=zone, fold=fold)
+    back = serializer.loads(serializer.dumps(value))
+    assert (back.replace(tzinfo=None), back.tzinfo, back.fold) == (
+        value.replace(tzinfo=None),
+        zone,
+        fold,
+    )
+    assert back.utcoffset() == value.utcoffset()

@@ -209,6 +209,8 @@ class StorageMatchesADict(RuleBasedStateMachine):
         assert etag is not None
         self.run(self.storage.set_item(key, second, if_match=etag))
         self.model[key] = second
+        if self.storage.serializer.dumps(first) == self.storage.serializer.dumps(second):
+            return  # an etag may hash the content (redis): the same bytes, the same version
         with pytest.raises(ConflictError):  # the etag named the version just replaced
             self.run(self.storage.set_item(key, first, if_match=etag))
 
