@@ -108,6 +108,20 @@ def open_at(root: int, rel: str, flags: int, mode: int = 0o666) -> int:
             os.close(fd)
 
 
+def find(root: int, raw: bytes, flags: int) -> int:
+    """`open_at` for a path given as bytes, returning ``-errno`` instead of raising.
+
+    For the hot paths (reads, sidecar lookups that mostly find nothing): no exception.
+    """
+    if OPENAT2:
+        fd: int = _openat2(_SYS_OPENAT2, root, raw, _how(flags), 24)
+        return fd if fd >= 0 else -ctypes.get_errno()
+    try:
+        return open_at(root, raw.decode("utf-8", "surrogateescape"), flags)
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
+
+
 def open_parent(root: int, names: list[str]) -> int:
     """The directory holding ``names[-1]``: ``root`` itself for one name (do not close it)."""
     if len(names) == 1:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from storage import InvalidKeyError, normalize_key
@@ -78,6 +79,26 @@ def etag_of(info: os.stat_result) -> str:
     return f"{info.st_ino:x}-{info.st_mtime_ns:x}-{info.st_size:x}"
 
 
+class Place(NamedTuple):
+    """Where a key lives below the store's root."""
+
+    #: Its file names, one per directory level.
+    names: list[str]
+    #: The names joined by ``/``.
+    rel: str
+    #: ``rel`` as bytes, as the system calls take it.
+    raw: bytes
+    #: The directory holding the last name, as bytes (``b""`` for the root itself).
+    parent: bytes
+
+    @classmethod
+    def of(cls, names: list[str]) -> Place:
+        """The place of these names."""
+        rel = "/".join(names)
+        raw = rel.encode("utf-8", "surrogateescape")
+        return cls(names, rel, raw, raw.rpartition(b"/")[0])
+
+
 class Layout:
     """The file names of one store's keys, both ways, with a cache of recent keys.
 
@@ -90,23 +111,23 @@ class Layout:
     def __init__(self, *, fold: bool, ignore: re.Pattern[str]) -> None:
         self.fold = fold
         self._ignore = ignore
-        self._cache: dict[str, tuple[list[str], str]] = {}
+        self._cache: dict[str, Place] = {}
         self._logged: set[tuple[str, ...]] = set()
 
-    def place(self, key: str) -> tuple[list[str], str]:
-        """The names of ``key`` below the store's root, and them joined by ``/``."""
+    def place(self, key: str) -> Place:
+        """Where ``key`` lives below the store's root."""
         found = self._cache.get(key)
         if found is None:
             fold = self.fold
             names = [name for segment in key.split(":") for name in encode_segment(segment, fold)]
             if len(self._cache) >= _CACHE:
                 self._cache.clear()
-            found = self._cache[key] = (names, "/".join(names))
+            found = self._cache[key] = Place.of(names)
         return found
 
     def names(self, key: str) -> list[str]:
         """The names of ``key`` below the store's root."""
-        return self.place(key)[0]
+        return self.place(key).names
 
     def ignored(self, name: str) -> bool:
         """True for names that never hold keys (dot-names and the ``ignore`` patterns)."""
@@ -136,7 +157,7 @@ class Layout:
         if pending or not parts or not all(parts):
             return self._foreign(names)
         key = ":".join(parts)
-        if self.place(key)[0] != list(names):
+        if self.place(key).names != list(names):
             return self._foreign(names)
         try:
             if normalize_key(key) != key:

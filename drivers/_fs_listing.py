@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from drivers._fs_beneath import MISSING, close_unless, entries, open_parent, remove_tree
-from drivers._fs_layout import MORE, SELF
+from drivers._fs_layout import MORE, SELF, Place
 from drivers._fs_write import remove_side
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def sweep(files: FsFiles, now: float) -> list[str]:
                 continue
             info = files.value_stat(key)
             if info is None or files.expiry(key, info) is None:
-                remove_side(files, names, "%t")  # its value was rewritten or deleted
+                remove_side(files, Place.of(names), "%t")  # its value was rewritten or deleted
             elif files.expired(key, info):
                 removed.append(key)
     return removed

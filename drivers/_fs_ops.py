@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fnmatch
 import functools
 import os
@@ -29,12 +30,13 @@ from drivers._fs_beneath import (
     READ,
     ensure_dir,
     entries,
+    find,
     is_dir_at,
     open_at,
     remove_tree,
     stat_at,
 )
-from drivers._fs_layout import INTERNAL, SELF, Layout, etag_of, pid_alive
+from drivers._fs_layout import INTERNAL, SELF, Layout, Place, etag_of, pid_alive
 from drivers._fs_locks import Locks
 from drivers._fs_pool import Pool
 from storage import ConflictError, WatchEvent
@@ -43,6 +45,7 @@ T = TypeVar("T")
 ChangeListener = Callable[[WatchEvent, str, int], None]
 
 _INLINE_MAX = 64 * 1024
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR})  # a link (ELOOP) is left to the worker
 #: What `FsFiles.peek` returns when the read is better done by a worker thread.
 DEFER = object()
 
@@ -177,12 +180,11 @@ class FsFiles:
         return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), info
 
     def _read_value(self, key: str) -> tuple[bytes, os.stat_result] | None:
-        try:
-            fd = open_at(self.root, self.layout.place(key)[1], READ)
-        except OSError as exc:
-            if _missing(exc):
+        fd = find(self.root, self.layout.place(key).raw, READ)
+        if fd < 0:
+            if -fd in MISSING:
                 return None
-            raise
+            raise OSError(-fd, os.strerror(-fd), key)
         try:
             return self._read_fd(fd)
         finally:
@@ -190,16 +192,19 @@ class FsFiles:
 
     def value_stat(self, key: str) -> os.stat_result | None:
         """The stat of the file holding ``key``'s value (None when there is none)."""
-        rel = self.layout.place(key)[1]
+        rel = self.layout.place(key).rel
         info = stat_at(self.root, rel)
         if info is not None and stat.S_ISDIR(info.st_mode):
             info = stat_at(self.root, rel + "/" + SELF)
         return info if info is not None and stat.S_ISREG(info.st_mode) else None
 
     def ttl_record(self, names: list[str]) -> tuple[float, int, int] | None:
-        """The sidecar's (expiry, inode, mtime_ns), or None: most keys have no sidecar."""
-        found = self._read_side(names, "%t")
-        if found is None:
+        """The TTL sidecar's (expiry, inode, mtime_ns) of the key at ``names``, or None."""
+        return self._ttl_at(Place.of(names).raw)
+
+    def _ttl_at(self, raw: bytes) -> tuple[float, int, int] | None:
+        found = self._read_side(raw + b"%t")
+        if found is None:  # most keys have no sidecar
             return None
         try:
             expires, ino, mtime = found.split()
@@ -207,15 +212,14 @@ class FsFiles:
         except ValueError:
             return None
 
-    def _read_side(self, names: list[str], kind: str) -> bytes | None:
+    def _read_side(self, raw: bytes) -> bytes | None:
         if self.side < 0:
             return None
-        try:
-            fd = open_at(self.side, "/".join(names) + kind, READ)
-        except OSError as exc:
-            if _missing(exc):
+        fd = find(self.side, raw, READ)
+        if fd < 0:
+            if -fd in MISSING:
                 return None
-            raise
+            raise OSError(-fd, os.strerror(-fd), os.fsdecode(raw))
         try:
             found = self._read_fd(fd)
         finally:
@@ -224,7 +228,7 @@ class FsFiles:
 
     def expiry(self, key: str, info: os.stat_result) -> float | None:
         """The expiry time of the value whose stat is ``info``, if a live sidecar names it."""
-        record = self.ttl_record(self.layout.names(key))
+        record = self._ttl_at(self.layout.place(key).raw)
         if record is not None and record[1] == info.st_ino and record[2] == info.st_mtime_ns:
             return record[0]
         return None
@@ -241,8 +245,7 @@ class FsFiles:
         """Delete ``key``'s value if it is still the expired file ``info`` names."""
         if self.read_only:
             return
-        rel = self.layout.place(key)[1]
-        stripe = self.locks.acquire(rel)
+        stripe = self.locks.acquire(self.layout.place(key).rel)
         try:
             current = self.value_stat(key)
             if current is not None and current.st_ino == info.st_ino:
@@ -256,13 +259,10 @@ class FsFiles:
         Runs on the event loop: it costs less than a thread hop while the file is small and
         cached. Directories, big files and expired values are left to the worker threads.
         """
-        names, rel = self.layout.place(key)
-        try:
-            fd = open_at(self.root, rel, READ)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError:
-            return DEFER
+        raw = self.layout.place(key).raw
+        fd = find(self.root, raw, READ)
+        if fd < 0:
+            return None if -fd in _ABSENT else DEFER
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size > _INLINE_MAX:
@@ -274,7 +274,7 @@ class FsFiles:
             return DEFER
         finally:
             os.close(fd)
-        record = self.ttl_record(names) if self.side >= 0 else None
+        record = self._ttl_at(raw)
         mine = record is not None and record[1:] == (info.st_ino, info.st_mtime_ns)
         if mine and record is not None and record[0] <= time.time():
             return DEFER  # expired: the worker deletes it
@@ -322,7 +322,7 @@ class FsFiles:
 
     def get_user_meta(self, key: str) -> bytes | None:
         """The user meta stored beside ``key``."""
-        return self._read_side(self.layout.names(key), "%m")
+        return self._read_side(self.layout.place(key).raw + b"%m")
 
     # -- writes (drivers._fs_write) -------------------------------------------------------------
 
@@ -355,7 +355,7 @@ class FsFiles:
 
     def remove(self, key: str) -> bool:
         """Delete ``key``'s value (whatever file or link holds its name); True if one was."""
-        stripe = self.locks.acquire(self.layout.place(key)[1])
+        stripe = self.locks.acquire(self.layout.place(key).rel)
         try:
             return write.unlink_value(self, key)
         finally:
@@ -363,11 +363,11 @@ class FsFiles:
 
     def set_user_meta(self, key: str, data: bytes) -> None:
         """Store the user meta of ``key`` beside it."""
-        write.write_side(self, self.layout.names(key), "%m", data)
+        write.write_side(self, self.layout.place(key), "%m", data)
 
     def remove_user_meta(self, key: str) -> None:
         """Forget the user meta of ``key``."""
-        write.remove_side(self, self.layout.names(key), "%m")
+        write.remove_side(self, self.layout.place(key), "%m")
 
     # -- listing --------------------------------------------------------------------------------
 

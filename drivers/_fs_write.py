@@ -24,12 +24,12 @@ from drivers._fs_beneath import (
     close_unless,
     ensure_dir,
     exchange_at,
+    find,
     open_parent,
     prune,
     remove_tree,
-    unlink_at,
 )
-from drivers._fs_layout import SELF, etag_of
+from drivers._fs_layout import SELF, Place, etag_of
 
 if TYPE_CHECKING:
     from drivers._fs_ops import FsFiles
@@ -71,45 +71,45 @@ def place(
     files: FsFiles, key: str, value: bytes, ttl: float | None, check: Callable[[], None] | None
 ) -> str:
     """Write ``value`` at ``key`` atomically; return its etag (see `FsFiles.set`)."""
-    names, rel = files.layout.place(key)
+    where = files.layout.place(key)
     temp, info = write_temp(files, value)
     placed = False
     locks = files.locks
     try:
         for _ in range(_TRIES):
-            stripe = locks.acquire(rel)
+            stripe = locks.acquire(where.rel)
             try:
                 if check is not None:
                     check()
                 if ttl is not None:
                     record = f"{time.time() + ttl!r} {info.st_ino} {info.st_mtime_ns}"
-                    write_side(files, names, "%t", record.encode())
-                if _install(files, temp, names):
+                    write_side(files, where, "%t", record.encode())
+                if _install(files, temp, where):
                     placed = True
                     if files.on_change is not None:
                         files.on_change("update", key, info.st_ino)
                     if ttl is None:
-                        remove_side(files, names, "%t")
+                        remove_side(files, where, "%t")
                     return etag_of(info)
             finally:
                 locks.release(stripe)
-            _make_parents(files, names)
-        raise OSError(errno.EAGAIN, f"could not place {rel!r}: its directories keep changing")
+            _make_parents(files, where.names)
+        raise OSError(errno.EAGAIN, f"could not place {where.rel!r}: its directories keep changing")
     finally:
         if not placed:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=files.tmp)
 
 
-def _install(files: FsFiles, temp: str, names: list[str]) -> bool:
-    """Rename ``temp`` to ``names``; False when a directory on the way is missing."""
+def _install(files: FsFiles, temp: str, where: Place) -> bool:
+    """Rename ``temp`` to ``where``; False when a directory on the way is missing."""
     root = files.root
-    try:
-        parent = open_parent(root, names)
-    except OSError as exc:
-        if exc.errno in MISSING:
+    names = where.names
+    parent = _parent(root, where)
+    if parent < 0:
+        if -parent in MISSING:
             return False
-        raise
+        raise OSError(-parent, os.strerror(-parent), where.rel)
     try:
         try:
             os.replace(temp, names[-1], src_dir_fd=files.tmp, dst_dir_fd=parent)
@@ -186,10 +186,11 @@ def _make_directory(files: FsFiles, parent: int, name: str, rel: str) -> None:
         files.locks.release(stripe)
 
 
-def write_side(files: FsFiles, names: list[str], kind: str, data: bytes) -> None:
+def write_side(files: FsFiles, where: Place, kind: str, data: bytes) -> None:
     """Store a sidecar (``%t`` TTL record, ``%m`` user meta) in the ``side`` tree."""
     temp, _ = write_temp(files, data)
     side = files.side
+    names = where.names
     target = [*names[:-1], names[-1] + kind]
     try:
         for _ in range(_TRIES):
@@ -237,22 +238,40 @@ def _make_side_parents(side: int, target: list[str]) -> None:
         close_unless(fd, side)
 
 
-def remove_side(files: FsFiles, names: list[str], kind: str) -> None:
-    """Delete the sidecar ``kind`` of the key at ``names``, and its emptied directories."""
-    if files.side >= 0 and unlink_at(files.side, [*names[:-1], names[-1] + kind]):
-        prune(files.side, names[:-1])
+def remove_side(files: FsFiles, where: Place, kind: str) -> None:
+    """Delete the sidecar ``kind`` of the key at ``where``, and its emptied directories."""
+    side = files.side
+    if side < 0:
+        return
+    parent = _parent(side, where)
+    if parent < 0:
+        return  # no directory, no sidecar: the common case
+    try:
+        os.unlink(where.names[-1] + kind, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in MISSING:
+            return
+        raise
+    finally:
+        close_unless(parent, side)
+    prune(side, where.names[:-1])
+
+
+def _parent(root: int, where: Place) -> int:
+    """The directory holding ``where``'s last name (``root`` itself at the top), or -errno."""
+    return find(root, where.parent, DIRECTORY) if where.parent else root
 
 
 def unlink_value(files: FsFiles, key: str) -> bool:
     """Delete ``key``'s value file (under its lock, held by the caller); True if one was."""
-    names = files.layout.names(key)
+    where = files.layout.place(key)
+    names = where.names
     root = files.root
-    try:
-        parent = open_parent(root, names)
-    except OSError as exc:
-        if exc.errno in MISSING:
+    parent = _parent(root, where)
+    if parent < 0:
+        if -parent in MISSING:
             return False
-        raise
+        raise OSError(-parent, os.strerror(-parent), where.rel)
     try:
         try:
             os.unlink(names[-1], dir_fd=parent)
@@ -273,5 +292,5 @@ def unlink_value(files: FsFiles, key: str) -> bool:
     if files.on_change is not None:
         files.on_change("remove", key, 0)
     prune(root, empty)
-    remove_side(files, names, "%t")
+    remove_side(files, where, "%t")
     return True

@@ -13,17 +13,27 @@ only where a name could not hold it or would mean something else:
 - A key that is also a "directory" of other keys (``a`` and ``a:b`` both stored) keeps its
   value in the file ``base/a/%``.
 
-Names that are not the encoding of some key (say, ``50%off``) are not listed. Everything
-internal lives in ``base/.unistorage/``: temporary files (``tmp/``), TTL and user meta sidecars
-(``side/<encoded path>%t`` and ``%m``) and the lock file. Writes go to a temporary file and are
-renamed into place, under a per-key lock (threads and processes), so readers never see a torn
-value and conditional writes are atomic on one machine. A TTL sidecar names the inode and
-mtime of the value it belongs to, so one left by a crash or by another write is ignored.
+Names that are not the encoding of a key that can be read back (say ``50%off``, a name that
+is not UTF-8, or one decoding to ``..`` or holding a newline) are not listed, and are logged
+once. Everything internal lives in ``base/.unistorage/``: temporary files (``tmp/``), TTL and
+user meta sidecars (``side/<encoded path>%t`` and ``%m``) and the lock file. Writes go to a
+temporary file and are renamed into place, under a per-key lock (threads and processes), so
+readers never see a torn value and conditional writes are atomic on one machine; a write that
+fails (a full disk) removes its temporary file. A TTL sidecar names the inode and mtime of the
+value it belongs to, so one left by a crash or by another write is ignored.
+
+Links are never followed. The directory is opened once, and every path is resolved below that
+descriptor, refusing a link at any level (drivers._fs_beneath): a link is never a key (not
+listed, reads as absent), a write or remove of its name replaces or deletes the link itself,
+and a write below it turns it into a directory that keeps the link as its ``%`` entry. So no
+operation reads, writes, lists or deletes anything outside ``base``, whatever links or races
+there are inside it.
 
 Each operation is one hop to a worker thread doing the whole read or the whole atomic write
 (aiofiles takes several hops per file), except reads of small values, done on the event loop
-where a cached file is read faster than a thread hop (measured in benchmarks/bench_fs.py). Watching uses
-watchfiles; changes made through this driver object are reported as soon as they return.
+where a cached file is read faster than a thread hop (measured in benchmarks/bench_fs.py).
+Watching uses watchfiles; changes made through this driver object are reported as soon as
+they return.
 """
 
 from __future__ import annotations
