@@ -134,7 +134,7 @@ class StorageServer:
             await _send_error(send, exc.code, exc.message, exc.headers, **exc.fields)
         except StorageError as exc:
             code = code_of(exc)
-            if status_of(code) >= 500:
+            if code in (Code.DRIVER_ERROR, Code.INTERNAL):
                 # The whole story stays here; the client gets the operation, key and code.
                 logger.warning("%s %s failed: %s", request.method, request.path, exc, exc_info=exc)
             fields = error_fields(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import subprocess
@@ -9,11 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from drivers.memory import MemoryDriver
+from storage import create_storage
 from storage.cli import main
 from tests.fixtures.http import ServerThread
 from tests.servers import free_port
@@ -152,6 +156,27 @@ def test_commands_work_against_a_running_server(capsys: pytest.CaptureFixture[st
         assert "401" in capsys.readouterr().err
 
 
+class _DeniedMeta(MemoryDriver):
+    """Items are served, metadata is refused (as S3 refuses a denied HEAD)."""
+
+    name = "denied"
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        raise PermissionError("access denied")
+
+
+def test_a_backend_failure_behind_a_server_is_one_unrepeated_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    storage = create_storage(_DeniedMeta())
+    with ServerThread(storage) as server:
+        assert main(["set", server.url, "k", "v"]) == 0
+        assert main(["get", server.url, "k"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("failed in get_meta on key 'k'") == 1
+    assert "access denied" not in err
+
+
 # -- copy -------------------------------------------------------------------------------------
 
 
@@ -202,9 +227,6 @@ def test_copy_moves_keys_to_another_base_with_their_meta(
     src = f"sqlite:///{tmp_path}/src.db"
     main(["set", src, "a:doc", "1"])
     with ServerThread() as server:
-        import asyncio
-
-        from storage import create_storage
 
         async def add_meta() -> None:
             async with create_storage(src) as storage:
@@ -217,6 +239,23 @@ def test_copy_moves_keys_to_another_base_with_their_meta(
         assert "1/1" in err
         assert httpx.get(f"{server.url}/b/doc").text == "1"
         assert httpx.get(f"{server.url}/b/doc?meta").json() == {"owner": "ann"}
+
+
+def test_copy_from_a_server_carries_user_meta(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dst = f"sqlite:///{tmp_path}/dst.db"
+    with ServerThread() as server:
+        httpx.put(f"{server.url}/doc", content=b"1")
+        httpx.put(f"{server.url}/doc?meta", content=b'{"owner": "ann"}')
+        httpx.put(f"{server.url}/plain", content=b"2")
+        assert main(["copy", server.url, dst, "-q"]) == 0
+
+    async def meta() -> tuple[object, object]:
+        async with create_storage(dst) as storage:
+            return await storage.get_meta_raw("doc"), await storage.get_meta_raw("plain")
+
+    assert asyncio.run(meta()) == (b'{"owner": "ann"}', None)
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -272,3 +311,13 @@ def test_a_bad_mount_is_a_usage_error(tmp_path: Path) -> None:
     result = run("serve", "--mount", "nobase", cwd=tmp_path)
     assert result.returncode == 2
     assert b"BASE=URL" in result.stderr
+
+
+@pytest.mark.parametrize("token", ["two words", "tök", "newline\n"])
+def test_serve_refuses_a_token_that_could_never_authenticate(
+    token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve", "--token", token]) == 2
+    assert "--token may hold only visible ASCII" in capsys.readouterr().err
+    assert not (tmp_path / ".data").exists()  # refused before anything opened

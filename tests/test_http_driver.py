@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from drivers.http import HttpDriver
 from drivers.memory import MemoryDriver
-from storage import Capabilities, DriverError, ReadOnlyError, create_driver, create_storage
+from storage import (
+    Capabilities,
+    ConflictError,
+    DriverError,
+    InvalidKeyError,
+    ReadOnlyError,
+    UnsupportedError,
+    create_driver,
+    create_storage,
+)
 from storage.layers import ReadOnly
 from tests.fixtures.http import ServerThread
 from tests.servers import free_port
@@ -139,3 +149,80 @@ async def test_a_listing_cut_short_by_the_server_is_an_error_not_a_short_list() 
         async with create_storage(running.url) as storage:
             with pytest.raises(DriverError, match="502"):
                 await storage.get_keys("empty")  # a failure before the first key is a 502
+
+
+# -- errors are read by code ------------------------------------------------------------------
+
+
+class _NoTTL(MemoryDriver):
+    """A store without expiry."""
+
+    capabilities = Capabilities(conditional=True)
+
+
+async def test_refusals_come_back_as_the_storage_errors_their_codes_name() -> None:
+    storage = create_storage(mounts={"frozen": ReadOnly(MemoryDriver()), "plain": _NoTTL()})
+    with ServerThread(storage) as running:
+        async with create_storage(running.url) as remote:
+            with pytest.raises(ReadOnlyError):
+                await remote.set_item("frozen:k", 1)
+            with pytest.raises(UnsupportedError):
+                await remote.set_item("plain:k", 1, ttl=5)
+            await remote.set_item("plain:k", 1, if_none_match=True)
+            with pytest.raises(ConflictError):
+                await remote.set_item("plain:k", 2, if_none_match=True)
+        driver = HttpDriver(base=running.url)
+        with pytest.raises(InvalidKeyError):
+            await driver.get_item("del\x7f")  # past the client's checks, refused by the server
+        await driver.dispose()
+
+
+async def test_the_etag_from_a_read_makes_a_conditional_write(server: ServerThread) -> None:
+    async with create_storage(f"{server.url}/cas") as storage:
+        await storage.set_item("k", 1)
+        value, etag = await storage.get_item_with_etag("k")
+        assert (value, etag) == (1, (await storage.get_meta("k"))["etag"])
+        await storage.set_item("k", 2, if_match=etag)
+        with pytest.raises(ConflictError):
+            await storage.set_item("k", 3, if_match=etag)
+        assert await storage.get_item("k") == 2
+
+
+# -- the connection pool (issue 10, item 11) --------------------------------------------------
+
+
+class _Slow(MemoryDriver):
+    """Takes its time over every read."""
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        await asyncio.sleep(1.0)
+        return await super().get_item_with_etag(key)
+
+
+async def test_three_hundred_concurrent_reads_through_one_driver_all_succeed(
+    server: ServerThread,
+) -> None:
+    driver = create_driver(f"{server.url}/pool?max_connections=50&pool_timeout=30")
+    async with create_storage(driver) as storage:
+        await storage.set_items({f"k{i}": i for i in range(300)})
+        values = await asyncio.gather(*(storage.get_item(f"k{i}") for i in range(300)))
+    assert values == list(range(300))
+
+
+async def test_a_request_that_finds_no_free_connection_in_time_fails_clearly() -> None:
+    with ServerThread(create_storage(_Slow())) as running:
+        url = f"{running.url}?max_connections=1&pool_timeout=0.2"
+        async with create_storage(url) as storage:
+            results = await asyncio.gather(
+                storage.get_item("a"), storage.get_item("b"), return_exceptions=True
+            )
+    assert None in results
+    (failure,) = [result for result in results if isinstance(result, BaseException)]
+    assert isinstance(failure, DriverError)
+    assert "no free connection" in str(failure)
+
+
+@pytest.mark.parametrize("options", ["max_connections=0", "max_connections=x", "pool_timeout=0"])
+def test_pool_options_out_of_range_are_refused(options: str) -> None:
+    with pytest.raises(ValueError, match=r"max_connections|pool_timeout"):
+        create_driver(f"http://127.0.0.1:1/?{options}")

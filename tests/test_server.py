@@ -282,8 +282,9 @@ def test_batches_get_set_and_remove_many_keys(http: httpx.Client) -> None:
     assert http.get("/batch/").json() == ["batch/b/c"]
 
 
-def test_a_malformed_batch_is_400(http: httpx.Client) -> None:
+def test_a_batch_that_is_not_a_json_object_or_not_base64_is_400(http: httpx.Client) -> None:
     assert http.post("/batch/?batch", content=b"[1]").status_code == 400
+    assert http.post("/batch/?batch", content=b"{nope").status_code == 400
     assert http.post("/batch/?batch", content=b'{"set": [["a", "!"]]}').status_code == 400
 
 
@@ -329,3 +330,87 @@ def test_the_root_lists_every_key(guarded: httpx.Client) -> None:
     guarded.put("/r/a", content=b"1", headers=writer)
     guarded.put("/s", content=b"1", headers=writer)
     assert {"r/a", "s"} <= set(guarded.get("/", headers=writer).json())
+
+
+# -- strict bodies (issue 10, item 8) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"remove": "ab"},
+        {"get": "abc"},
+        {"get": [1]},
+        {"remove": [None]},
+        {"set": {"a": "MQ=="}},
+        {"set": ["ab"]},
+        {"set": [["a"]]},
+        {"set": [["a", 1]]},
+        {"set": [["a", "MQ==", "extra"]]},
+        {"set": [["a", "MQ=="]], "ttl": "60"},
+        {"set": [["a", "MQ=="]], "ttl": True},
+        {"get": ["a"], "ttl": 5},
+        {"get": ["a"], "remove": ["a"]},
+        {"get": ["a"], "unknown": 1},
+        {},
+    ],
+)
+def test_a_malformed_batch_is_400_and_touches_nothing(http: httpx.Client, body: Any) -> None:
+    http.put("/strict/a", content=b"1")
+    http.put("/strict/b", content=b"1")
+    response = http.post("/strict/?batch", content=orjson.dumps(body))
+    assert response.status_code == 400
+    assert _error(response)["message"].startswith("a batch is")
+    assert sorted(http.get("/strict/").json()) == ["strict/a", "strict/b"]
+
+
+def test_every_key_of_a_batch_is_checked_before_any_write(http: httpx.Client) -> None:
+    body = {"set": [["first", "MQ=="], ["../escape", "MQ=="]]}
+    response = http.post("/checked/?batch", content=orjson.dumps(body))
+    assert (response.status_code, _error(response)["code"]) == (400, "invalid_key")
+    assert http.get("/checked/first").status_code == 404
+
+
+# -- JSON as other clients write it (issue 10, item 9) ----------------------------------------
+
+ENVELOPED = [{"$tagged": 1, "value": {"$t": "bytes", "v": "aGk="}}, {"$tagged": "note"}]
+
+
+@pytest.mark.parametrize("doc", ENVELOPED)
+def test_json_holding_the_envelope_key_reads_back_as_written_over_http(
+    http: httpx.Client, doc: dict[str, Any]
+) -> None:
+    json = {"content-type": "application/json"}
+    assert http.put("/env/doc", content=orjson.dumps(doc), headers=json).status_code == 200
+    got = http.get("/env/doc")
+    assert got.headers["content-type"] == "application/json"
+    assert got.json() == doc
+
+
+@pytest.mark.parametrize("doc", ENVELOPED)
+async def test_json_holding_the_envelope_key_reads_back_as_written_in_python(
+    server: ServerThread, doc: dict[str, Any]
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await http.put("/env/py", content=orjson.dumps(doc))
+    async with create_storage(server.url) as storage:
+        assert await storage.get_item("env:py") == doc
+
+
+@pytest.mark.parametrize("doc", ENVELOPED)
+async def test_a_python_dict_holding_the_envelope_key_is_that_json_to_other_clients(
+    server: ServerThread, doc: dict[str, Any]
+) -> None:
+    async with create_storage(server.url) as storage:
+        await storage.set_item("env:from-python", doc)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/env/from-python")).json() == doc
+
+
+async def test_values_json_cannot_hold_keep_their_tagged_form_over_http(
+    server: ServerThread,
+) -> None:
+    async with create_storage(server.url) as storage:
+        await storage.set_item("env:set", {1, 2})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/env/set")).json()["$tagged"] == 1

@@ -15,7 +15,7 @@ from ..errors import (
 )
 from ..keys import normalize_key
 from ..ttl import ttl_seconds
-from ..values import ENVELOPE
+from ..values import is_envelope
 from .codes import ProtocolError
 from .headers import JSON, OCTET, TEXT, media_type
 
@@ -35,8 +35,8 @@ def read_put_body(body: bytes, content_type: str | None) -> PutBody:
     """How a PUT body is stored, decided (and checked) before any I/O.
 
     ``application/octet-stream`` is bytes. JSON text is already the stored form of its JSON
-    value, so its bytes are kept as sent, unless its top level holds the serializer's envelope
-    key, which a reader would take for the tagged form: that value is stored serialized. Other
+    value, so its bytes are kept as sent, unless it is shaped like the serializer's envelope,
+    which a reader would take for the tagged form: that value is stored serialized. Other
     text is a string, as unstorage sends one.
     """
     if media_type(content_type) == OCTET:
@@ -50,7 +50,7 @@ def read_put_body(body: bytes, content_type: str | None) -> PutBody:
             raise InvalidArgumentError(
                 "a text body must be UTF-8; send bytes as application/octet-stream"
             ) from None
-    if type(value) is dict and ENVELOPE in value:
+    if type(value) is dict and is_envelope(value):
         return PutBody(False, body, value)
     return PutBody(True, body)
 
@@ -66,7 +66,7 @@ def value_body(data: bytes, loads: Callable[[bytes], Any]) -> tuple[bytes, str]:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return data, OCTET
-    if type(value) is dict and ENVELOPE in value:
+    if type(value) is dict and is_envelope(value):
         try:
             decoded = loads(data)
         except Exception:

@@ -1,0 +1,263 @@
+"""The wire protocol's rules on their own: each writer read back by its reader."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from storage import (
+    ConflictError,
+    DriverError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    ReadOnlyError,
+    SerializationError,
+    UnsupportedError,
+)
+from storage.protocol import (
+    Code,
+    EntityTag,
+    HttpStatusError,
+    ListingReader,
+    ListingWriter,
+    Preconditions,
+    ProtocolError,
+    accepts,
+    batch_body,
+    code_of,
+    error_body,
+    error_fields,
+    error_of_answer,
+    format_etag,
+    key_path,
+    media_type,
+    parse_batch,
+    parse_batch_values,
+    parse_etag,
+    parse_etags,
+    parse_max_depth,
+    parse_ttl,
+    read_put_body,
+    status_of,
+    value_body,
+)
+from storage.values import default_serializer
+
+# -- paths and headers ------------------------------------------------------------------------
+
+
+def test_a_key_becomes_a_percent_encoded_path() -> None:
+    assert key_path("a:b c:é?#") == "/a/b%20c/%C3%A9%3F%23"
+    assert key_path("a:b:", base=True) == "/a/b/"
+    assert key_path("", base=True) == "/"
+
+
+def test_media_types_ignore_case_and_parameters() -> None:
+    assert media_type("Application/Octet-Stream; charset=x") == "application/octet-stream"
+    assert accepts("text/html, APPLICATION/OCTET-STREAM;q=0.9", "application/octet-stream")
+    assert not accepts("*/*", "application/octet-stream")
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "inf", "nan", "0.0", "١٢"])
+def test_a_bad_x_ttl_is_an_invalid_argument_naming_the_header(raw: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="x-ttl"):
+        parse_ttl(raw)
+
+
+def test_no_x_ttl_empty_or_zero_means_no_expiry() -> None:
+    assert [parse_ttl(raw) for raw in (None, "", "0")] == [None, None, None]
+    assert parse_ttl("1.5") == 1.5
+
+
+@pytest.mark.parametrize("raw", ["²", "-1", "1.0", "deep", "1" * 12])
+def test_max_depth_is_ascii_digits(raw: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_depth"):
+        parse_max_depth(raw)
+
+
+# -- ETags ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["123", "a-b-c", '"quoted-by-s3"', "has space", 'in"side', "é%"])
+def test_an_etag_is_quoted_exactly_once_and_reads_back(token: str) -> None:
+    header = format_etag(token)
+    assert header[0] == header[-1] == '"'
+    assert '"' not in header[1:-1]
+    assert all(0x21 <= ord(char) <= 0x7E for char in header)
+    assert parse_etag(header) == token.strip('"') if token.startswith('"') else token
+
+
+def test_conditional_headers_parse_star_lists_and_weak_tags() -> None:
+    assert parse_etags(" * ", "If-Match") == "*"
+    assert parse_etags('"a", W/"b" ,"c"', "If-Match") == (
+        EntityTag("a"),
+        EntityTag("b", weak=True),
+        EntityTag("c"),
+    )
+
+
+@pytest.mark.parametrize("header", ["a", '"a', '"a" "b"', 'w/"a"', '"a",,x'])
+def test_a_malformed_conditional_header_is_an_invalid_argument(header: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="If-Match"):
+        parse_etags(header, "If-Match")
+
+
+def _conditions(**headers: str) -> Preconditions:
+    return Preconditions.from_headers({name.replace("_", "-"): v for name, v in headers.items()})
+
+
+@pytest.mark.parametrize(
+    ("headers", "exists", "etag", "failed"),
+    [
+        ({"if_match": "*"}, False, None, "If-Match"),
+        ({"if_match": "*"}, True, "1", None),
+        ({"if_match": '"2", "1"'}, True, "1", None),
+        ({"if_match": 'W/"1"'}, True, "1", "If-Match"),
+        ({"if_match": '"1"'}, True, '"1"', None),
+        ({"if_none_match": "*"}, True, "1", "If-None-Match"),
+        ({"if_none_match": "*"}, False, None, None),
+        ({"if_none_match": 'W/"1"'}, True, "1", "If-None-Match"),
+        ({"if_none_match": '"2"'}, True, "1", None),
+        ({"if_match": '"1"', "if_none_match": '"1"'}, True, "1", "If-None-Match"),
+    ],
+)
+def test_preconditions_follow_rfc_9110(
+    headers: dict[str, str], exists: bool, etag: str | None, failed: str | None
+) -> None:
+    assert _conditions(**headers).failed(exists, etag) == failed
+
+
+# -- bodies -----------------------------------------------------------------------------------
+
+
+def test_a_batch_body_reads_back_with_full_keys() -> None:
+    body = batch_body("set", items=[("a", b"\x00"), ("b:c", b"")], ttl=5)
+    batch = parse_batch(body, "base:")
+    assert (batch.op, batch.keys, batch.values, batch.ttl) == (
+        "set",
+        ("base:a", "base:b:c"),
+        (b"\x00", b""),
+        5,
+    )
+    assert parse_batch(batch_body("remove", ["x"]), "").keys == ("x",)
+
+
+@pytest.mark.parametrize(
+    "body", [{"remove": "ab"}, {"get": "abc"}, {"get": [1]}, {"set": [["a", "!"]]}, []]
+)
+def test_a_malformed_batch_says_what_a_batch_is(body: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="a batch is"):
+        parse_batch(orjson.dumps(body), "")
+
+
+def test_batch_answers_are_checked_by_the_client() -> None:
+    assert parse_batch_values(b'{"ok":true,"values":["AA==",null]}', 2) == [b"\x00", None]
+    for answer in (b'{"values":["AA=="]}', b'{"values":[1, 2]}', b"[]", b"{"):
+        with pytest.raises(ProtocolError):
+            parse_batch_values(answer, 2)
+
+
+def test_a_listing_reads_back_whole_and_cut_short_is_an_error() -> None:
+    writer = ListingWriter()
+    body = b"".join([writer.key("a:b"), writer.key("c"), writer.end()]).decode()
+    reader = ListingReader()
+    keys = [key for line in body.splitlines() for key in reader.feed(line)]
+    reader.finish()
+    assert keys == ["a:b", "c"]
+    cut = ListingReader()
+    for line in body.splitlines()[:-1]:
+        cut.feed(line)
+    with pytest.raises(ProtocolError, match="cut the listing short"):
+        cut.finish()
+
+
+@pytest.mark.parametrize("body", ['["a","b/c"]', '[\n  "a",\n  "b/c"\n]', '[\n"a",\n"b/c"]'])
+def test_a_listing_from_another_server_reads_too(body: str) -> None:
+    reader = ListingReader()
+    assert [key for line in body.splitlines() for key in reader.feed(line)] == ["a", "b:c"]
+    reader.finish()
+
+
+def test_a_key_ending_in_a_bracket_does_not_end_a_listing() -> None:
+    reader = ListingReader()
+    assert reader.feed("[") == []
+    assert reader.feed('"a]",') == ["a]"]
+    with pytest.raises(ProtocolError):
+        reader.finish()
+
+
+def test_put_bodies_are_bytes_json_or_text() -> None:
+    assert read_put_body(b"x", "Application/Octet-Stream").raw
+    assert read_put_body(b'{"a": 1}', "application/json").raw
+    assert read_put_body(b'{"$tagged": "note"}', None).raw  # not the envelope's shape
+    enveloped = read_put_body(b'{"$tagged": 1, "value": 2}', None)
+    assert (enveloped.raw, enveloped.value) == (False, {"$tagged": 1, "value": 2})
+    assert read_put_body(b"hello", "text/plain").value == "hello"
+    with pytest.raises(InvalidArgumentError, match="UTF-8"):
+        read_put_body(b"\xff", None)
+
+
+def test_a_get_body_is_text_json_the_unwrapped_envelope_or_bytes() -> None:
+    loads = default_serializer.loads
+    assert value_body(b'"hi"', loads) == (b"hi", "text/plain; charset=utf-8")
+    assert value_body(b"[1]", loads) == (b"[1]", "application/json")
+    assert value_body(b"\xff", loads) == (b"\xff", "application/octet-stream")
+    doc = {"$tagged": 1, "value": "x"}
+    assert orjson.loads(value_body(default_serializer.dumps(doc), loads)[0]) == doc
+    tagged = default_serializer.dumps({1, 2})
+    assert value_body(tagged, loads) == (tagged, "application/json")
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidKeyError("k", "why"), Code.INVALID_KEY),
+        (InvalidArgumentError("bad"), Code.INVALID_ARGUMENT),
+        (SerializationError("no", key="k"), Code.SERIALIZATION),
+        (ConflictError("k"), Code.CONFLICT),
+        (ReadOnlyError("k", "memory"), Code.READ_ONLY),
+        (UnsupportedError("no"), Code.UNSUPPORTED),
+    ],
+)
+def test_a_storage_error_crosses_the_wire_and_comes_back_typed(error: Exception, code: str) -> None:
+    assert isinstance(error, (InvalidArgumentError, SerializationError, ConflictError,
+                              ReadOnlyError, UnsupportedError))  # fmt: skip
+    assert code_of(error) == code
+    fields = error_fields(error)
+    body = error_body(status_of(code), code, fields.pop("message"), **fields)
+    back = error_of_answer(status_of(code), body, "k")
+    assert type(back) is type(error)
+    if isinstance(back, ReadOnlyError):
+        assert (back.key, back.driver) == ("k", "http")  # refused behind the http driver
+    else:
+        assert str(back) == str(error)
+
+
+def test_a_driver_error_crosses_the_wire_without_its_detail() -> None:
+    error = DriverError("redis", "get_item", "k", "connection to 10.0.0.7:6379 refused")
+    fields = error_fields(error)
+    assert fields == {"message": "redis driver failed in get_item on key 'k'",
+                      "operation": "get_item", "key": "k"}  # fmt: skip
+    body = error_body(502, Code.DRIVER_ERROR, fields.pop("message"), **fields)
+    back = error_of_answer(502, body, "k")
+    assert isinstance(back, HttpStatusError)
+    assert (back.status, back.code) == (502, "driver_error")
+
+
+def test_the_client_reads_codes_never_messages() -> None:
+    body = orjson.dumps({"statusCode": 405, "message": "the server is read-only"})
+    assert isinstance(error_of_answer(405, body, "k"), HttpStatusError)
+    coded = error_of_answer(405, b"", "k", {"x-error-code": "read_only"})
+    assert isinstance(coded, ReadOnlyError)
+
+
+def test_an_answer_without_a_code_is_read_by_its_status() -> None:
+    assert isinstance(error_of_answer(412, b"", "k"), ConflictError)
+    assert isinstance(error_of_answer(400, b"{}", "k"), InvalidArgumentError)
+    assert isinstance(error_of_answer(501, b"", "k"), UnsupportedError)
+    assert isinstance(error_of_answer(500, b"oops", "k"), HttpStatusError)
