@@ -16,10 +16,10 @@ class Pool:
     """A few threads, started on first use, that run whole file operations.
 
     Cheaper than ``run_in_executor`` (no concurrent.futures layer): measured in bench_fs.
-    `close` stops and joins them; the pool starts again if used afterwards.
+    `close` stops and joins them; a closed pool refuses new work.
     """
 
-    __slots__ = ("_name", "_queue", "_size", "_threads")
+    __slots__ = ("_closed", "_name", "_queue", "_size", "_threads")
 
     def __init__(self, size: int, name: str = "fs") -> None:
         self._size = size
@@ -27,6 +27,7 @@ class Pool:
         self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
         self._queue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._closed = False
 
     @property
     def threads(self) -> list[threading.Thread]:
@@ -36,6 +37,8 @@ class Pool:
     def run(self, function: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``function`` in a worker thread; the future settles on the caller's loop."""
         if not self._threads:
+            if self._closed:
+                raise RuntimeError("the fs worker threads are closed (the driver was disposed)")
             for number in range(self._size):
                 thread = threading.Thread(
                     target=self._serve, name=f"{self._name}-{number}", daemon=True
@@ -58,6 +61,7 @@ class Pool:
 
     async def close(self) -> None:
         """Let queued work finish, stop every thread and wait for them; harmless twice."""
+        self._closed = True
         threads, self._threads = self._threads, []
         for _ in threads:
             self._queue.put(None)

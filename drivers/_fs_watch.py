@@ -11,19 +11,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from drivers import _fs_listing as listing
+from drivers import _fs_read as read
 from drivers._fs_beneath import DIRECTORY, open_at
 from drivers._fs_layout import SELF
+from drivers._fs_tree import Tree
 from storage import UnsupportedError, Watchers, WatchEvent
-
-if TYPE_CHECKING:
-    from drivers._fs_ops import FsFiles
 
 logger = logging.getLogger("drivers.fs")
 
-_DELETED = 3  # watchfiles.Change.deleted
+_DELETED = 3  # watchtree.Change.deleted
 _OWN_LIMIT = 4096
 
 
@@ -32,13 +31,13 @@ class FsWatcher:
 
     Changes made through the driver are queued by `note` (called by the file layer, in its
     threads) and sent by `flush` as soon as the operation returns; watchfiles reports the
-    others, batched, from a thread running ``watchfiles.watch``, and its echo of our own
+    others, batched, from a thread running ``watchtree.watch``, and its echo of our own
     changes is not sent twice. Built idle: `start` begins watching, `stop` ends it (it may
     start again), `close` ends it when the driver is disposed.
     """
 
-    def __init__(self, files: FsFiles, watchers: Watchers) -> None:
-        self._files = files
+    def __init__(self, tree: Tree, watchers: Watchers) -> None:
+        self._tree = tree
         self._watchers = watchers
         #: Changes made here, waiting for `flush` (a deque: appended to from worker threads).
         self.pending: collections.deque[tuple[WatchEvent, str]] = collections.deque()
@@ -94,7 +93,7 @@ class FsWatcher:
         self._thread.start()
         try:
             await asyncio.shield(ready)
-            self._dirs = await loop.run_in_executor(None, listing.directories, self._files)
+            self._dirs = await loop.run_in_executor(None, listing.directories, self._tree)
         except BaseException:
             await self.stop()
             raise
@@ -127,7 +126,7 @@ class FsWatcher:
         begun = _Begun(stop, lambda: loop.call_soon_threadsafe(_settle, ready, None))
         try:
             for changes in watch(
-                self._files.base,
+                self._tree.base,
                 watch_filter=None,
                 debounce=100,
                 step=20,
@@ -143,7 +142,7 @@ class FsWatcher:
                         loop.call_soon_threadsafe(self._deliver, events)
         except Exception as exc:
             if begun.fired:
-                logger.exception("watching %s failed", self._files.base)
+                logger.exception("watching %s failed", self._tree.base)
             else:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_settle, ready, exc)
@@ -155,8 +154,8 @@ class FsWatcher:
         in the order that ends in its current state. A path reached through a link inside
         the store (which watchfiles may follow) is outside it: no event.
         """
-        files = self._files
-        prefix = files.base + os.sep
+        tree = self._tree
+        prefix = tree.base + os.sep
         parents = {os.path.dirname(path) for _, path in changes}
         dirs = self._dirs
         seen: dict[str, set[WatchEvent]] = {}
@@ -164,26 +163,26 @@ class FsWatcher:
             if not path.startswith(prefix):
                 continue
             names = path[len(prefix) :].split(os.sep)
-            if _through_link(files.root, names):
+            if _through_link(tree.root, names):
                 continue
             if names[-1] == SELF:
                 names.pop()
-            elif path in parents or path in dirs or files.is_directory(names):
+            elif path in parents or path in dirs or read.is_directory(tree, names):
                 if change == _DELETED:
                     dirs.discard(path)
-                elif path not in dirs and files.is_directory(names):
+                elif path not in dirs and read.is_directory(tree, names):
                     dirs.add(path)
                     # Files can land in a new directory before it is watched: look inside.
-                    for found in listing.files_in(files, names):
-                        if (key := files.layout.key_of(found)) is not None:
+                    for found in listing.files_in(tree, names):
+                        if (key := tree.layout.key_of(found)) is not None:
                             seen.setdefault(key, set()).add("update")
                 continue
-            key = files.layout.key_of(names) if names else None
+            key = tree.layout.key_of(names) if names else None
             if key is not None:
                 seen.setdefault(key, set()).add("remove" if change == _DELETED else "update")
         events: list[tuple[WatchEvent, str]] = []
         for key, kinds in seen.items():
-            current = files.value_stat(key)
+            current = read.value_stat(tree, key)
             own = self._own.get(key)
             if own is not None and own[0] == (0 if current is None else current.st_ino):
                 continue  # our own change, already reported
@@ -212,9 +211,9 @@ def _through_link(root: int, names: list[str]) -> bool:
 
 
 class _Begun:
-    """The stop event handed to ``watchfiles.watch``, whose first poll says watching began.
+    """The stop event handed to ``watchtree.watch``, whose first poll says watching began.
 
-    ``watchfiles.watch`` builds its watcher inside the generator, so no call returns when it
+    ``watchtree.watch`` builds its watcher inside the generator, so no call returns when it
     is ready. Its watcher subscribes to the whole tree before the watch loop starts, and only
     that loop polls ``is_set()``: the first poll is the moment from which every change is
     seen. `FsWatcher.start` waits for it, so a change made after ``watch()`` returns is always

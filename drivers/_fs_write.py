@@ -1,6 +1,6 @@
 """Atomic writes and removals in an fs store: temp file, lock, rename; directories on demand.
 
-Plain functions over an `FsFiles`. A value is written to a new file in ``tmp`` and renamed
+Plain functions over a `Tree`. A value is written to a new file in ``tmp`` and renamed
 into place under the key's lock, so readers never see a torn value; a failed write leaves no
 temporary file behind. Directories are made between two attempts of a write, never while a
 lock is held (see drivers._fs_locks: no thread ever waits for a lock while holding one).
@@ -16,7 +16,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from drivers._fs_beneath import (
     DIRECTORY,
@@ -30,9 +29,7 @@ from drivers._fs_beneath import (
     remove_tree,
 )
 from drivers._fs_layout import SELF, Place, etag_of
-
-if TYPE_CHECKING:
-    from drivers._fs_ops import FsFiles
+from drivers._fs_tree import Tree
 
 _counter = itertools.count()
 _TRIES = 50
@@ -42,11 +39,11 @@ def _unique() -> str:
     return f"{os.getpid()}.{threading.get_ident()}.{next(_counter)}"
 
 
-def write_temp(files: FsFiles, value: bytes) -> tuple[str, os.stat_result]:
+def write_temp(tree: Tree, value: bytes) -> tuple[str, os.stat_result]:
     """A new file in ``tmp`` holding ``value``; on failure (say, a full disk) it is gone."""
     name = _unique()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    fd = os.open(name, flags, 0o666, dir_fd=files.tmp)
+    fd = os.open(name, flags, 0o666, dir_fd=tree.tmp)
     try:
         view = memoryview(value)
         while view:
@@ -55,12 +52,12 @@ def write_temp(files: FsFiles, value: bytes) -> tuple[str, os.stat_result]:
         # could give the next file of the same size the same mtime, hence the same etag.
         stamp = time.time_ns() // 1000 * 1000 + next(_counter) % 1000
         os.utime(fd, ns=(stamp, stamp))
-        if files.durable:
+        if tree.durable:
             os.fsync(fd)
         info = os.fstat(fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(name, dir_fd=files.tmp)
+            os.unlink(name, dir_fd=tree.tmp)
         raise
     finally:
         os.close(fd)
@@ -68,13 +65,13 @@ def write_temp(files: FsFiles, value: bytes) -> tuple[str, os.stat_result]:
 
 
 def place(
-    files: FsFiles, key: str, value: bytes, ttl: float | None, check: Callable[[], None] | None
+    tree: Tree, key: str, value: bytes, ttl: float | None, check: Callable[[], None] | None
 ) -> str:
     """Write ``value`` at ``key`` atomically; return its etag (see `FsFiles.set`)."""
-    where = files.layout.place(key)
-    temp, info = write_temp(files, value)
+    where = tree.layout.place(key)
+    temp, info = write_temp(tree, value)
     placed = False
-    locks = files.locks
+    locks = tree.locks
     try:
         for _ in range(_TRIES):
             stripe = locks.acquire(where.rel)
@@ -83,27 +80,27 @@ def place(
                     check()
                 if ttl is not None:
                     record = f"{time.time() + ttl!r} {info.st_ino} {info.st_mtime_ns}"
-                    write_side(files, where, "%t", record.encode())
-                if _install(files, temp, where):
+                    write_side(tree, where, "%t", record.encode())
+                if _install(tree, temp, where):
                     placed = True
-                    if files.on_change is not None:
-                        files.on_change("update", key, info.st_ino)
+                    if tree.on_change is not None:
+                        tree.on_change("update", key, info.st_ino)
                     if ttl is None:
-                        remove_side(files, where, "%t")
+                        remove_side(tree, where, "%t")
                     return etag_of(info)
             finally:
                 locks.release(stripe)
-            _make_parents(files, where.names)
+            _make_parents(tree, where.names)
         raise OSError(errno.EAGAIN, f"could not place {where.rel!r}: its directories keep changing")
     finally:
         if not placed:
             with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=files.tmp)
+                os.unlink(temp, dir_fd=tree.tmp)
 
 
-def _install(files: FsFiles, temp: str, where: Place) -> bool:
+def _install(tree: Tree, temp: str, where: Place) -> bool:
     """Rename ``temp`` to ``where``; False when a directory on the way is missing."""
-    root = files.root
+    root = tree.root
     names = where.names
     parent = _parent(root, where)
     if parent < 0:
@@ -112,16 +109,16 @@ def _install(files: FsFiles, temp: str, where: Place) -> bool:
         raise OSError(-parent, os.strerror(-parent), where.rel)
     try:
         try:
-            os.replace(temp, names[-1], src_dir_fd=files.tmp, dst_dir_fd=parent)
+            os.replace(temp, names[-1], src_dir_fd=tree.tmp, dst_dir_fd=parent)
         except IsADirectoryError:  # a key that is also a directory: its value is 'name/%'
             inner = os.open(names[-1], DIRECTORY, dir_fd=parent)
             try:
-                os.replace(temp, SELF, src_dir_fd=files.tmp, dst_dir_fd=inner)
-                if files.durable:
+                os.replace(temp, SELF, src_dir_fd=tree.tmp, dst_dir_fd=inner)
+                if tree.durable:
                     os.fsync(inner)
             finally:
                 os.close(inner)
-        if files.durable:
+        if tree.durable:
             os.fsync(parent)
     except OSError as exc:
         if exc.errno in MISSING:
@@ -132,9 +129,9 @@ def _install(files: FsFiles, temp: str, where: Place) -> bool:
     return True
 
 
-def _make_parents(files: FsFiles, names: list[str]) -> None:
+def _make_parents(tree: Tree, names: list[str]) -> None:
     """Create the directories above ``names``; callers retry if a removal races this."""
-    root = files.root
+    root = tree.root
     fd = root
     try:
         for depth, name in enumerate(names[:-1]):
@@ -143,7 +140,7 @@ def _make_parents(files: FsFiles, names: list[str]) -> None:
             except OSError as exc:
                 if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                     return
-                _make_directory(files, fd, name, "/".join(names[: depth + 1]))
+                _make_directory(tree, fd, name, "/".join(names[: depth + 1]))
                 try:
                     inner = os.open(name, DIRECTORY, dir_fd=fd)
                 except OSError:
@@ -154,9 +151,9 @@ def _make_parents(files: FsFiles, names: list[str]) -> None:
         close_unless(fd, root)
 
 
-def _make_directory(files: FsFiles, parent: int, name: str, rel: str) -> None:
+def _make_directory(tree: Tree, parent: int, name: str, rel: str) -> None:
     """Turn the file (or link) ``name`` into a directory holding it as ``name/%``."""
-    stripe = files.locks.acquire(rel)
+    stripe = tree.locks.acquire(rel)
     try:
         try:
             info = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -165,31 +162,31 @@ def _make_directory(files: FsFiles, parent: int, name: str, rel: str) -> None:
         if stat.S_ISDIR(info.st_mode):
             return
         holder = _unique() + ".d"
-        inner = ensure_dir(files.tmp, holder)
+        inner = ensure_dir(tree.tmp, holder)
         try:
             try:  # a hard link to the link itself, never to what a link points to
                 os.link(name, SELF, src_dir_fd=parent, dst_dir_fd=inner, follow_symlinks=False)
             except OSError:  # no hard links here: move it (readers briefly miss the key)
                 os.rename(name, SELF, src_dir_fd=parent, dst_dir_fd=inner)
-                os.rename(holder, name, src_dir_fd=files.tmp, dst_dir_fd=parent)
+                os.rename(holder, name, src_dir_fd=tree.tmp, dst_dir_fd=parent)
                 return
             # Swapping keeps the value readable at every moment (Linux); else unlink + rename.
-            if exchange_at(files.tmp, holder, parent, name):
-                os.unlink(holder, dir_fd=files.tmp)
+            if exchange_at(tree.tmp, holder, parent, name):
+                os.unlink(holder, dir_fd=tree.tmp)
             else:
                 os.unlink(name, dir_fd=parent)
-                os.rename(holder, name, src_dir_fd=files.tmp, dst_dir_fd=parent)
+                os.rename(holder, name, src_dir_fd=tree.tmp, dst_dir_fd=parent)
         finally:
             os.close(inner)
-            remove_tree(files.tmp, holder)  # still there only if something failed
+            remove_tree(tree.tmp, holder)  # still there only if something failed
     finally:
-        files.locks.release(stripe)
+        tree.locks.release(stripe)
 
 
-def write_side(files: FsFiles, where: Place, kind: str, data: bytes) -> None:
+def write_side(tree: Tree, where: Place, kind: str, data: bytes) -> None:
     """Store a sidecar (``%t`` TTL record, ``%m`` user meta) in the ``side`` tree."""
-    temp, _ = write_temp(files, data)
-    side = files.side
+    temp, _ = write_temp(tree, data)
+    side = tree.side
     names = where.names
     target = [*names[:-1], names[-1] + kind]
     try:
@@ -201,7 +198,7 @@ def write_side(files: FsFiles, where: Place, kind: str, data: bytes) -> None:
                     raise
             else:
                 try:
-                    os.replace(temp, target[-1], src_dir_fd=files.tmp, dst_dir_fd=parent)
+                    os.replace(temp, target[-1], src_dir_fd=tree.tmp, dst_dir_fd=parent)
                     return
                 except OSError as exc:
                     if exc.errno not in MISSING:
@@ -212,7 +209,7 @@ def write_side(files: FsFiles, where: Place, kind: str, data: bytes) -> None:
         raise OSError(errno.EAGAIN, f"could not place the sidecar of {'/'.join(names)!r}")
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=files.tmp)
+            os.unlink(temp, dir_fd=tree.tmp)
 
 
 def _make_side_parents(side: int, target: list[str]) -> None:
@@ -238,9 +235,9 @@ def _make_side_parents(side: int, target: list[str]) -> None:
         close_unless(fd, side)
 
 
-def remove_side(files: FsFiles, where: Place, kind: str) -> None:
+def remove_side(tree: Tree, where: Place, kind: str) -> None:
     """Delete the sidecar ``kind`` of the key at ``where``, and its emptied directories."""
-    side = files.side
+    side = tree.side
     if side < 0:
         return
     parent = _parent(side, where)
@@ -262,11 +259,20 @@ def _parent(root: int, where: Place) -> int:
     return find(root, where.parent, DIRECTORY) if where.parent else root
 
 
-def unlink_value(files: FsFiles, key: str) -> bool:
+def remove(tree: Tree, key: str) -> bool:
+    """Delete ``key``'s value (whatever file or link holds its name) under its lock."""
+    stripe = tree.locks.acquire(tree.layout.place(key).rel)
+    try:
+        return unlink_value(tree, key)
+    finally:
+        tree.locks.release(stripe)
+
+
+def unlink_value(tree: Tree, key: str) -> bool:
     """Delete ``key``'s value file (under its lock, held by the caller); True if one was."""
-    where = files.layout.place(key)
+    where = tree.layout.place(key)
     names = where.names
-    root = files.root
+    root = tree.root
     parent = _parent(root, where)
     if parent < 0:
         if -parent in MISSING:
@@ -289,8 +295,8 @@ def unlink_value(files: FsFiles, key: str) -> bool:
         raise
     finally:
         close_unless(parent, root)
-    if files.on_change is not None:
-        files.on_change("remove", key, 0)
+    if tree.on_change is not None:
+        tree.on_change("remove", key, 0)
     prune(root, empty)
-    remove_side(files, where, "%t")
+    remove_side(tree, where, "%t")
     return True

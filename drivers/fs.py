@@ -116,8 +116,8 @@ class FsDriver(Driver):
             read_only=read_only,
         )
         self._watchers = Watchers()
-        self._watcher = FsWatcher(self._files, self._watchers)
-        self._files.on_change = self._watcher.note
+        self._watcher = FsWatcher(self._files.tree, self._watchers)
+        self._files.tree.on_change = self._watcher.note
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod

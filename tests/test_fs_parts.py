@@ -64,7 +64,7 @@ async def test_a_read_only_file_layer_opens_nothing_it_could_write(tmp_path: Pat
     await writer.close()
     reader = FsFiles(tmp_path / "store", read_only=True)
     assert await reader.run(reader.get, "k") == b"v"
-    assert reader.tmp == -1
+    assert reader.tree.tmp == -1
     await reader.close()
     await reader.close()
     assert _open_fds_under(tmp_path / "store") == []
@@ -77,7 +77,7 @@ async def test_the_watcher_reports_changes_and_stops_its_thread(tmp_path: Path) 
     watchers = Watchers()
     events: list[tuple[WatchEvent, str]] = []
     watchers.add(lambda event, key: events.append((event, key)))
-    watcher = FsWatcher(files, watchers)
+    watcher = FsWatcher(files.tree, watchers)
     assert watcher.thread is None  # idle until started
     await watcher.start()
     thread = watcher.thread
@@ -90,7 +90,7 @@ async def test_the_watcher_reports_changes_and_stops_its_thread(tmp_path: Path) 
                 break
             await asyncio.sleep(0.05)
         assert ("update", "from:other") in events
-        files.on_change = watcher.note
+        files.tree.on_change = watcher.note
         await files.run(files.set, "mine", b"1", None)
         assert watcher.pending  # queued by the file layer, sent by flush
         watcher.flush()
