@@ -514,7 +514,7 @@ class Storage:
 
     def get_mount(self, key: str = "") -> Mount:
         """The mount that holds ``key``."""
-        return self._table.route(self._prefix + normalize_key(key) if key else self._prefix)
+        return self._table.route(self._key(key) if key else self._prefix)
 
     def get_mounts(self, base: str = "", *, parents: bool = False) -> list[Mount]:
         """Mounts at or under ``base`` (and, with ``parents``, those above it), longest first."""

@@ -148,9 +148,12 @@ def test_hostile_bytes_raise_serialization_error_only(hostile: bytes) -> None:
         ((2000, 10, 29, 3, 30), 1),  # and second time
     ],
 )
-def test_aware_datetimes_around_dst_changes_round_trip(wall: tuple[int, ...], fold: int) -> None:
+def test_aware_datetimes_around_dst_changes_round_trip(
+    wall: tuple[int, int, int, int, int], fold: int
+) -> None:
     zone = zoneinfo.ZoneInfo("Europe/Bucharest")
-    value = dt.datetime(*wall, tzinfo=zone, fold=fold)
+    year, month, day, hour, minute = wall
+    value = dt.datetime(year, month, day, hour, minute, tzinfo=zone, fold=fold)
     back = serializer.loads(serializer.dumps(value))
     assert (back.replace(tzinfo=None), back.tzinfo, back.fold) == (
         value.replace(tzinfo=None),
