@@ -17,7 +17,7 @@ from .errors import (
     UnsupportedError,
     fail,
 )
-from .keys import check_max_depth, normalize_base, normalize_key
+from .keys import check_max_depth, normalize_base
 from .listing import BATCH_CHUNK, clear_base, each_group, list_keys, stream_keys
 from .mounts import Mount, MountTable
 from .registry import create_driver
