@@ -19,6 +19,22 @@ from ..values import is_envelope
 from .codes import ProtocolError
 from .headers import JSON, OCTET, TEXT, media_type
 
+__all__ = [
+    "BATCH_BYTES",
+    "BATCH_KEYS",
+    "Batch",
+    "BatchOp",
+    "ListingReader",
+    "ListingWriter",
+    "PutBody",
+    "batch_answer",
+    "batch_body",
+    "parse_batch",
+    "parse_batch_values",
+    "read_put_body",
+    "value_body",
+]
+
 # -- values as clients send them -------------------------------------------------------------
 
 

@@ -22,6 +22,18 @@ from ..errors import (
 from .conditions import PreconditionFailedError
 from .headers import CODE_HEADER
 
+__all__ = [
+    "Code",
+    "HttpStatusError",
+    "ProtocolError",
+    "code_of",
+    "error_body",
+    "error_code",
+    "error_fields",
+    "error_of_answer",
+    "status_of",
+]
+
 
 class Code:
     """The stable ``code`` of an error body; clients branch on it, never on the message."""

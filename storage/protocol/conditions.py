@@ -15,6 +15,19 @@ from ..errors import (
     UnsupportedError,
 )
 
+__all__ = [
+    "EntityTag",
+    "PreconditionFailedError",
+    "Preconditions",
+    "Read",
+    "Tags",
+    "Write",
+    "format_etag",
+    "parse_etag",
+    "parse_etags",
+    "write_if",
+]
+
 # -- ETags and conditional requests (RFC 9110, section 13) ------------------------------------
 
 #: What an entity-tag may hold (etagc) less "%", which escapes every other character.

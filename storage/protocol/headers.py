@@ -17,6 +17,28 @@ from ..errors import (
 from ..ttl import ttl_seconds
 from .conditions import format_etag, parse_etag
 
+__all__ = [
+    "BATCH_QUERY",
+    "CODE_HEADER",
+    "JSON",
+    "MAX_DEPTH_QUERY",
+    "META_QUERY",
+    "OCTET",
+    "SIZE_HEADER",
+    "TEXT",
+    "TTL_HEADER",
+    "accepts",
+    "check_token",
+    "format_ttl",
+    "is_base_path",
+    "key_path",
+    "media_type",
+    "meta_headers",
+    "meta_of_headers",
+    "parse_max_depth",
+    "parse_ttl",
+]
+
 OCTET = "application/octet-stream"
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
