@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -414,3 +415,19 @@ async def test_values_json_cannot_hold_keep_their_tagged_form_over_http(
         await storage.set_item("env:set", {1, 2})
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.get("/env/set")).json()["$tagged"] == 1
+
+
+BIG_JSON = [b"123456789012345678901234567890", b'{"n": [-18446744073709551617, 1.5, "x"]}']
+
+
+@pytest.mark.parametrize("text", BIG_JSON)
+async def test_json_with_ints_beyond_64_bits_reads_back_exactly_from_every_client(
+    server: ServerThread, text: bytes
+) -> None:
+    expected = json.loads(text)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await http.put("/big/n", content=text, headers={"content-type": "application/json"})
+        got = await http.get("/big/n")
+    assert json.loads(got.content) == expected
+    async with create_storage(server.url) as storage:
+        assert await storage.get_item("big:n") == expected

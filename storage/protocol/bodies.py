@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import binascii
+import json
+import re
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
@@ -68,7 +71,34 @@ def read_put_body(body: bytes, content_type: str | None) -> PutBody:
             ) from None
     if type(value) is dict and is_envelope(value):
         return PutBody(False, body, value)
+    if _LONG_NUMBER.search(body):
+        # orjson reads an int beyond 64 bits as a float; read such text exactly and, if it
+        # really holds one, store it serialized so that every reader gets the int back.
+        exact = _exact_json(body)
+        if _has_big_int(exact):
+            return PutBody(False, body, exact)
     return PutBody(True, body)
+
+
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _exact_json(body: bytes) -> Any:
+    def integer(text: str) -> int:
+        return int(text) if len(text) < 4000 else int(Decimal(text))
+
+    return json.loads(body, parse_int=integer)
+
+
+def _has_big_int(value: Any) -> bool:
+    kind = type(value)
+    if kind is int:
+        return not -(2**63) <= value < 2**64
+    if kind is list:
+        return any(_has_big_int(item) for item in value)
+    if kind is dict:
+        return any(_has_big_int(item) for item in value.values())
+    return False
 
 
 def value_body(data: bytes, loads: Callable[[bytes], Any]) -> tuple[bytes, str]:
@@ -89,7 +119,8 @@ def value_body(data: bytes, loads: Callable[[bytes], Any]) -> tuple[bytes, str]:
             return data, JSON
         if not _plain(decoded):
             return data, JSON
-        value, data = decoded, orjson.dumps(decoded)
+        value = decoded
+        data = json.dumps(decoded).encode() if _has_big_int(decoded) else orjson.dumps(decoded)
     if isinstance(value, str):
         return value.encode("utf-8"), TEXT
     return data, JSON
@@ -102,11 +133,9 @@ def _plain(value: Any) -> bool:
         return all(type(key) is str and _plain(item) for key, item in value.items())
     if kind is list:
         return all(_plain(item) for item in value)
-    if kind is int:
-        return bool(-(2**63) <= value < 2**64)
     if kind is float:
         return bool(value - value == 0.0)
-    return value is None or kind is str or kind is bool
+    return value is None or kind is str or kind is bool or kind is int
 
 
 # -- batches ----------------------------------------------------------------------------------
