@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from storage import Capabilities, Driver, InvalidArgumentError, Layer, Unwatch, WatchCallback
+from storage.driver import meta_key
 from storage.registry import create_driver
 
 __all__ = ["TOMBSTONE", "OverlayDriver"]
@@ -179,6 +180,9 @@ class OverlayDriver(Layer):
 
     async def get_user_meta(self, key: str) -> bytes | None:
         return await Driver.get_user_meta(self, key)
+
+    async def get_user_metas(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self.get_items([meta_key(key) for key in keys])
 
     async def set_user_meta(self, key: str, data: bytes) -> None:
         await Driver.set_user_meta(self, key, data)

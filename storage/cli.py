@@ -224,13 +224,15 @@ async def _copy_batch(
         }
     if items:
         await target.set_items_raw(items)
-    metas = await _gather(source.get_meta_raw, list(values))
-    for key, meta in zip(values, metas, strict=True):
-        if meta is None or values[key] is None:
-            continue
-        moved_key = dest + key[len(base) :]
-        if args.force or await target.get_meta_raw(moved_key) != meta:
-            await target.set_meta_raw(moved_key, meta)
+    metas = {
+        dest + key[len(base) :]: meta
+        for key, meta in (await source.get_metas_raw(list(values))).items()
+        if meta is not None and values[key] is not None
+    }
+    if metas and not args.force:
+        present_metas = await target.get_metas_raw(list(metas))
+        metas = {key: meta for key, meta in metas.items() if present_metas[key] != meta}
+    await _gather(lambda key: target.set_meta_raw(key, metas[key]), list(metas))
     progress.advance(len(items), len(keys) - len(items))
 
 

@@ -222,6 +222,16 @@ class Driver(ABC):
         """The encoded user meta of ``key``, kept by default in a sibling entry."""
         return await self.get_item(meta_key(key))
 
+    async def get_user_metas(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The encoded user meta of each of ``keys``, in order (None where there is none).
+
+        Where user meta lives in sibling entries (the default), this is one `get_items`;
+        a driver that keeps meta its own way gets its `get_user_meta` once per key.
+        """
+        if type(self).get_user_meta is Driver.get_user_meta:
+            return await self.get_items([meta_key(key) for key in keys])
+        return list(await asyncio.gather(*(self.get_user_meta(key) for key in keys)))
+
     async def set_user_meta(self, key: str, data: bytes) -> None:
         """Store the encoded user meta of ``key``."""
         await self.set_item(meta_key(key), data)

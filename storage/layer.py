@@ -104,6 +104,9 @@ class Layer(Driver):
     async def get_user_meta(self, key: str) -> bytes | None:
         return await self.inner.get_user_meta(key)
 
+    async def get_user_metas(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self.inner.get_user_metas(keys)
+
     async def set_user_meta(self, key: str, data: bytes) -> None:
         await self.inner.set_user_meta(key, data)
 

@@ -423,6 +423,24 @@ class Storage:
         except Exception as exc:
             self._fail(mount, "get_meta", full, exc)
 
+    async def get_metas_raw(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        """The encoded user meta of many keys by normalized key, in input order, one batch per
+        mount (None where a key has none)."""
+        fulls = self._keys(keys)
+        found: dict[str, bytes | None] = {}
+
+        async def fetch(mount: Mount, group: list[str]) -> None:
+            start = len(mount.base)
+            try:
+                metas = await mount.driver.get_user_metas([key[start:] for key in group])
+            except Exception as exc:
+                self._fail(mount, "get_meta", group[0], exc)
+            found.update(zip(group, metas, strict=True))
+
+        await each_group(fetch, self._group(dict.fromkeys(fulls)))
+        strip = len(self._prefix)
+        return {full[strip:]: found[full] for full in fulls}
+
     async def set_meta(self, key: str, meta: Mapping[str, Any]) -> None:
         """Store user meta beside ``key`` (never listed as a key)."""
         full = self._key(key)

@@ -241,3 +241,15 @@ async def test_empty_batches_do_nothing(storage: Storage) -> None:
     await storage.remove_items([])
     assert await storage.get_items([]) == {}
     assert await storage.get_items_raw([]) == {}
+
+
+async def test_user_meta_of_many_keys_is_read_in_one_batch_per_mount(storage: Storage) -> None:
+    storage.mount("side", MemoryDriver())
+    await storage.set_items({"a": 1, "side:b": 2, "c": 3})
+    await storage.set_meta("a", {"n": 1})
+    await storage.set_meta("side:b", {"n": 2})
+    metas = await storage.get_metas_raw(["side:b", "c", "a"])
+    assert list(metas) == ["side:b", "c", "a"]
+    assert metas["c"] is None
+    assert storage.serializer.loads(metas["a"] or b"") == {"n": 1}
+    assert storage.serializer.loads(metas["side:b"] or b"") == {"n": 2}

@@ -81,3 +81,16 @@ async def test_remove_item_can_remove_its_meta(storage: Storage) -> None:
     await storage.remove_item("doc", remove_meta=True)
     assert "owner" not in await storage.get_meta("doc")
     assert await storage.get_keys() == []
+
+
+async def test_user_meta_of_many_keys_reads_as_one_by_one(storage: Storage) -> None:
+    await storage.set_items({"a": 1, "b": 2, "c:d": 3})
+    await storage.set_meta("a", {"owner": "ann"})
+    await storage.set_meta_raw("c:d", storage.serializer.dumps({"owner": "cid"}))
+    metas = await storage.get_metas_raw(["c:d", "b", "a", "missing"])
+    assert list(metas) == ["c:d", "b", "a", "missing"]
+    for key, raw in metas.items():
+        assert raw == await storage.get_meta_raw(key)
+    assert metas["b"] is None
+    assert metas["missing"] is None
+    assert storage.serializer.loads(metas["c:d"] or b"") == {"owner": "cid"}
