@@ -1,0 +1,406 @@
+"""`Stats`: counts, hits and misses, errors, bytes and latency histograms per driver operation.
+
+Each call costs one ``time.perf_counter()`` pair, a bisection into the fixed bucket bounds and
+a few integer increments. The counters are plain attributes, updated between two awaits, so
+the layer needs no lock as long as one event loop uses it (the usual case). A driver shared by
+several threads, each running its own loop, would have its counts raced (never corrupted, but
+an increment may be lost): give each loop its own `Stats`.
+
+Several `Stats` (one per mount, say) render as one Prometheus exposition with `render`;
+`Stats.prometheus` is `render` of the one layer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from itertools import pairwise
+from time import perf_counter
+from typing import Any
+
+from ..driver import Driver
+from ..errors import InvalidArgumentError
+from ..layer import Layer
+from ._stats_prometheus import Series, exposition
+
+__all__ = ["DEFAULT_BUCKETS", "PROMETHEUS_CONTENT_TYPE", "Stats", "render"]
+
+#: Upper bounds (seconds) of the latency buckets: from 10 µs (an in-process hit) to 10 s (a
+#: backend about to time out).
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+#: The ``Content-Type`` of what `render` returns (Prometheus text format 0.0.4).
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+# Which counters an operation keeps besides calls, errors and latency.
+_READS = ("get_item", "get_item_with_etag", "has_item", "get_items", "get_user_meta")
+_WRITES = ("set_item", "set_item_conditional", "set_items", "set_user_meta")
+_OTHERS = (
+    "remove_item", "remove_items", "remove_user_meta", "clear", "iter_keys", "get_keys", "get_meta",
+)  # fmt: skip
+
+
+class _Operation:
+    """The counters of one operation; latency counts are per bucket, cumulated when shown."""
+
+    __slots__ = ("bounds", "bytes", "counts", "errors", "hits", "kind", "misses", "seconds")
+
+    def __init__(self, kind: str, bounds: tuple[float, ...]) -> None:
+        self.kind = kind
+        self.bounds = bounds
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.seconds = 0.0
+        self.errors: dict[str, int] = {}
+        self.hits = 0
+        self.misses = 0
+        self.bytes = 0
+
+    def observe(self, elapsed: float) -> None:
+        self.counts[bisect_left(self.bounds, elapsed)] += 1
+        self.seconds += elapsed
+
+    def failed(self, elapsed: float, exc: Exception) -> None:
+        self.counts[bisect_left(self.bounds, elapsed)] += 1
+        self.seconds += elapsed
+        name = type(exc).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    def read(self, elapsed: float, value: bytes | None) -> None:
+        self.counts[bisect_left(self.bounds, elapsed)] += 1
+        self.seconds += elapsed
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self.bytes += len(value)
+
+    def wrote(self, elapsed: float, size: int) -> None:
+        self.counts[bisect_left(self.bounds, elapsed)] += 1
+        self.seconds += elapsed
+        self.bytes += size
+
+    def snapshot(self) -> dict[str, Any]:
+        calls = sum(self.counts)
+        shown: dict[str, Any] = {"calls": calls, "errors": dict(self.errors)}
+        if self.kind == "read":
+            shown.update(hits=self.hits, misses=self.misses, bytes_read=self.bytes)
+        elif self.kind == "write":
+            shown["bytes_written"] = self.bytes
+        buckets: dict[str, int] = {}
+        running = 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            running += count
+            buckets[repr(bound)] = running
+        buckets["+Inf"] = calls
+        shown["latency"] = {"count": calls, "sum": self.seconds, "buckets": buckets}
+        return shown
+
+
+class Stats(Layer):
+    """Counts every call to ``inner``: calls, errors by exception type, latency, and for reads
+    hits, misses and bytes read, for writes bytes written.
+
+    A failed call counts as a call, in the latency histogram and under its exception's type
+    name; a cancelled one is not counted. Latency is the time spent in the inner driver
+    (for ``iter_keys``, summed over the keys it yields). In-process fast calls
+    (``get_item_nowait``, ``set_item_nowait``) count as ``get_item`` and ``set_item``.
+
+    ``buckets``: the latency buckets' upper bounds in seconds, increasing (default
+    `DEFAULT_BUCKETS`); a ``+Inf`` bucket is always added.
+    """
+
+    layer_name = "stats"
+
+    def __init__(self, inner: Driver, *, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+        super().__init__(inner)
+        bounds = tuple(float(bound) for bound in buckets)
+        if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
+            raise InvalidArgumentError(f"buckets are positive finite seconds, not {buckets!r}")
+        if any(a >= b for a, b in pairwise(bounds)):
+            raise InvalidArgumentError(f"buckets must increase, not {buckets!r}")
+        self.buckets = bounds
+        self._ops: dict[str, _Operation] = {}
+        for kind, names in (("read", _READS), ("write", _WRITES), ("other", _OTHERS)):
+            for name in names:
+                self._ops[name] = _Operation(kind, bounds)
+        ops = self._ops
+        self._get, self._set, self._has = ops["get_item"], ops["set_item"], ops["has_item"]
+
+    # -- reading the numbers ------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The numbers so far, as plain data (the shape is in docs/layers-operations.md).
+
+        ``{"driver": inner.name, "operations": {name: {...}}}``, only operations called at
+        least once; each has ``calls``, ``errors`` ({type name: count}) and ``latency``
+        (``count``, ``sum`` in seconds, cumulative ``buckets`` keyed by upper bound as
+        Prometheus writes it, ``"+Inf"`` last); reads add ``hits``, ``misses``,
+        ``bytes_read``; writes add ``bytes_written``.
+        """
+        return {
+            "driver": self.inner.name,
+            "operations": {name: op.snapshot() for name, op in self._ops.items() if any(op.counts)},
+        }
+
+    def prometheus(self, prefix: str = "unistorage") -> str:
+        """This layer's numbers in Prometheus text format (`render` of this layer alone).
+
+        ``prefix``: the start of every metric name.
+        """
+        return render([self], prefix=prefix)
+
+    def reset(self) -> None:
+        """Set every counter back to zero."""
+        for op in self._ops.values():
+            op.reset()
+
+    # -- items --------------------------------------------------------------------------------
+
+    async def get_item(self, key: str) -> bytes | None:
+        start = perf_counter()
+        try:
+            value = await self.inner.get_item(key)
+        except Exception as exc:
+            self._get.failed(perf_counter() - start, exc)
+            raise
+        self._get.read(perf_counter() - start, value)
+        return value
+
+    def get_item_nowait(self, key: str) -> bytes | None:
+        start = perf_counter()
+        try:
+            value = self.inner.get_item_nowait(key)
+        except Exception as exc:
+            self._get.failed(perf_counter() - start, exc)
+            raise
+        self._get.read(perf_counter() - start, value)
+        return value
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        start = perf_counter()
+        try:
+            await self.inner.set_item(key, value, ttl=ttl)
+        except Exception as exc:
+            self._set.failed(perf_counter() - start, exc)
+            raise
+        self._set.wrote(perf_counter() - start, len(value))
+
+    def set_item_nowait(self, key: str, value: bytes) -> None:
+        start = perf_counter()
+        try:
+            self.inner.set_item_nowait(key, value)
+        except Exception as exc:
+            self._set.failed(perf_counter() - start, exc)
+            raise
+        self._set.wrote(perf_counter() - start, len(value))
+
+    async def has_item(self, key: str) -> bool:
+        start = perf_counter()
+        try:
+            found = await self.inner.has_item(key)
+        except Exception as exc:
+            self._has.failed(perf_counter() - start, exc)
+            raise
+        self._has.read(perf_counter() - start, b"" if found else None)
+        return found
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        op, start = self._ops["get_item_with_etag"], perf_counter()
+        try:
+            found = await self.inner.get_item_with_etag(key)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.read(perf_counter() - start, found[0])
+        return found
+
+    async def set_item_conditional(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        op, start = self._ops["set_item_conditional"], perf_counter()
+        try:
+            etag = await self.inner.set_item_conditional(
+                key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
+            )
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.wrote(perf_counter() - start, len(value))
+        return etag
+
+    async def remove_item(self, key: str) -> None:
+        op, start = self._ops["remove_item"], perf_counter()
+        try:
+            await self.inner.remove_item(key)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
+        op, start = self._ops["get_items"], perf_counter()
+        try:
+            values = await self.inner.get_items(keys)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+        found = [value for value in values if value is not None]
+        op.hits += len(found)
+        op.misses += len(values) - len(found)
+        op.bytes += sum(map(len, found))
+        return values
+
+    async def set_items(
+        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        op, start = self._ops["set_items"], perf_counter()
+        try:
+            await self.inner.set_items(items, ttl=ttl)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.wrote(perf_counter() - start, sum(len(value) for _, value in items))
+
+    async def remove_items(self, keys: Sequence[str]) -> None:
+        op, start = self._ops["remove_items"], perf_counter()
+        try:
+            await self.inner.remove_items(keys)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def iter_keys(self, base: str = "", *, max_depth: int | None = None) -> AsyncIterator[str]:
+        return self._iter_keys(base, max_depth)
+
+    async def _iter_keys(self, base: str, max_depth: int | None) -> AsyncIterator[str]:
+        op, spent = self._ops["iter_keys"], 0.0
+        start = perf_counter()
+        try:
+            iterator = self.inner.iter_keys(base, max_depth=max_depth)
+            while True:
+                try:
+                    key = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                spent += perf_counter() - start
+                yield key
+                start = perf_counter()
+        except Exception as exc:
+            op.failed(spent + perf_counter() - start, exc)
+            raise
+        except GeneratorExit:  # the caller stopped early: the listing still happened
+            op.observe(spent)
+            raise
+        op.observe(spent + perf_counter() - start)
+
+    async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
+        op, start = self._ops["get_keys"], perf_counter()
+        try:
+            keys = await self.inner.get_keys(base, max_depth=max_depth)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+        return keys
+
+    async def clear(self, base: str = "") -> None:
+        op, start = self._ops["clear"], perf_counter()
+        try:
+            await self.inner.clear(base)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        op, start = self._ops["get_meta"], perf_counter()
+        try:
+            meta = await self.inner.get_meta(key)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+        return meta
+
+    async def get_user_meta(self, key: str) -> bytes | None:
+        op, start = self._ops["get_user_meta"], perf_counter()
+        try:
+            data = await self.inner.get_user_meta(key)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.read(perf_counter() - start, data)
+        return data
+
+    async def set_user_meta(self, key: str, data: bytes) -> None:
+        op, start = self._ops["set_user_meta"], perf_counter()
+        try:
+            await self.inner.set_user_meta(key, data)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.wrote(perf_counter() - start, len(data))
+
+    async def remove_user_meta(self, key: str) -> None:
+        op, start = self._ops["remove_user_meta"], perf_counter()
+        try:
+            await self.inner.remove_user_meta(key)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+
+
+def render(layers: Iterable[Stats] | Mapping[str, Stats], *, prefix: str = "unistorage") -> str:
+    """Several `Stats` layers as one Prometheus text exposition (one HELP/TYPE per metric).
+
+    ``layers``: the layers to show; each series is labelled ``driver`` (the inner driver's
+    name) and ``operation``. A mapping also labels each layer's series with ``mount`` (its
+    key, typically the mount base), which tells apart two layers over drivers of one name;
+    without it such layers are refused. ``prefix`` starts every metric name.
+    """
+    if not _NAME.fullmatch(prefix):
+        raise InvalidArgumentError(f"{prefix!r} is not a Prometheus metric name prefix")
+    if isinstance(layers, Mapping):
+        labelled = [({"mount": str(mount)}, layer) for mount, layer in layers.items()]
+    else:
+        labelled = [({}, layer) for layer in layers]
+    series: list[Series] = []
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    for extra, layer in labelled:
+        if not isinstance(layer, Stats):
+            raise InvalidArgumentError(f"render shows Stats layers, not {layer!r}")
+        labels = {"driver": layer.inner.name, **extra}
+        identity = tuple(sorted(labels.items()))
+        if identity in seen:
+            raise InvalidArgumentError(
+                f"two Stats layers have the labels {labels}; pass a mapping of mount -> layer"
+            )
+        seen.add(identity)
+        series.append((labels, layer.snapshot()["operations"]))
+    return exposition(series, prefix)

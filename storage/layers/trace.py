@@ -1,0 +1,269 @@
+"""`Trace`: an OpenTelemetry span around every driver operation.
+
+Needs ``opentelemetry-api`` (the ``otel`` extra). Without it the layer forwards every call as
+the bare `storage.Layer` does, after one ``is None`` test: no span, no wrapper around
+``iter_keys``, nothing imported.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..driver import Driver
+from ..errors import InvalidArgumentError
+from ..layer import Layer
+
+try:
+    from opentelemetry import trace as _otel
+except ImportError:  # the otel extra is not installed
+    _otel = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
+
+__all__ = ["Trace"]
+
+#: With ``record_keys``, how many keys of a batch a span names.
+MAX_RECORDED_KEYS = 100
+
+
+class Trace(Layer):
+    """One span per call to ``inner``, named ``unistorage.<operation>`` (kind CLIENT).
+
+    Attributes: ``unistorage.operation``, ``unistorage.driver`` (the inner stack's name,
+    ``retry(redis)``), ``unistorage.key_count`` for batches and ``unistorage.base`` for
+    listing and clearing. Values are never recorded. An exception is recorded on the span
+    (status ERROR and an ``exception`` event) and re-raised unchanged.
+
+    ``tracer``: the OpenTelemetry tracer to use (default: ``get_tracer("unistorage")`` of the
+    global provider). ``record_keys``: also record ``unistorage.key`` (and
+    ``unistorage.keys``, at most `MAX_RECORDED_KEYS` of a batch) and exception messages, which
+    name keys. Off by default: keys often hold user names, e-mail addresses or tokens, and spans
+    leave the process for a tracing backend with its own readers and retention.
+    """
+
+    layer_name = "trace"
+
+    def __init__(
+        self, inner: Driver, *, tracer: Tracer | None = None, record_keys: bool = False
+    ) -> None:
+        super().__init__(inner)
+        if _otel is None and tracer is not None:
+            raise InvalidArgumentError("a tracer needs opentelemetry-api (the otel extra)")
+        if tracer is None and _otel is not None:
+            tracer = _otel.get_tracer("unistorage")
+        self.tracer = tracer
+        self.record_keys = record_keys
+
+    @contextmanager
+    def _span(
+        self,
+        operation: str,
+        *,
+        key: str | None = None,
+        keys: Sequence[str] | None = None,
+        base: str | None = None,
+    ) -> Iterator[Span]:
+        assert self.tracer is not None
+        assert _otel is not None
+        attributes: dict[str, Any] = {
+            "unistorage.operation": operation,
+            "unistorage.driver": self.inner.name,
+        }
+        if keys is not None:
+            attributes["unistorage.key_count"] = len(keys)
+        if base is not None:
+            attributes["unistorage.base"] = base
+        if self.record_keys:
+            if key is not None:
+                attributes["unistorage.key"] = key
+            if keys is not None:
+                attributes["unistorage.keys"] = list(keys[:MAX_RECORDED_KEYS])
+        with self.tracer.start_as_current_span(
+            f"unistorage.{operation}",
+            kind=_otel.SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield span
+            except Exception as exc:
+                self._record(span, exc)
+                raise
+
+    def _record(self, span: Span, exc: Exception) -> None:
+        assert _otel is not None
+        kind = type(exc).__qualname__
+        if self.record_keys:
+            span.record_exception(exc, escaped=True)
+            span.set_status(_otel.Status(_otel.StatusCode.ERROR, f"{kind}: {exc}"))
+            return
+        # Messages of storage errors (and of file or network errors) name keys: frames only.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        span.add_event(
+            "exception",
+            {"exception.type": f"{type(exc).__module__}.{kind}", "exception.stacktrace": frames},
+        )
+        span.set_status(_otel.Status(_otel.StatusCode.ERROR, kind))
+
+    # -- items --------------------------------------------------------------------------------
+
+    async def get_item(self, key: str) -> bytes | None:
+        if self.tracer is None:
+            return await self.inner.get_item(key)
+        with self._span("get_item", key=key):
+            return await self.inner.get_item(key)
+
+    def get_item_nowait(self, key: str) -> bytes | None:
+        if self.tracer is None:
+            return self.inner.get_item_nowait(key)
+        with self._span("get_item", key=key):
+            return self.inner.get_item_nowait(key)
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        if self.tracer is None:
+            return await self.inner.set_item(key, value, ttl=ttl)
+        with self._span("set_item", key=key):
+            await self.inner.set_item(key, value, ttl=ttl)
+
+    def set_item_nowait(self, key: str, value: bytes) -> None:
+        if self.tracer is None:
+            return self.inner.set_item_nowait(key, value)
+        with self._span("set_item", key=key):
+            self.inner.set_item_nowait(key, value)
+
+    async def remove_item(self, key: str) -> None:
+        if self.tracer is None:
+            return await self.inner.remove_item(key)
+        with self._span("remove_item", key=key):
+            await self.inner.remove_item(key)
+
+    async def has_item(self, key: str) -> bool:
+        if self.tracer is None:
+            return await self.inner.has_item(key)
+        with self._span("has_item", key=key):
+            return await self.inner.has_item(key)
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        if self.tracer is None:
+            return await self.inner.get_item_with_etag(key)
+        with self._span("get_item_with_etag", key=key):
+            return await self.inner.get_item_with_etag(key)
+
+    async def set_item_conditional(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        if self.tracer is None:
+            return await self.inner.set_item_conditional(
+                key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
+            )
+        with self._span("set_item_conditional", key=key):
+            return await self.inner.set_item_conditional(
+                key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
+            )
+
+    # -- batches ------------------------------------------------------------------------------
+
+    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
+        if self.tracer is None:
+            return await self.inner.get_items(keys)
+        with self._span("get_items", keys=keys):
+            return await self.inner.get_items(keys)
+
+    async def set_items(
+        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        if self.tracer is None:
+            return await self.inner.set_items(items, ttl=ttl)
+        with self._span("set_items", keys=[key for key, _ in items]):
+            await self.inner.set_items(items, ttl=ttl)
+
+    async def remove_items(self, keys: Sequence[str]) -> None:
+        if self.tracer is None:
+            return await self.inner.remove_items(keys)
+        with self._span("remove_items", keys=keys):
+            await self.inner.remove_items(keys)
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def iter_keys(self, base: str = "", *, max_depth: int | None = None) -> AsyncIterator[str]:
+        if self.tracer is None:
+            return self.inner.iter_keys(base, max_depth=max_depth)
+        return self._iter_keys(base, max_depth)
+
+    async def _iter_keys(self, base: str, max_depth: int | None) -> AsyncIterator[str]:
+        # One span for the whole listing, current only while the inner driver runs: a span
+        # left current across a yield would become the parent of the caller's own spans.
+        assert self.tracer is not None
+        assert _otel is not None
+        span = self.tracer.start_span(
+            "unistorage.iter_keys",
+            kind=_otel.SpanKind.CLIENT,
+            attributes={
+                "unistorage.operation": "iter_keys",
+                "unistorage.driver": self.inner.name,
+                "unistorage.base": base,
+            },
+        )
+        try:
+            iterator = self.inner.iter_keys(base, max_depth=max_depth)
+            while True:
+                with _otel.use_span(span, record_exception=False, set_status_on_exception=False):
+                    try:
+                        key = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
+                yield key
+        except Exception as exc:
+            self._record(span, exc)
+            raise
+        finally:
+            span.end()
+
+    async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
+        if self.tracer is None:
+            return await self.inner.get_keys(base, max_depth=max_depth)
+        with self._span("get_keys", base=base):
+            return await self.inner.get_keys(base, max_depth=max_depth)
+
+    async def clear(self, base: str = "") -> None:
+        if self.tracer is None:
+            return await self.inner.clear(base)
+        with self._span("clear", base=base):
+            await self.inner.clear(base)
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        if self.tracer is None:
+            return await self.inner.get_meta(key)
+        with self._span("get_meta", key=key):
+            return await self.inner.get_meta(key)
+
+    async def get_user_meta(self, key: str) -> bytes | None:
+        if self.tracer is None:
+            return await self.inner.get_user_meta(key)
+        with self._span("get_user_meta", key=key):
+            return await self.inner.get_user_meta(key)
+
+    async def set_user_meta(self, key: str, data: bytes) -> None:
+        if self.tracer is None:
+            return await self.inner.set_user_meta(key, data)
+        with self._span("set_user_meta", key=key):
+            await self.inner.set_user_meta(key, data)
+
+    async def remove_user_meta(self, key: str) -> None:
+        if self.tracer is None:
+            return await self.inner.remove_user_meta(key)
+        with self._span("remove_user_meta", key=key):
+            await self.inner.remove_user_meta(key)
