@@ -10,8 +10,9 @@ a symbolic link inside the store, wherever it sits and whenever it appears:
   is called through ctypes; that costs about 1.0 us against 1.5 us for opening two components
   one by one (bench_fs keys have two). Where it is missing (other systems, old kernels, seccomp
   filters that refuse it), each component is opened relative to the previous one with
-  ``O_NOFOLLOW | O_DIRECTORY``: just as safe, slower for deep keys. A path of one name is a
-  plain ``openat`` with ``O_NOFOLLOW`` either way (the cheapest).
+  ``O_NOFOLLOW | O_DIRECTORY``: just as safe, slower for deep keys. `open_at` opens a path of
+  one name with a plain ``openat`` and ``O_NOFOLLOW``; `find`, for the hot paths (reads and
+  sidecar lookups that mostly find nothing), returns ``-errno`` instead of raising.
 - Changing a name (unlink, rename, mkdir, link, rmdir): done relative to the descriptor of its
   parent directory, opened as above. None of these calls follows a link in its last name.
 
@@ -189,25 +190,6 @@ def ensure_dir(parent: int, name: str) -> int:
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, dir_fd=parent)
     return os.open(name, DIRECTORY, dir_fd=parent)
-
-
-def unlink_at(root: int, names: list[str]) -> bool:
-    """Remove the non-directory ``names`` below ``root``; False when nothing was there."""
-    try:
-        parent = open_parent(root, names)
-    except OSError as exc:
-        if exc.errno in MISSING:
-            return False
-        raise
-    try:
-        os.unlink(names[-1], dir_fd=parent)
-    except OSError as exc:
-        if exc.errno in MISSING:
-            return False
-        raise
-    finally:
-        close_unless(parent, root)
-    return True
 
 
 def prune(root: int, names: list[str]) -> None:
