@@ -262,6 +262,17 @@ class Retry(Layer):
                 "get_user_meta", started, exc, lambda: self.inner.get_user_meta(key)
             )
 
+    async def get_user_metas(self, keys: Sequence[str]) -> list[bytes | None]:
+        started = time.monotonic()
+        try:
+            return await self.inner.get_user_metas(keys)
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            return await self._again(
+                "get_user_metas", started, exc, lambda: self.inner.get_user_metas(keys)
+            )
+
     async def set_user_meta(self, key: str, data: bytes) -> None:
         started = time.monotonic()
         try:

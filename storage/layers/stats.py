@@ -41,7 +41,9 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 # Which counters an operation keeps besides calls, errors and latency.
-_READS = ("get_item", "get_item_with_etag", "has_item", "get_items", "get_user_meta")
+_READS = (
+    "get_item", "get_item_with_etag", "has_item", "get_items", "get_user_meta", "get_user_metas",
+)  # fmt: skip
 _WRITES = ("set_item", "set_item_conditional", "set_items", "set_user_meta")
 _OTHERS = (
     "remove_item", "remove_items", "remove_user_meta", "clear", "iter_keys", "get_keys", "get_meta",
@@ -84,6 +86,12 @@ class _Operation:
         else:
             self.hits += 1
             self.bytes += len(value)
+
+    def batch(self, values: list[bytes | None]) -> None:
+        found = [value for value in values if value is not None]
+        self.hits += len(found)
+        self.misses += len(values) - len(found)
+        self.bytes += sum(map(len, found))
 
     def wrote(self, elapsed: float, size: int) -> None:
         self.counts[bisect_left(self.bounds, elapsed)] += 1
@@ -264,10 +272,7 @@ class Stats(Layer):
             op.failed(perf_counter() - start, exc)
             raise
         op.observe(perf_counter() - start)
-        found = [value for value in values if value is not None]
-        op.hits += len(found)
-        op.misses += len(values) - len(found)
-        op.bytes += sum(map(len, found))
+        op.batch(values)
         return values
 
     async def set_items(
@@ -356,6 +361,17 @@ class Stats(Layer):
             raise
         op.read(perf_counter() - start, data)
         return data
+
+    async def get_user_metas(self, keys: Sequence[str]) -> list[bytes | None]:
+        op, start = self._ops["get_user_metas"], perf_counter()
+        try:
+            found = await self.inner.get_user_metas(keys)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+        op.batch(found)
+        return found
 
     async def set_user_meta(self, key: str, data: bytes) -> None:
         op, start = self._ops["set_user_meta"], perf_counter()

@@ -140,6 +140,9 @@ class Timeout(Layer):
     async def get_user_meta(self, key: str) -> bytes | None:
         return await self._run("get_user_meta", key, self.inner.get_user_meta(key))
 
+    async def get_user_metas(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._run("get_user_metas", _first(keys), self.inner.get_user_metas(keys))
+
     async def set_user_meta(self, key: str, data: bytes) -> None:
         await self._run("set_user_meta", key, self.inner.set_user_meta(key, data))
 

@@ -256,6 +256,12 @@ class Trace(Layer):
         with self._span("get_user_meta", key=key):
             return await self.inner.get_user_meta(key)
 
+    async def get_user_metas(self, keys: Sequence[str]) -> list[bytes | None]:
+        if self.tracer is None:
+            return await self.inner.get_user_metas(keys)
+        with self._span("get_user_metas", keys=keys):
+            return await self.inner.get_user_metas(keys)
+
     async def set_user_meta(self, key: str, data: bytes) -> None:
         if self.tracer is None:
             return await self.inner.set_user_meta(key, data)
