@@ -37,6 +37,8 @@ from storage import (
 )
 from storage.driver import parse_url_options
 
+from ._redis_pool import WaitingConnectionPool, WaitingRedisCluster
+
 __all__ = ["RedisDriver"]
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ logger = logging.getLogger(__name__)
 _Client: TypeAlias = "Redis | RedisCluster"
 
 # Options read from a URL's query string by the driver; everything else goes to redis-py.
-_DRIVER_OPTIONS = frozenset({"base", "scan_count", "retries", "notify_keyspace_events"})
+_DRIVER_OPTIONS = frozenset(
+    {"base", "scan_count", "retries", "notify_keyspace_events", "max_connections", "pool_timeout"}
+)
 _CLEAR_CHUNK = 1000
 # K: keyspace channel, $: string commands, g: DEL/UNLINK/EXPIRE..., x: expired, e: evicted.
 _NEEDED_EVENTS = "K$gxe"
@@ -99,6 +103,13 @@ class RedisDriver(Driver):
     dispose). ``notify_keyspace_events=True`` lets `watch` turn
     keyspace notifications on in the server (otherwise the server must be configured for them).
     Short socket timeouts and one retry bound how long a dead or hung server takes to fail.
+
+    ``max_connections`` (default 50) bounds the connections to the server (to each node of a
+    cluster, where it bounds the commands in flight across the whole cluster); a command that
+    finds them all busy waits for one, at most ``pool_timeout`` seconds (default 5: longer than
+    a hung server takes to fail a command, so only a backlog that is not draining gives up),
+    then fails with `DriverError`. Both are URL options:
+    ``redis://host/0?max_connections=20&pool_timeout=2``. With ``client``, its own pool rules.
     """
 
     name = "redis"
@@ -116,6 +127,8 @@ class RedisDriver(Driver):
         socket_connect_timeout: float = 2.0,
         retries: int = 1,
         notify_keyspace_events: bool = False,
+        max_connections: int = 50,
+        pool_timeout: float = 5.0,
         **client_options: Any,
     ) -> None:
         if client is not None and url is not None:
@@ -128,6 +141,8 @@ class RedisDriver(Driver):
                 socket_connect_timeout=socket_connect_timeout,
                 # Few, short retries: a dead server must surface as an error within seconds.
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+                max_connections=max_connections,
+                pool_timeout=pool_timeout,
                 **client_options,
             )
         elif client.get_encoder().decode_responses:
@@ -145,8 +160,8 @@ class RedisDriver(Driver):
     def _connect(url: str, **options: Any) -> _Client:
         scheme = urlsplit(url).scheme
         if scheme == "redis+cluster":
-            return RedisCluster.from_url("redis" + url[len(scheme) :], **options)
-        return Redis.from_url(url, **options)
+            return WaitingRedisCluster.from_url("redis" + url[len(scheme) :], **options)
+        return Redis.from_pool(WaitingConnectionPool.from_url(url, **options))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisDriver:
