@@ -324,3 +324,15 @@ def test_keys_from_env_reads_comma_separated_keys_newest_first() -> None:
         keys_from_env("UNISTORAGE_KEYS", {})
     with pytest.raises(InvalidArgumentError, match=r"#2 .*ENV_KEYS"):
         keys_from_env("ENV_KEYS", {"ENV_KEYS": f"{NEW},nope"})
+
+
+async def test_rotate_of_a_storage_skips_keys_shadowed_by_a_mount() -> None:
+    root, mounted = MemoryDriver(), MemoryDriver()
+    await Encrypt(root, keys=[OLD]).set_item("data:a:1", b"shadowed")
+    await Encrypt(mounted, keys=[OLD]).set_item("a:1", b"visible")
+    storage = create_storage(Encrypt(root, keys=[NEW, OLD]))
+    storage.mount("data", Encrypt(mounted, keys=[NEW, OLD]))
+    assert await rotate(storage, "data:a") == 1
+    assert _key_id_at_rest(await mounted.get_item("a:1")) == key_id(parse_key(NEW))
+    assert _key_id_at_rest(await root.get_item("data:a:1")) == key_id(parse_key(OLD))
+    assert await rotate(storage) == 1  # the whole root, shadowed keys included

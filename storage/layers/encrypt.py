@@ -220,7 +220,7 @@ async def rotate(
     """Re-encrypt under the newest key every value (and user meta) under ``base`` sealed
     with an older one; return how many were rewritten.
 
-    ``target`` is a Storage (every mount at, under or above ``base`` with an `Encrypt` in its
+    ``target`` is a Storage (every mount holding keys under ``base`` with an `Encrypt` in its
     stack) or a driver stack holding an `Encrypt`. Where the inner driver has conditional
     writes, each rewrite is a compare-and-set on the etag just read, so a concurrent write is
     never overwritten (it is read again instead); remaining TTLs are kept. ``progress`` is
@@ -231,10 +231,16 @@ async def rotate(
         jobs = [(layer, relative) for layer in _encrypt_layers(target)]
     else:
         full = target.prefix + relative
-        jobs = []
-        for mount in target.get_mounts(relative, parents=True):
-            inside = full[len(mount.base) :] if full.startswith(mount.base) else ""
-            jobs.extend((layer, inside) for layer in _encrypt_layers(mount.driver))
+        mounts = target.get_mounts(relative, parents=True)  # longest base first
+        holders = [mount for mount in mounts if mount.base.startswith(full)]
+        if not any(mount.base == full for mount in holders):
+            # The longest mount above the base holds its keys; shorter ones only shadowed ones.
+            holders.extend([mount for mount in mounts if not mount.base.startswith(full)][:1])
+        jobs = [
+            (layer, full[len(mount.base) :] if full.startswith(mount.base) else "")
+            for mount in holders
+            for layer in _encrypt_layers(mount.driver)
+        ]
     if not jobs:
         raise InvalidArgumentError(f"no Encrypt layer holds keys under {base!r}")
     total = 0
