@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 _MAGIC = b"\xffEN"
 _VERSION = 1
 _HEADER_SIZE = len(_MAGIC) + 1 + KEY_ID_SIZE
+_KEY_ID = slice(len(_MAGIC) + 1, _HEADER_SIZE)
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _BODY = _HEADER_SIZE + _NONCE_SIZE
@@ -92,11 +93,10 @@ class Encrypt(Layer):
             raise DecryptionError(
                 f"the stored envelope has unknown version {data[len(_MAGIC)]}", key=key
             )
-        found = self._ring.by_id.get(data[len(_MAGIC) + 1 : _HEADER_SIZE])
+        found = self._ring.by_id.get(data[_KEY_ID])
         if found is None:
-            kid = data[len(_MAGIC) + 1 : _HEADER_SIZE].hex()
             raise DecryptionError(
-                f"the stored value was sealed with key id {kid}, which is not among this "
+                f"the stored value was sealed with key id {data[_KEY_ID].hex()}, which is not among this "
                 "layer's keys (was it dropped from the list?)",
                 key=key,
             )
@@ -117,9 +117,7 @@ class Encrypt(Layer):
 
     def is_stale(self, data: bytes) -> bool:
         """True unless ``data`` is an envelope sealed with the newest key (cheap: no decryption)."""
-        return data[len(_MAGIC) + 1 : _HEADER_SIZE] != self._ring.newest.id or not data.startswith(
-            _MAGIC
-        )
+        return not data.startswith(_MAGIC) or data[_KEY_ID] != self._ring.newest.id
 
     def reseal(self, key: str, data: bytes) -> bytes | None:
         """``data`` (an envelope stored at ``key``) sealed again under the newest key.
@@ -127,7 +125,7 @@ class Encrypt(Layer):
         None when it already is; `DecryptionError` when it cannot be opened.
         """
         plain = self._open(key, data)
-        if data[len(_MAGIC) + 1 : _HEADER_SIZE] == self._ring.newest.id:
+        if data[_KEY_ID] == self._ring.newest.id:
             return None
         return self._seal(key, plain)
 
