@@ -8,8 +8,9 @@ the bare `storage.Layer` does, after one ``is None`` test: no span, no wrapper a
 from __future__ import annotations
 
 import traceback
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..driver import Driver
@@ -17,6 +18,7 @@ from ..errors import InvalidArgumentError
 from ..layer import Layer
 
 try:
+    from opentelemetry import context as _context
     from opentelemetry import trace as _otel
 except ImportError:  # the otel extra is not installed
     _otel = None  # type: ignore[assignment]
@@ -28,6 +30,38 @@ __all__ = ["Trace"]
 
 #: With ``record_keys``, how many keys of a batch a span names.
 MAX_RECORDED_KEYS = 100
+
+_NO_SPAN = nullcontext()
+
+
+class _Scope:
+    """Makes ``span`` current for one call, records the call's failure on it, and ends it.
+
+    A class, not a generator context manager: it is entered on every traced call.
+    """
+
+    __slots__ = ("layer", "span", "token")
+
+    def __init__(self, layer: Trace, span: Span) -> None:
+        self.layer = layer
+        self.span = span
+
+    def __enter__(self) -> Span:
+        self.token = _context.attach(_otel.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if isinstance(exc, Exception):
+                self.layer.record_error(self.span, exc)
+        finally:
+            _context.detach(self.token)
+            self.span.end()
 
 
 class Trace(Layer):
@@ -58,7 +92,6 @@ class Trace(Layer):
         self.tracer = tracer
         self.record_keys = record_keys
 
-    @contextmanager
     def _span(
         self,
         operation: str,
@@ -66,7 +99,8 @@ class Trace(Layer):
         key: str | None = None,
         keys: Sequence[str] | None = None,
         base: str | None = None,
-    ) -> Iterator[Span]:
+    ) -> AbstractContextManager[object]:
+        """The span of one call, to be entered around it: current while the call runs."""
         assert self.tracer is not None
         assert _otel is not None
         attributes: dict[str, Any] = {
@@ -82,20 +116,16 @@ class Trace(Layer):
                 attributes["unistorage.key"] = key
             if keys is not None:
                 attributes["unistorage.keys"] = list(keys[:MAX_RECORDED_KEYS])
-        with self.tracer.start_as_current_span(
-            f"unistorage.{operation}",
-            kind=_otel.SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                yield span
-            except Exception as exc:
-                self._record(span, exc)
-                raise
+        span = self.tracer.start_span(
+            f"unistorage.{operation}", kind=_otel.SpanKind.CLIENT, attributes=attributes
+        )
+        if not span.get_span_context().is_valid:
+            return _NO_SPAN  # the API without an SDK: nothing is recorded, nothing to pass on
+        return _Scope(self, span)
 
-    def _record(self, span: Span, exc: Exception) -> None:
+    def record_error(self, span: Span, exc: Exception) -> None:
+        """Mark ``span`` failed by ``exc``: status ERROR and an ``exception`` event, which
+        holds the message only with ``record_keys`` (messages name keys)."""
         assert _otel is not None
         kind = type(exc).__qualname__
         if self.record_keys:
@@ -218,14 +248,16 @@ class Trace(Layer):
         try:
             iterator = self.inner.iter_keys(base, max_depth=max_depth)
             while True:
-                with _otel.use_span(span, record_exception=False, set_status_on_exception=False):
-                    try:
-                        key = await anext(iterator)
-                    except StopAsyncIteration:
-                        break
+                token = _context.attach(_otel.set_span_in_context(span))
+                try:
+                    key = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    _context.detach(token)
                 yield key
         except Exception as exc:
-            self._record(span, exc)
+            self.record_error(span, exc)
             raise
         finally:
             span.end()
