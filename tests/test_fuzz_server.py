@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ async def _call(
             return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
@@ -197,10 +197,11 @@ async def test_hostile_requests_never_fail_the_server_nor_touch_anything_outside
     app, outside = arena
     before = outside()
     status, answer = await _call(app, method, path, query, headers, body)
-    assert status and status != 500, (status, answer[:200])
+    assert status != 0
+    assert status != 500, answer[:200]
     if status >= 400 and method != "HEAD":
         error = orjson.loads(answer)
-        assert error["code"] and error["code"] != "internal", error
+        assert error["code"] not in ("", None, "internal"), error
     assert outside() == before
     # The store stays consistent: every key it lists reads back.
     keys = await app.storage.get_keys()
