@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
+from drivers._redis_pool import WaitingConnectionPool, WaitingRedisCluster
 from storage import (
     Capabilities,
     ConflictError,
@@ -36,8 +37,6 @@ from storage import (
     WatchEvent,
 )
 from storage.driver import parse_url_options
-
-from ._redis_pool import WaitingConnectionPool, WaitingRedisCluster
 
 __all__ = ["RedisDriver"]
 

@@ -5,7 +5,8 @@ hold no ``/``, so the mapping is lossless for every valid key. boto3 blocks, so 
 on a bounded thread pool (one client, which boto3 makes thread-safe); batches run concurrently
 within that bound. ``%`` and control characters are percent-encoded in object names (XML
 listings cannot carry control characters). User meta lives in sibling objects
-(``<key>%1Fmeta``), so it survives `remove_item` like every other driver's.
+(``<key>%1Fmeta``), so it survives `remove_item` like every other driver's. Etags are S3's
+ETags without their quotes (conditional writes are S3's own If-Match / If-None-Match).
 
 TTL: the deadline is object metadata (``x-amz-meta-unistorage-expires``, epoch seconds), checked
 on every read. Because listings carry no metadata, each TTL write also drops an empty marker
@@ -19,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drivers._s3_names import bare_etag, escape, quoted_etag, unescape
 from storage import Capabilities, ConflictError, Driver, DriverError, InvalidArgumentError
 from storage.driver import parse_url_options
 
@@ -41,8 +42,6 @@ _T = TypeVar("_T")
 _EXPIRES = "unistorage-expires"
 # Reserved: a key cannot start with a control character, so no key escapes to "%1F...".
 _MARKERS = "%1Fttl/"
-_UNSAFE = re.compile(r"[%\x00-\x1f]")
-_ESCAPED = re.compile(r"%([0-9A-F]{2})")
 _DELETE_CHUNK = 1000  # the most keys one DeleteObjects request takes
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset(
@@ -52,20 +51,6 @@ _TEXT_OPTIONS = frozenset(
     {"endpoint_url", "region", "access_key_id", "secret_access_key", "session_token", "profile"}
 )
 _PRECONDITION = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
-
-
-def _escape(key: str) -> str:
-    """Percent-encode ``%`` and control characters (the meta suffix holds one): S3 listings
-    and batch deletes travel as XML 1.0, which cannot carry control characters."""
-    if "%" not in key and not _UNSAFE.search(key):
-        return key
-    return _UNSAFE.sub(lambda match: f"%{ord(match.group()):02X}", key)
-
-
-def _unescape(name: str) -> str:
-    if "%" not in name:
-        return name
-    return _ESCAPED.sub(lambda match: chr(int(match.group(1), 16)), name)
 
 
 def _code(exc: ClientError) -> str:
@@ -85,6 +70,11 @@ class S3Driver(Driver):
 
     Credentials and region come the usual boto3 ways unless given. ``client`` (a boto3 S3
     client) is used as is and left open on dispose. Failures of the backend raise `DriverError`.
+
+    ``max_workers`` (default 16) is both the number of threads that call S3 and the size of
+    botocore's connection pool (``max_pool_connections``), so every thread has a connection
+    and none is opened only to be discarded; with ``client``, the threads are capped at that
+    client's pool size. Calls beyond them queue for a thread instead of failing.
     """
 
     name = "s3"
@@ -137,6 +127,9 @@ class S3Driver(Driver):
                     response_checksum_validation=checksums,
                 ),
             )
+        else:
+            # More threads than pooled connections would open and drop a connection per call.
+            max_workers = min(max_workers, client.meta.config.max_pool_connections)
         self._client: Any = client
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="unistorage-s3")
         self._bucket_checked = False
@@ -156,10 +149,10 @@ class S3Driver(Driver):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _object(self, key: str) -> str:
-        return self._prefix + _escape(key).replace(":", "/")
+        return self._prefix + escape(key).replace(":", "/")
 
     def _key(self, name: str) -> str:
-        return _unescape(name[len(self._prefix) :].replace("/", ":"))
+        return unescape(name[len(self._prefix) :].replace("/", ":"))
 
     def _explain(self, exc: Exception) -> str:
         if isinstance(exc, ClientError):
@@ -230,7 +223,7 @@ class S3Driver(Driver):
             data: bytes = body.read()
         if self._expired(name, response["ETag"], _deadline(response["Metadata"])):
             return None, None
-        return data, str(response["ETag"])
+        return data, bare_etag(response["ETag"])
 
     def _head(self, name: str) -> dict[str, Any] | None:
         try:
@@ -253,7 +246,7 @@ class S3Driver(Driver):
         response = self._client.put_object(
             Bucket=self._bucket, Key=name, Body=value, Metadata=metadata, **conditions
         )
-        return str(response["ETag"])
+        return bare_etag(response["ETag"])
 
     def _delete(self, names: Sequence[str]) -> None:
         response = self._client.delete_objects(
@@ -323,7 +316,7 @@ class S3Driver(Driver):
         name = self._object(key)
         conditions = {"IfNoneMatch": "*"} if if_none_match else {}
         if if_match is not None:
-            conditions["IfMatch"] = if_match
+            conditions["IfMatch"] = quoted_etag(if_match)
         for attempt in range(2):
             try:
                 return await self._run(
@@ -359,7 +352,7 @@ class S3Driver(Driver):
         meta: dict[str, Any] = {
             "mtime": head["LastModified"],
             "size": head["ContentLength"],
-            "etag": head["ETag"],
+            "etag": bare_etag(head["ETag"]),
         }
         deadline = _deadline(head["Metadata"])
         if deadline is not None:

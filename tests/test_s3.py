@@ -184,3 +184,30 @@ async def test_bad_credentials_are_a_driver_error(checking_server: MotoServer) -
     with pytest.raises(DriverError, match="credentials"):
         await storage.get_keys()
     await storage.dispose()
+
+
+async def test_etags_carry_no_quotes_and_compare_and_set_takes_them(driver_s3: S3Driver) -> None:
+    storage = create_storage(driver_s3)
+    await storage.set_item("doc", {"v": 1})
+    etag = (await storage.get_meta("doc"))["etag"]
+    assert '"' not in etag
+    await storage.set_item("doc", {"v": 2}, if_match=etag)
+    assert await storage.get_item("doc") == {"v": 2}
+    with pytest.raises(ConflictError):
+        await storage.set_item("doc", {"v": 3}, if_match=etag)
+
+
+async def test_a_write_read_and_meta_give_one_bare_etag_for_one_version(
+    driver_s3: S3Driver,
+) -> None:
+    written = await driver_s3.set_item_conditional("k", b"one", if_none_match=True)
+    data, read = await driver_s3.get_item_with_etag("k")
+    assert data == b"one"
+    assert written == read == (await driver_s3.get_meta("k"))["etag"]
+    assert '"' not in str(written)
+
+
+async def test_an_etag_given_back_in_quotes_is_accepted(driver_s3: S3Driver) -> None:
+    etag = await driver_s3.set_item_conditional("k", b"one", if_none_match=True)
+    await driver_s3.set_item_conditional("k", b"two", if_match=f'"{etag}"')
+    assert await driver_s3.get_item("k") == b"two"
