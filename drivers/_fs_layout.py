@@ -11,7 +11,6 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
 from urllib.parse import unquote
 
 from storage import InvalidKeyError, normalize_key
@@ -24,6 +23,9 @@ _ALWAYS = frozenset('%<>"|?*')
 # A lone surrogate cannot be a file name byte: such characters are escaped (as the bytes
 # "surrogatepass" gives them), and a raw name that decodes to one (not UTF-8) is no key.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A key whose every segment encode_segment keeps as it is (its fast path, for a whole key).
+_PLAIN = r'(?!\.)[^:%<>"|?*\ud800-\udfff]{1,60}(?<![. ])'
+_PLAIN_KEY = re.compile(f"{_PLAIN}(?::{_PLAIN})*")
 _CACHE = 8192
 _LOGGED = 1024
 
@@ -79,24 +81,25 @@ def etag_of(info: os.stat_result) -> str:
     return f"{info.st_ino:x}-{info.st_mtime_ns:x}-{info.st_size:x}"
 
 
-class Place(NamedTuple):
-    """Where a key lives below the store's root."""
+class Place:
+    """Where a key lives below the store's root (computed once per key: the layout caches it)."""
 
-    #: Its file names, one per directory level.
-    names: list[str]
-    #: The names joined by ``/``.
-    rel: str
-    #: ``rel`` as bytes, as the system calls take it.
-    raw: bytes
-    #: The directory holding the last name, as bytes (``b""`` for the root itself).
-    parent: bytes
+    __slots__ = ("names", "parent", "raw", "rel")
+
+    def __init__(self, names: list[str]) -> None:
+        #: Its file names, one per directory level.
+        self.names = names
+        #: The names joined by ``/``.
+        self.rel = "/".join(names)
+        #: ``rel`` as bytes, as the system calls take it.
+        self.raw = self.rel.encode("utf-8", "surrogateescape")
+        #: The directory holding the last name, as bytes (``b""`` for the root itself).
+        self.parent = self.raw.rpartition(b"/")[0]
 
     @classmethod
     def of(cls, names: list[str]) -> Place:
         """The place of these names."""
-        rel = "/".join(names)
-        raw = rel.encode("utf-8", "surrogateescape")
-        return cls(names, rel, raw, raw.rpartition(b"/")[0])
+        return cls(names)
 
 
 class Layout:
@@ -119,10 +122,13 @@ class Layout:
         found = self._cache.get(key)
         if found is None:
             fold = self.fold
-            names = [name for segment in key.split(":") for name in encode_segment(segment, fold)]
+            if _PLAIN_KEY.fullmatch(key) and (not fold or (key.isascii() and key == key.lower())):
+                names = key.split(":")  # every segment is its own file name: most keys
+            else:
+                names = [name for part in key.split(":") for name in encode_segment(part, fold)]
             if len(self._cache) >= _CACHE:
                 self._cache.clear()
-            found = self._cache[key] = Place.of(names)
+            found = self._cache[key] = Place(names)
         return found
 
     def names(self, key: str) -> list[str]:

@@ -56,9 +56,9 @@ class Locks:
             self._lock = [_flock(fcntl.F_WRLCK, stripe) for stripe in range(STRIPES)]
             self._unlock = [_flock(fcntl.F_UNLCK, stripe) for stripe in range(STRIPES)]
 
-    def acquire(self, name: str) -> int:
+    def acquire(self, name: bytes) -> int:
         """Wait for the lock of ``name`` (a key's relative path); return it for `release`."""
-        stripe = zlib.crc32(name.encode("utf-8", "surrogateescape")) % STRIPES
+        stripe = zlib.crc32(name) % STRIPES
         self._threads[stripe].acquire()
         if self._fd < 0:
             return stripe

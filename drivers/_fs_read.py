@@ -117,7 +117,7 @@ def drop_expired(tree: Tree, key: str, info: os.stat_result) -> None:
     """Delete ``key``'s value if it is still the expired file ``info`` names."""
     if tree.read_only:
         return
-    stripe = tree.locks.acquire(tree.layout.place(key).rel)
+    stripe = tree.locks.acquire(tree.layout.place(key).raw)
     try:
         current = value_stat(tree, key)
         if current is not None and current.st_ino == info.st_ino:

@@ -33,10 +33,15 @@ from drivers._fs_tree import Tree
 
 _counter = itertools.count()
 _TRIES = 50
+# Temporary names start with the pid (so a restart can tell a dead writer's files); getpid is
+# a system call, so it is read once, and again in a forked child.
+_pid = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 def _unique() -> str:
-    return f"{os.getpid()}.{threading.get_ident()}.{next(_counter)}"
+    return f"{_pid[0]}.{threading.get_ident()}.{next(_counter)}"
 
 
 def write_temp(tree: Tree, value: bytes) -> tuple[str, os.stat_result]:
@@ -74,7 +79,7 @@ def place(
     locks = tree.locks
     try:
         for _ in range(_TRIES):
-            stripe = locks.acquire(where.rel)
+            stripe = locks.acquire(where.raw)
             try:
                 if check is not None:
                     check()
@@ -140,7 +145,7 @@ def _make_parents(tree: Tree, names: list[str]) -> None:
             except OSError as exc:
                 if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                     return
-                _make_directory(tree, fd, name, "/".join(names[: depth + 1]))
+                _make_directory(tree, fd, name, Place.of(names[: depth + 1]).raw)
                 try:
                     inner = os.open(name, DIRECTORY, dir_fd=fd)
                 except OSError:
@@ -151,9 +156,9 @@ def _make_parents(tree: Tree, names: list[str]) -> None:
         close_unless(fd, root)
 
 
-def _make_directory(tree: Tree, parent: int, name: str, rel: str) -> None:
+def _make_directory(tree: Tree, parent: int, name: str, lock: bytes) -> None:
     """Turn the file (or link) ``name`` into a directory holding it as ``name/%``."""
-    stripe = tree.locks.acquire(rel)
+    stripe = tree.locks.acquire(lock)
     try:
         try:
             info = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -256,12 +261,20 @@ def remove_side(tree: Tree, where: Place, kind: str) -> None:
 
 def _parent(root: int, where: Place) -> int:
     """The directory holding ``where``'s last name (``root`` itself at the top), or -errno."""
-    return find(root, where.parent, DIRECTORY) if where.parent else root
+    parent = where.parent
+    if not parent:
+        return root
+    if b"/" in parent:
+        return find(root, parent, DIRECTORY)
+    try:  # one name: a plain openat with O_NOFOLLOW is safe, and cheaper than ctypes
+        return os.open(parent, DIRECTORY, dir_fd=root)
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
 
 
 def remove(tree: Tree, key: str) -> bool:
     """Delete ``key``'s value (whatever file or link holds its name) under its lock."""
-    stripe = tree.locks.acquire(tree.layout.place(key).rel)
+    stripe = tree.locks.acquire(tree.layout.place(key).raw)
     try:
         return unlink_value(tree, key)
     finally:
