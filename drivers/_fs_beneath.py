@@ -84,7 +84,10 @@ def open_at(root: int, rel: str, flags: int, mode: int = 0o666) -> int:
     """Open ``rel`` (names joined by ``/``) below the directory ``root``, following no link.
 
     A link on the way, or as the last name, fails with ELOOP (or ENOTDIR); see `MISSING`.
+    Below a missing root (-1: a read-only store without its directory) nothing is found.
     """
+    if root < 0:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), rel)
     if "/" not in rel:
         return os.open(rel, flags | os.O_NOFOLLOW, mode, dir_fd=root)
     if OPENAT2 and not flags & os.O_CREAT:
@@ -114,7 +117,7 @@ def find(root: int, raw: bytes, flags: int) -> int:
 
     For the hot paths (reads, sidecar lookups that mostly find nothing): no exception.
     """
-    if OPENAT2:
+    if OPENAT2 and root >= 0:
         fd: int = _openat2(_SYS_OPENAT2, root, raw, _how(flags), 24)
         return fd if fd >= 0 else -ctypes.get_errno()
     try:
@@ -138,7 +141,7 @@ def close_unless(fd: int, root: int) -> None:
 
 def stat_at(root: int, rel: str) -> os.stat_result | None:
     """The stat of ``rel`` below ``root``, or None when it is missing or a link."""
-    if "/" not in rel:  # one name: lstat relative to root follows nothing
+    if "/" not in rel and root >= 0:  # one name: lstat relative to root follows nothing
         try:
             info = os.stat(rel, dir_fd=root, follow_symlinks=False)
         except OSError as exc:

@@ -52,7 +52,7 @@ class Tree:
         #: Called with ``(event, key, inode)``, in the thread that made it, for each change.
         self.on_change: ChangeListener | None = None
         #: Descriptors of the store's root and of its internal ``tmp`` and ``side``
-        #: directories (-1 when absent: a read-only store may have none).
+        #: directories (-1 when absent: a read-only store may have none, or no directory).
         self.root = self.tmp = self.side = -1
         #: The per-key write locks (cross-process once the lock file is open).
         self.locks = Locks()
@@ -69,7 +69,12 @@ class Tree:
         if not self.read_only:
             os.makedirs(self.base, exist_ok=True)
         # The base path is the caller's choice: a link in it is followed, once, here.
-        self.root = os.open(self.base, DIRECTORY & ~os.O_NOFOLLOW)
+        try:
+            self.root = os.open(self.base, DIRECTORY & ~os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if not self.read_only:
+                raise
+            return case_sensitive is False  # nothing there: every read finds nothing
         if self.read_only:
             with contextlib.suppress(OSError):
                 self.side = open_at(self.root, f"{INTERNAL}/side", DIRECTORY)

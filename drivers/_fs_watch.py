@@ -163,8 +163,8 @@ class FsWatcher:
             if not path.startswith(prefix):
                 continue
             names = path[len(prefix) :].split(os.sep)
-            if _through_link(tree.root, names):
-                continue
+            if not names[0] or tree.layout.ignored(names[0]) or _through_link(tree.root, names):
+                continue  # internal files (temporary ones, sidecars), or reached by a link
             if names[-1] == SELF:
                 names.pop()
             elif path in parents or path in dirs or read.is_directory(tree, names):

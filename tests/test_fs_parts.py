@@ -127,3 +127,15 @@ async def test_capabilities_are_data_and_read_only_instances_say_so(tmp_path: Pa
     assert reader.capabilities == Capabilities(**common, read_only=True)
     await writer.dispose()
     await reader.dispose()
+
+
+async def test_a_read_only_store_whose_directory_is_missing_reads_as_empty(tmp_path: Path) -> None:
+    reader = FsDriver(tmp_path / "nowhere", read_only=True)
+    try:
+        assert await reader.get_item("k") is None
+        assert not await reader.has_item("k")
+        assert await reader.get_keys() == []
+        assert await reader.get_meta("k") == {}
+    finally:
+        await reader.dispose()
+    assert not (tmp_path / "nowhere").exists()
