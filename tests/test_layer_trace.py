@@ -12,7 +12,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode, Tracer
 
 from drivers.memory import MemoryDriver
 from storage import Capabilities, DriverError, Storage, create_storage
@@ -221,3 +222,16 @@ def test_without_opentelemetry_the_layer_forwards_every_call() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "tracer",
+    [NoOpTracer(), TracerProvider(sampler=ALWAYS_OFF).get_tracer("off")],
+    ids=["api-without-sdk", "sampled-out"],
+)
+async def test_spans_that_record_nothing_leave_calls_working(tracer: Tracer) -> None:
+    storage = create_storage(Trace(_Broken(), tracer=tracer))
+    await storage.set_item("k", 1)
+    assert await storage.get_keys() == ["k"]
+    with pytest.raises(DriverError, match="cannot open"):
+        await storage.get_item("k")
