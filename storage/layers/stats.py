@@ -23,6 +23,7 @@ from typing import Any
 from ..driver import Driver
 from ..errors import InvalidArgumentError
 from ..layer import Layer
+from ._stats_counters import Counters
 from ._stats_prometheus import Series, exposition
 
 __all__ = ["DEFAULT_BUCKETS", "PROMETHEUS_CONTENT_TYPE", "Stats", "render"]
@@ -50,71 +51,6 @@ _OTHERS = (
 )  # fmt: skip
 
 
-class _Operation:
-    """The counters of one operation; latency counts are per bucket, cumulated when shown."""
-
-    __slots__ = ("bounds", "bytes", "counts", "errors", "hits", "kind", "misses", "seconds")
-
-    def __init__(self, kind: str, bounds: tuple[float, ...]) -> None:
-        self.kind = kind
-        self.bounds = list(bounds)  # bisect is faster on a list than on a tuple
-        self.reset()
-
-    def reset(self) -> None:
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.seconds = 0.0
-        self.errors: dict[str, int] = {}
-        self.hits = 0
-        self.misses = 0
-        self.bytes = 0
-
-    def observe(self, elapsed: float) -> None:
-        self.counts[bisect_left(self.bounds, elapsed)] += 1
-        self.seconds += elapsed
-
-    def failed(self, elapsed: float, exc: Exception) -> None:
-        self.counts[bisect_left(self.bounds, elapsed)] += 1
-        self.seconds += elapsed
-        name = type(exc).__name__
-        self.errors[name] = self.errors.get(name, 0) + 1
-
-    def read(self, elapsed: float, value: bytes | None) -> None:
-        self.counts[bisect_left(self.bounds, elapsed)] += 1
-        self.seconds += elapsed
-        if value is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-            self.bytes += len(value)
-
-    def batch(self, values: list[bytes | None]) -> None:
-        found = [value for value in values if value is not None]
-        self.hits += len(found)
-        self.misses += len(values) - len(found)
-        self.bytes += sum(map(len, found))
-
-    def wrote(self, elapsed: float, size: int) -> None:
-        self.counts[bisect_left(self.bounds, elapsed)] += 1
-        self.seconds += elapsed
-        self.bytes += size
-
-    def snapshot(self) -> dict[str, Any]:
-        calls = sum(self.counts)
-        shown: dict[str, Any] = {"calls": calls, "errors": dict(self.errors)}
-        if self.kind == "read":
-            shown.update(hits=self.hits, misses=self.misses, bytes_read=self.bytes)
-        elif self.kind == "write":
-            shown["bytes_written"] = self.bytes
-        buckets: dict[str, int] = {}
-        running = 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            running += count
-            buckets[repr(bound)] = running
-        buckets["+Inf"] = calls
-        shown["latency"] = {"count": calls, "sum": self.seconds, "buckets": buckets}
-        return shown
-
-
 class Stats(Layer):
     """Counts every call to ``inner``: calls, errors by exception type, latency, and for reads
     hits, misses and bytes read, for writes bytes written.
@@ -138,10 +74,10 @@ class Stats(Layer):
         if any(a >= b for a, b in pairwise(bounds)):
             raise InvalidArgumentError(f"buckets must increase, not {buckets!r}")
         self.buckets = bounds
-        self._ops: dict[str, _Operation] = {}
+        self._ops: dict[str, Counters] = {}
         for kind, names in (("read", _READS), ("write", _WRITES), ("other", _OTHERS)):
             for name in names:
-                self._ops[name] = _Operation(kind, bounds)
+                self._ops[name] = Counters(kind, bounds)
         ops = self._ops
         self._get, self._set, self._has = ops["get_item"], ops["set_item"], ops["has_item"]
 
@@ -193,7 +129,7 @@ class Stats(Layer):
             self._get.failed(perf_counter() - start, exc)
             raise
         elapsed = perf_counter() - start
-        # `_Operation.read` inlined: on an in-process driver the call would cost as much.
+        # `Counters.read` inlined: on an in-process driver the call would cost as much.
         op = self._get
         op.counts[bisect_left(op.bounds, elapsed)] += 1
         op.seconds += elapsed
