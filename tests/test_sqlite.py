@@ -4,6 +4,7 @@ the engine that owns its thread and connections, compare-and-set across processe
 from __future__ import annotations
 
 import asyncio
+import select
 import sqlite3
 import subprocess
 import sys
@@ -457,6 +458,7 @@ def _race(url: str, processes: int, tasks: int, rounds: int) -> list[str]:
     try:
         for child in children:
             assert child.stdout is not None
+            assert select.select([child.stdout], [], [], 60)[0], "a counter did not start"
             assert child.stdout.readline() == "ready\n"
         outputs = []
         for child in children:
