@@ -15,8 +15,11 @@ costs a counter decrement.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import ConnectionPool
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
@@ -25,35 +28,69 @@ from redis.exceptions import MaxConnectionsError
 
 __all__ = ["WaitingConnectionPool", "WaitingRedisCluster"]
 
+_T = TypeVar("_T")
+
 
 class _Slots:
-    """``size`` slots; `take` waits at most ``timeout`` seconds for one."""
+    """``size`` slots, handed out first come, first served; a wait lasts ``timeout`` seconds.
 
-    __slots__ = ("_free", "_size", "_timeout")
+    Not an ``asyncio.Semaphore``: taking a free slot here is a plain method call rather than a
+    coroutine, and that was most of what the bound cost a command.
+    """
+
+    __slots__ = ("_free", "_size", "_timeout", "_waiters")
 
     def __init__(self, size: int, timeout: float) -> None:
         if size < 1:
             raise ValueError("max_connections must be at least 1")
-        self._free = asyncio.Semaphore(size)
+        self._free = size
         self._size = size
         self._timeout = timeout
+        # While anyone waits, no slot is free: `give` hands each slot to the first waiter.
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def take(self) -> None:
-        if not self._free.locked():
-            await self._free.acquire()  # a slot is free: returns without suspending
-            return
+    def try_take(self) -> bool:
+        """Take a slot if one is free; False if the caller must `wait` for one."""
+        if self._free:
+            self._free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait until `give` hands this caller a slot; `MaxConnectionsError` after the timeout."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(self._timeout, self._expire, waiter)
         try:
-            # wait_for rather than asyncio.timeout: Python 3.10 is supported, and the timer
-            # is paid only by a command that has to wait.
-            await asyncio.wait_for(self._free.acquire(), self._timeout)
-        except asyncio.TimeoutError as exc:
-            raise MaxConnectionsError(
-                f"no redis connection came free within {self._timeout:g} s "
-                f"(max_connections={self._size}; raise it or pool_timeout in the URL)"
-            ) from exc
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.give()  # handed a slot just as the wait was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(
+                MaxConnectionsError(
+                    f"no redis connection came free within {self._timeout:g} s "
+                    f"(max_connections={self._size}; raise it or pool_timeout in the URL)"
+                )
+            )
 
     def give(self) -> None:
-        self._free.release()
+        """Return a slot: to the first live waiter, or to the free ones."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class WaitingConnectionPool(ConnectionPool):
@@ -70,7 +107,8 @@ class WaitingConnectionPool(ConnectionPool):
     async def get_connection(
         self, command_name: str | None = None, *keys: Any, **options: Any
     ) -> AbstractConnection:
-        await self._slots.take()
+        if not self._slots.try_take():
+            await self._slots.wait()
         try:
             connection: AbstractConnection = await super().get_connection()  # type: ignore[no-untyped-call]
         except BaseException:
@@ -94,25 +132,18 @@ class WaitingConnectionPool(ConnectionPool):
 _HELD: ContextVar[_Slots | None] = ContextVar("unistorage_redis_slots", default=None)
 
 
-class _Hold:
-    """Holds one of ``slots`` for the duration of an ``async with``, once per task."""
-
-    __slots__ = ("_slots", "_token")
-
-    def __init__(self, slots: _Slots) -> None:
-        self._slots = slots
-        self._token: Any = None
-
-    async def __aenter__(self) -> None:
-        if _HELD.get() is self._slots:
-            return
-        await self._slots.take()
-        self._token = _HELD.set(self._slots)
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._token is not None:
-            _HELD.reset(self._token)
-            self._slots.give()
+async def _holding(slots: _Slots, call: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``call`` holding one of ``slots``, unless this task holds one already."""
+    if _HELD.get() is slots:
+        return await call()
+    if not slots.try_take():
+        await slots.wait()
+    token = _HELD.set(slots)
+    try:
+        return await call()
+    finally:
+        _HELD.reset(token)
+        slots.give()
 
 
 class WaitingRedisCluster(RedisCluster):
@@ -131,8 +162,8 @@ class WaitingRedisCluster(RedisCluster):
         self._slots = _Slots(int(options["max_connections"]), pool_timeout)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with _Hold(self._slots):
-            return await super().execute_command(*args, **kwargs)
+        call = super().execute_command
+        return await _holding(self._slots, lambda: call(*args, **kwargs))
 
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
@@ -153,5 +184,5 @@ class _WaitingClusterPipeline(ClusterPipeline):
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
-        async with _Hold(self._slots):
-            return await super().execute(raise_on_error, allow_redirections)
+        call = super().execute
+        return await _holding(self._slots, lambda: call(raise_on_error, allow_redirections))

@@ -137,6 +137,31 @@ async def test_a_call_that_finds_every_connection_busy_fails_after_pool_timeout(
         await storage.dispose()
 
 
+async def test_waits_that_time_out_or_are_cancelled_leave_the_pool_whole(
+    target: Target,
+) -> None:
+    storage = create_storage(_driver(target, max_connections=2, pool_timeout=0.3, socket_timeout=5))
+    driver = storage.get_mount("").driver
+    assert isinstance(driver, RedisDriver)
+    try:
+        holders = [asyncio.create_task(_occupy_a_connection(driver, seconds=1)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        timed_out = asyncio.gather(*(storage.get_item("k") for _ in range(5)))
+        cancelled = asyncio.gather(*(storage.get_item("k") for _ in range(5)))
+        await asyncio.sleep(0.1)
+        cancelled.cancel()
+        with pytest.raises(DriverError):
+            await timed_out
+        await asyncio.gather(*holders)
+        # Both slots are back: a second round of two blocking pops runs side by side.
+        started = time.monotonic()
+        await asyncio.gather(*(_occupy_a_connection(driver, seconds=1) for _ in range(2)))
+        assert time.monotonic() - started < 1.8
+        assert await asyncio.gather(*(storage.get_item("k") for _ in range(50))) == [None] * 50
+    finally:
+        await storage.dispose()
+
+
 async def test_url_options_set_the_pool_size_and_timeout(target: Target) -> None:
     driver = create_driver(f"{target.url}?max_connections=1&pool_timeout=0.3&socket_timeout=5")
     assert isinstance(driver, RedisDriver)
