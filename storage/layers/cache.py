@@ -9,14 +9,14 @@ set, removals, ``clear(base)``, user meta) goes to the inner driver, then remove
 the cache; the next read fetches the stored value. Writing through would have to order two
 writers' cache updates as the inner driver ordered their writes, which no driver reports.
 
-**A read that overlaps a write never puts the old value back.** Every backend read is a
-*fill*, registered per key while it runs. A write marks the fills of its keys *stale* when it
-starts (and detaches them, so later readers start a fresh read), and counts itself as in
-progress until its cache removal is done; a fill that starts while a write to its key (or a
-clear of a base above it) is in progress is stale from the start. A stale fill returns its
-value to the readers that were waiting (they ran concurrently with the write) but stores
-nothing; a fill that goes stale while storing removes what it stored once stored. So after
-a write returns, the cache holds nothing older than that write.
+**A read that overlaps a write never puts the old value back** (the bookkeeping is the fill
+guard, storage/layers/_cache_guard.py). Every backend read is a *fill*, registered per key
+while it runs. A write marks the fills of its keys *stale* when it starts (and detaches them,
+so later readers start a fresh read), and counts as in progress until its cache removal is
+done; a fill that starts while a write to its key (or a clear of a base above it) is in
+progress is stale from the start. A stale fill answers the readers that waited for it (they
+ran concurrently with the write) but stores nothing; a fill that goes stale while storing
+removes what it stored. So after a write returns, the cache holds nothing older than it.
 
 **Remote changes.** Where the inner driver can watch, the first fill subscribes to its events
 (before reading, so no change can slip between the read and the subscription) and every
@@ -49,6 +49,7 @@ from ..errors import InvalidArgumentError, UnsupportedError
 from ..layer import Layer
 from ..registry import create_driver
 from ..ttl import TTL, ttl_seconds
+from ._cache_guard import Fill, FillGuard, Value
 
 __all__ = ["Cache"]
 
@@ -57,23 +58,6 @@ logger = logging.getLogger(__name__)
 #: Appended to a key to name its remembered miss in the cache (keys hold no control characters).
 _MISS = "\x1fmiss"
 _DEFAULT_ENTRIES = 10_000
-_Value = bytes | None
-
-
-class _Fill:
-    """One backend read of one key, shared by every reader that misses while it runs."""
-
-    __slots__ = ("future", "stale")
-
-    def __init__(self, future: asyncio.Future[_Value], stale: bool) -> None:
-        self.future = future
-        self.stale = stale
-
-
-def _consume(future: asyncio.Future[_Value]) -> None:
-    # A fill whose readers were all cancelled must not log "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()
 
 
 class Cache(Layer):
@@ -110,10 +94,8 @@ class Cache(Layer):
         self._expires = store.capabilities.ttl
         self._inner_ttl = inner.capabilities.ttl
         self._watches = inner.capabilities.watch
-        self._fills: dict[str, _Fill] = {}
-        self._writing: dict[str, int] = {}
-        self._clearing: list[str] = []
-        self._pending: set[str] = set()  # remotely changed keys whose entries are being removed
+        self._guard = FillGuard()
+        self._pending = self._guard.changed  # read on every hit: one attribute, not two
         self._tasks: set[asyncio.Task[None]] = set()
         self._drainer: asyncio.Task[None] | None = None
         self._unwatch: Unwatch | None = None
@@ -174,33 +156,17 @@ class Cache(Layer):
 
     # -- fills --------------------------------------------------------------------------------
 
-    def _unsettled(self, key: str) -> bool:
-        """True while a write, a clear or a remote change of ``key`` is still in progress."""
-        if key in self._writing or key in self._pending:
-            return True
-        return any(key.startswith(base) for base in self._clearing)
-
-    def _fetch(self, keys: Sequence[str]) -> list[asyncio.Future[_Value]]:
+    def _fetch(self, keys: Sequence[str]) -> list[asyncio.Future[Value]]:
         """A future per key: a running fill's, or a new one; new fills share one backend read."""
         loop = asyncio.get_running_loop()
-        started: dict[str, _Fill] = {}
-        futures: list[asyncio.Future[_Value]] = []
-        for key in keys:
-            fill = self._fills.get(key) or started.get(key)
-            if fill is None:
-                future: asyncio.Future[_Value] = loop.create_future()
-                future.add_done_callback(_consume)
-                fill = started[key] = _Fill(future, self._unsettled(key))
-                if not fill.stale:
-                    self._fills[key] = fill  # a stale fill is never shared
-            futures.append(fill.future)
+        futures, started = self._guard.join(keys, loop)
         if started:
             task = loop.create_task(self._fill(list(started), list(started.values())))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return futures
 
-    async def _fill(self, keys: list[str], fills: list[_Fill]) -> None:
+    async def _fill(self, keys: list[str], fills: list[Fill]) -> None:
         """Read ``keys`` from the inner driver, answer the waiters, then keep what is fresh."""
         try:
             if self._watches and self._unwatch is None:
@@ -208,7 +174,7 @@ class Cache(Layer):
             values, ttls = await self._read(keys)
         except BaseException as exc:
             for key, fill in zip(keys, fills, strict=True):
-                self._release(key, fill)
+                self._guard.release(key, fill)
                 if isinstance(exc, Exception):
                     fill.future.set_exception(exc)
                 else:
@@ -224,9 +190,9 @@ class Cache(Layer):
             logger.warning("the %s cache could not keep a read", self.cache.name, exc_info=True)
         finally:
             for key, fill in zip(keys, fills, strict=True):
-                self._release(key, fill)
+                self._guard.release(key, fill)
 
-    async def _read(self, keys: list[str]) -> tuple[list[_Value], list[Any] | None]:
+    async def _read(self, keys: list[str]) -> tuple[list[Value], list[Any] | None]:
         """The values of ``keys`` and, where the inner can expire keys, their remaining TTLs."""
         inner = self.inner
         if len(keys) == 1:
@@ -245,11 +211,11 @@ class Cache(Layer):
         return values, ttls
 
     async def _keep(
-        self, keys: list[str], fills: list[_Fill], values: list[_Value], ttls: list[Any] | None
+        self, keys: list[str], fills: list[Fill], values: list[Value], ttls: list[Any] | None
     ) -> None:
         by_ttl: dict[float | None, list[tuple[str, bytes]]] = {}
         misses: list[tuple[str, bytes]] = []
-        kept: list[tuple[str, _Fill]] = []
+        kept: list[tuple[str, Fill]] = []
         for index, (key, fill, value) in enumerate(zip(keys, fills, values, strict=True)):
             if fill.stale:
                 continue
@@ -276,10 +242,6 @@ class Cache(Layer):
             # A write began while these were being stored; its own removal may have come first.
             await self.cache.remove_items(self._entries(late))
 
-    def _release(self, key: str, fill: _Fill) -> None:
-        if self._fills.get(key) is fill:
-            del self._fills[key]
-
     def _entries(self, keys: Sequence[str]) -> list[str]:
         """The cache keys that hold what is known of ``keys`` (values, remembered misses)."""
         if self.negative_ttl is None:
@@ -288,28 +250,14 @@ class Cache(Layer):
 
     # -- local writes -------------------------------------------------------------------------
 
-    def _begin(self, keys: Sequence[str]) -> None:
-        writing, fills = self._writing, self._fills
-        for key in keys:
-            writing[key] = writing.get(key, 0) + 1
-            fill = fills.pop(key, None)
-            if fill is not None:
-                fill.stale = True
-
     async def _end(self, keys: Sequence[str]) -> None:
         try:
             await self.cache.remove_items(self._entries(keys))
         finally:
-            writing = self._writing
-            for key in keys:
-                count = writing[key] - 1
-                if count:
-                    writing[key] = count
-                else:
-                    del writing[key]
+            self._guard.end(keys)
 
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        self._begin((key,))
+        self._guard.begin((key,))
         try:
             await self.inner.set_item(key, value, ttl=ttl)
         finally:
@@ -324,7 +272,7 @@ class Cache(Layer):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
-        self._begin((key,))
+        self._guard.begin((key,))
         try:
             return await self.inner.set_item_conditional(
                 key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
@@ -336,44 +284,42 @@ class Cache(Layer):
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
     ) -> None:
         keys = [key for key, _ in items]
-        self._begin(keys)
+        self._guard.begin(keys)
         try:
             await self.inner.set_items(items, ttl=ttl)
         finally:
             await self._end(keys)
 
     async def remove_item(self, key: str) -> None:
-        self._begin((key,))
+        self._guard.begin((key,))
         try:
             await self.inner.remove_item(key)
         finally:
             await self._end((key,))
 
     async def remove_items(self, keys: Sequence[str]) -> None:
-        self._begin(keys)
+        self._guard.begin(keys)
         try:
             await self.inner.remove_items(keys)
         finally:
             await self._end(keys)
 
     async def clear(self, base: str = "") -> None:
-        self._clearing.append(base)
-        for key in [key for key in self._fills if key.startswith(base)]:
-            self._fills.pop(key).stale = True
+        self._guard.begin_clear(base)
         try:
             await self.inner.clear(base)
         finally:
             try:
                 await self.cache.clear(base)
             finally:
-                self._clearing.remove(base)
+                self._guard.end_clear(base)
 
     # User meta is read from the inner driver; a layer above that keeps it in sibling items
     # (Driver's default) may have cached it, so its writes invalidate those items.
 
     async def set_user_meta(self, key: str, data: bytes) -> None:
         keys = (meta_key(key),)
-        self._begin(keys)
+        self._guard.begin(keys)
         try:
             await self.inner.set_user_meta(key, data)
         finally:
@@ -381,7 +327,7 @@ class Cache(Layer):
 
     async def remove_user_meta(self, key: str) -> None:
         keys = (meta_key(key),)
-        self._begin(keys)
+        self._guard.begin(keys)
         try:
             await self.inner.remove_user_meta(key)
         finally:
@@ -400,10 +346,7 @@ class Cache(Layer):
         """Called by the inner driver's watch: forget ``key`` as a local write would."""
         if self._closed:
             return
-        fill = self._fills.pop(key, None)
-        if fill is not None:
-            fill.stale = True
-        self._pending.add(key)
+        self._guard.change(key)
         if self._drainer is None:
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
@@ -425,7 +368,7 @@ class Cache(Layer):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                self._pending.difference_update(batch)
+                self._guard.forget(batch)
         finally:
             self._drainer = None
 
