@@ -11,9 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from storage import Capabilities, Driver, InvalidArgumentError, Layer, Unwatch, WatchCallback
+from storage import (
+    Capabilities,
+    Driver,
+    InvalidArgumentError,
+    Layer,
+    Unwatch,
+    WatchCallback,
+    create_driver,
+)
 from storage.driver import meta_key
-from storage.registry import create_driver
 
 __all__ = ["TOMBSTONE", "OverlayDriver"]
 

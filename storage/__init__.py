@@ -23,10 +23,11 @@ from .errors import (
     StorageError,
     UnsupportedError,
 )
+from .factory import create_driver
 from .keys import join_keys, normalize_base, normalize_key
 from .layer import Layer
 from .mounts import Mount
-from .registry import available_drivers, create_driver, driver_class, register_driver
+from .registry import available_drivers, driver_class, register_driver
 from .storage import Storage, create_storage
 from .values import JSONSerializer, Serializer, default_serializer
 

@@ -20,9 +20,9 @@ from typing import Any, TextIO, TypeVar
 import orjson
 
 from .errors import StorageError
+from .factory import create_driver
 from .keys import normalize_base
 from .protocol import check_token
-from .registry import create_driver
 from .storage import Storage, create_storage
 
 __all__ = ["main"]

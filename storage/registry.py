@@ -11,15 +11,12 @@ Built-in drivers are registered exactly as a third-party package registers its o
 
 from __future__ import annotations
 
-import inspect
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
-from .driver import Driver, parse_url_options
+from .driver import Driver
 from .errors import InvalidArgumentError, UnsupportedError
 
-__all__ = ["available_drivers", "create_driver", "driver_class", "register_driver"]
+__all__ = ["available_drivers", "driver_class", "register_driver", "scheme_class"]
 
 DRIVER_GROUP = "unistorage.drivers"
 SCHEME_GROUP = "unistorage.schemes"
@@ -70,6 +67,11 @@ def _load(group: str, name: str, what: str) -> type[Driver]:
     return loaded
 
 
+def scheme_class(scheme: str) -> type[Driver]:
+    """The driver class registered for URL scheme ``scheme``."""
+    return _load(SCHEME_GROUP, scheme.lower(), "URL scheme")
+
+
 def driver_class(name_or_scheme: str) -> type[Driver]:
     """The driver class registered under a name, or (failing that) under a URL scheme."""
     try:
@@ -81,67 +83,3 @@ def driver_class(name_or_scheme: str) -> type[Driver]:
 def available_drivers() -> list[str]:
     """Names of every driver registered in this process or by an installed package."""
     return sorted({*_registered[DRIVER_GROUP], *_discover(DRIVER_GROUP)})
-
-
-def create_driver(name_or_url: str | Driver, **options: Any) -> Driver:
-    """A driver from a registered name (``"memory"``) or a URL (``"sqlite:///data.db"``).
-
-    The options ``read_only`` and ``ttl`` (keywords or URL query) become the `ReadOnly` and
-    `DefaultTTL` layers around the driver, unless its constructor takes them itself (fs and
-    sqlite open their files without writing when ``read_only``).
-    """
-    if isinstance(name_or_url, Driver):
-        if options:
-            raise InvalidArgumentError("options go with a driver name or URL, not a driver object")
-        return name_or_url
-    if not isinstance(name_or_url, str) or not name_or_url:
-        raise InvalidArgumentError(
-            f"expected a driver, a driver name or a URL, not {name_or_url!r}"
-        )
-    scheme, sep, _ = name_or_url.partition("://")
-    cls = _load(SCHEME_GROUP, scheme.lower(), "URL scheme") if sep else driver_class(name_or_url)
-    url, layered = _split_layer_options(name_or_url) if sep else (name_or_url, {})
-    layered.update({name: options.pop(name) for name in _LAYER_OPTIONS if name in options})
-    for name in _native_options(cls) & set(layered):
-        options[name] = layered.pop(name)
-    driver = cls.from_url(url, **options) if sep else cls(**options)
-    return _wrap(driver, layered)
-
-
-def _split_layer_options(url: str) -> tuple[str, dict[str, Any]]:
-    """``url`` without its layer options, and those options (converted like any URL option)."""
-    head, mark, query = url.partition("?")
-    if not mark:
-        return url, {}
-    pairs = parse_qsl(query, keep_blank_values=True)
-    kept = [(name, value) for name, value in pairs if name not in _LAYER_OPTIONS]
-    taken = [(name, value) for name, value in pairs if name in _LAYER_OPTIONS]
-    if not taken:
-        return url, {}
-    return head + ("?" + urlencode(kept) if kept else ""), parse_url_options(urlencode(taken))
-
-
-_LAYER_OPTIONS = ("ttl", "read_only")
-
-
-def _native_options(cls: type[Driver]) -> set[str]:
-    """The layer options a driver's constructor takes itself."""
-    try:
-        parameters = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return set()
-    return {name for name in _LAYER_OPTIONS if name in parameters}
-
-
-def _wrap(driver: Driver, layered: dict[str, Any]) -> Driver:
-    from .layers import DefaultTTL, ReadOnly
-
-    ttl = layered.get("ttl")
-    if ttl not in (None, "", 0):
-        driver = DefaultTTL(driver, ttl=ttl)
-    read_only = layered.get("read_only", False)
-    if not isinstance(read_only, bool):
-        raise InvalidArgumentError(f"read_only is true or false, not {read_only!r}")
-    if read_only:
-        driver = ReadOnly(driver)
-    return driver

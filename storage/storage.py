@@ -17,10 +17,10 @@ from .errors import (
     UnsupportedError,
     fail,
 )
+from .factory import create_driver
 from .keys import check_max_depth, normalize_base
 from .listing import BATCH_CHUNK, clear_base, each_group, list_keys, stream_keys
 from .mounts import Mount, MountTable
-from .registry import create_driver
 from .ttl import TTL, ttl_seconds
 from .values import ENVELOPE, JSONSerializer, Serializer, default_serializer, is_plain_json
 

@@ -47,7 +47,7 @@ from typing import Any
 from ..driver import Driver, Unwatch, WatchEvent, meta_key
 from ..errors import InvalidArgumentError, UnsupportedError
 from ..layer import Layer
-from ..registry import create_driver
+from ..registry import driver_class
 from ..ttl import TTL, ttl_seconds
 from ._cache_guard import Fill, FillGuard, Value
 
@@ -80,7 +80,8 @@ class Cache(Layer):
         ttl: TTL = None,
         negative_ttl: TTL = None,
     ) -> None:
-        store = create_driver("lru", max_entries=_DEFAULT_ENTRIES) if cache is None else cache
+        lru: Any = driver_class("lru")  # through the registry: the core imports no driver
+        store = lru(max_entries=_DEFAULT_ENTRIES) if cache is None else cache
         if not isinstance(store, Driver):
             raise InvalidArgumentError(f"the cache is a storage.Driver, not {store!r}")
         if store.capabilities.read_only:
