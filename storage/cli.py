@@ -22,15 +22,18 @@ import orjson
 from .errors import StorageError
 from .factory import create_driver
 from .keys import normalize_base
-from .protocol import check_token
+from .serve import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_STORE,
+    METRICS_TOKEN_ENV,
+    TOKEN_ENV,
+    serve,
+)
 from .storage import Storage, create_storage
 
 __all__ = ["main"]
 
-DEFAULT_STORE = "sqlite:///.data/unistorage.db"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8585
-TOKEN_ENV = "UNISTORAGE_TOKEN"
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 _COPY_BATCH = 500
@@ -248,51 +251,6 @@ async def _gather(work: Callable[[str], Awaitable[_R]], keys: list[str]) -> list
 # -- serve --------------------------------------------------------------------------------------
 
 
-def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        raise _Fail("serving needs uvicorn: pip install 'unistorage[server]'") from None
-
-    from .server import StorageServer
-
-    tokens = list(args.token)
-    if os.environ.get(TOKEN_ENV):
-        tokens.append(os.environ[TOKEN_ENV])
-    # Refused before anything opens: a token that can never authenticate locks everyone out.
-    for token in tokens:
-        check_token(token, "--token")
-    for token in args.read_token:
-        check_token(token, "--read-token")
-    mounts: list[tuple[str, str]] = []
-    for mount in args.mount:
-        base, sep, url = mount.partition("=")
-        if not sep or not url:
-            raise _Fail(f"--mount takes BASE=URL, not {mount!r}", EXIT_USAGE)
-        mounts.append((base, url))
-    store = args.root or DEFAULT_STORE
-    storage = create_storage(store)
-    for base, url in mounts:
-        storage.mount(base, url)
-    app = StorageServer(
-        storage,
-        tokens=tokens,
-        read_tokens=args.read_token,
-        read_only=args.read_only,
-        max_body=args.max_body,
-        dispose_on_shutdown=True,
-    )
-    access = "read-only" if args.read_only else "read-write"
-    guard = "bearer tokens" if tokens or args.read_token else "no tokens: anyone who can connect"
-    sys.stderr.write(
-        f"unistorage: serving {store} ({access}, {guard}) on http://{args.host}:{args.port}\n"
-    )
-    if not (tokens or args.read_token) and args.host not in ("127.0.0.1", "localhost", "::1"):
-        sys.stderr.write("unistorage: warning: an open server on a public address; use --token\n")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
-    return EXIT_OK
-
-
 # -- argument parsing ---------------------------------------------------------------------------
 
 
@@ -347,6 +305,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--read-only", action="store_true", help="refuse every write (405)")
     serve.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES",
                        help="largest request body (default: 32 MiB)")  # fmt: skip
+    serve.add_argument("--metrics-token", metavar="TOKEN",
+                       help="serve Prometheus metrics at GET /?metrics to this bearer token "
+                       f"(also ${METRICS_TOKEN_ENV}); read-write tokens may read them too")  # fmt: skip
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])  # fmt: skip
     serve.set_defaults(run=_serve)
@@ -410,7 +371,53 @@ def _parser() -> argparse.ArgumentParser:
         "--dst-token", metavar="TOKEN", help="token for an http(s) DST, if it differs"
     )
     copy.set_defaults(run=_copy)
+
+    rotate = command("rotate", "re-encrypt every value under BASE with the newest key")
+    rotate.add_argument("base", metavar="BASE", nargs="?", default="")
+    rotate.add_argument("--keys-env", default="UNISTORAGE_KEYS", metavar="NAME",
+                        help="environment variable holding the keys, newest first, "
+                        "comma-separated URL-safe base64 (default: UNISTORAGE_KEYS)")  # fmt: skip
+    shown = rotate.add_mutually_exclusive_group()
+    shown.add_argument("--progress", action="store_true", default=None, help="always draw the bar")
+    shown.add_argument("--no-progress", dest="progress", action="store_false", help="never")
+    rotate.add_argument("--quiet", "-q", action="store_true", help="no summary line")
+    rotate.set_defaults(run=_rotate)
+
+    keygen = command("keygen", "print a new encryption key (URL-safe base64)", store=False)
+    keygen.set_defaults(run=_keygen)
     return parser
+
+
+async def _rotate(args: argparse.Namespace, out: TextIO) -> int:
+    from .layers.encrypt import rotate
+
+    separator = "&" if "?" in args.store else "?"
+    storage = _store(f"{args.store}{separator}encrypt_keys_env={args.keys_env}", args.token)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress = _Progress(sys.stderr, None, show)
+
+    def advance(done: int, total: int) -> None:
+        progress.total = total
+        progress.advance(done - progress.done, 0)
+
+    async with storage:
+        rewritten = await rotate(storage, normalize_base(args.base), progress=advance)
+    if show:
+        progress.draw("\n")
+    if not args.quiet:
+        out.write(f"re-encrypted {rewritten} values under the newest key\n")
+    return EXIT_OK
+
+
+def _keygen(args: argparse.Namespace, out: TextIO) -> int:
+    from .layers.encrypt import generate_key
+
+    out.write(generate_key() + "\n")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    return serve(args, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

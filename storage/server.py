@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -63,6 +63,8 @@ _READ = frozenset({"GET", "HEAD"})
 _WRITE = frozenset({"PUT", "DELETE"})
 _LIST_CHUNK = 64 * 1024
 _CHALLENGE = [("www-authenticate", 'Bearer realm="unistorage"')]
+METRICS_QUERY = "metrics"
+_METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _READ_ONLY = [("allow", "GET, HEAD")]
 
 
@@ -102,6 +104,8 @@ class StorageServer:
     write with 405. ``dispose_on_shutdown`` disposes the storage at ASGI lifespan shutdown.
     The storage is a root Storage (not a namespace view). A token that could never
     authenticate (empty, non-ASCII, holding spaces) raises `InvalidArgumentError` here.
+    ``metrics`` renders Prometheus text for ``GET /?metrics`` (see `storage.layers.Stats`);
+    that route needs one of ``metrics_tokens`` or a read-write token, never no token.
     """
 
     def __init__(
@@ -113,8 +117,12 @@ class StorageServer:
         read_only: bool = False,
         max_body: int = DEFAULT_MAX_BODY,
         dispose_on_shutdown: bool = False,
+        metrics: Callable[[], str] | None = None,
+        metrics_tokens: Iterable[str] = (),
     ) -> None:
         self.storage = storage
+        self._metrics = metrics
+        self._metrics_tokens = [check_token(t, "a metrics token").encode() for t in metrics_tokens]
         self._write_tokens = [check_token(t, "a token").encode() for t in tokens]
         self._read_tokens = [check_token(t, "a read token").encode() for t in read_tokens]
         self.read_only = read_only
@@ -158,6 +166,18 @@ class StorageServer:
 
     # -- routing and authorization ------------------------------------------------------------
 
+    async def _send_metrics(self, request: _Request, send: Send) -> None:
+        allowed = self._metrics_tokens + self._write_tokens
+        if self._metrics is None or not allowed:
+            raise HTTPError(Code.NOT_FOUND, "this server keeps no metrics")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        token = given.strip().encode("latin-1")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPError(Code.UNAUTHORIZED, "metrics need a bearer token", _CHALLENGE)
+        if not any([hmac.compare_digest(token, known) for known in allowed]):
+            raise HTTPError(Code.UNAUTHORIZED, "the bearer token is not valid", _CHALLENGE)
+        await _send(send, 200, self._metrics().encode(), _METRICS_TYPE)
+
     def _authorize(self, request: _Request, write: bool) -> None:
         if self._write_tokens or self._read_tokens:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -176,6 +196,9 @@ class StorageServer:
 
     async def _handle(self, request: _Request, send: Send) -> None:
         method, path = request.method, request.path
+        if method == "GET" and path == "/" and METRICS_QUERY in request.query:
+            await self._send_metrics(request, send)
+            return
         if method == "POST" and BATCH_QUERY in request.query and is_base_path(path):
             self._authorize(request, write=False)
             await self._batch(request, normalize_base(path), send)

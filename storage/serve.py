@@ -1,0 +1,101 @@
+"""``unistorage serve``: build the Storage the flags describe and serve it on uvicorn.
+
+Layers come from the driver URLs themselves (``--driver 'redis://host?compress=true'``, see
+`storage.layers.options`). ``--metrics-token`` also puts a `storage.layers.Stats` layer on the
+root and on every mount and serves their Prometheus text at ``GET /?metrics`` to that token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from .driver import Driver
+from .errors import InvalidArgumentError, UnsupportedError
+from .factory import create_driver
+from .keys import normalize_base
+from .layers.stats import Stats, render
+from .protocol import check_token
+from .server import StorageServer
+from .storage import Storage, create_storage
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORE", "TOKEN_ENV", "build", "serve"]
+
+DEFAULT_STORE = "sqlite:///.data/unistorage.db"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8585
+TOKEN_ENV = "UNISTORAGE_TOKEN"
+METRICS_TOKEN_ENV = "UNISTORAGE_METRICS_TOKEN"
+
+
+def _mounts(specs: Sequence[str]) -> list[tuple[str, str]]:
+    mounts: list[tuple[str, str]] = []
+    for spec in specs:
+        base, sep, url = spec.partition("=")
+        if not sep or not url:
+            raise InvalidArgumentError(f"--mount takes BASE=URL, not {spec!r}")
+        if not base.strip(":/\\ "):
+            raise InvalidArgumentError(f"--mount {spec!r} names the root: use --driver URL")
+        mounts.append((base, url))
+    return mounts
+
+
+def build(args: argparse.Namespace) -> tuple[StorageServer, Storage]:
+    """The app and storage ``args`` describe; every check is made before anything opens."""
+    tokens = list(args.token)
+    if os.environ.get(TOKEN_ENV):
+        tokens.append(os.environ[TOKEN_ENV])
+    # Refused before anything opens: a token that can never authenticate locks everyone out.
+    for token in tokens:
+        check_token(token, "--token")
+    for token in args.read_token:
+        check_token(token, "--read-token")
+    metrics_tokens = [t for t in (args.metrics_token or os.environ.get(METRICS_TOKEN_ENV),) if t]
+    for token in metrics_tokens:
+        check_token(token, "--metrics-token")
+    mounts = _mounts(args.mount)
+    stats: dict[str, Stats] = {}
+
+    def driver(base: str, url: str) -> Driver | str:
+        if not metrics_tokens:
+            return url
+        stats[normalize_base(base) or "/"] = layer = Stats(create_driver(url))
+        return layer
+
+    storage = create_storage(driver("", args.root or DEFAULT_STORE))
+    for base, url in mounts:
+        storage.mount(base, driver(base, url))
+    app = StorageServer(
+        storage,
+        tokens=tokens,
+        read_tokens=args.read_token,
+        read_only=args.read_only,
+        max_body=args.max_body,
+        dispose_on_shutdown=True,
+        metrics=(lambda: render(stats)) if stats else None,
+        metrics_tokens=metrics_tokens,
+    )
+    return app, storage
+
+
+def serve(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the server until interrupted; returns the exit status."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise UnsupportedError("serving needs uvicorn: pip install 'unistorage[server]'") from None
+    app, _ = build(args)
+    tokens = bool(args.token or os.environ.get(TOKEN_ENV) or args.read_token)
+    access = "read-only" if args.read_only else "read-write"
+    guard = "bearer tokens" if tokens else "no tokens: anyone who can connect"
+    store = args.root or DEFAULT_STORE
+    sys.stderr.write(
+        f"unistorage: serving {store} ({access}, {guard}) on http://{args.host}:{args.port}\n"
+    )
+    if not tokens and args.host not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write("unistorage: warning: an open server on a public address; use --token\n")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
+    return 0
