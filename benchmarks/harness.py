@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Bench", "Result", "node_available", "run_node"]
+__all__ = ["Bench", "Result", "Subject", "node_available", "run_node"]
 
 RESULTS = Path(__file__).parent / "results"
 NODE_DIR = Path(__file__).parent / "node"
@@ -38,10 +39,26 @@ class Result:
     floor: bool = False
     ours: bool = False
     note: str = ""
+    #: From `Bench.rounds`: the median, lowest and highest of this subject's rate divided by
+    #: the floor's rate in the same round.
+    ratio: float | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
 
     @property
     def rate(self) -> float:
         return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One contender of `Bench.rounds`: ``body()`` does some operations and returns how many."""
+
+    name: str
+    body: Callable[[], Awaitable[int]]
+    floor: bool = False
+    ours: bool = False
+    unit: str = "ops"
 
 
 @dataclass
@@ -76,6 +93,55 @@ class Bench:
             ops = await body()
             best = min(best, time.perf_counter() - start)
         return self.add(case, subject, ops, best, unit=unit, floor=floor, ours=ours, note=note)
+
+    async def rounds(self, case: str, subjects: list[Subject], *, rounds: int = 7) -> list[Result]:
+        """Run ``subjects`` in alternating rounds (A B C A B C ...) and record, per subject, its
+        median rate and its median ratio to the floor computed round by round, with the spread.
+
+        Alternating makes a slow moment of a shared machine fall on every subject alike, so the
+        ratios hold from one run to the next even when the rates do not.
+        """
+        floor = next(subject for subject in subjects if subject.floor)
+        rates: dict[str, list[float]] = {subject.name: [] for subject in subjects}
+        ops: dict[str, int] = {}
+        for subject in subjects:  # one warm-up each, unrecorded
+            await subject.body()
+        for _ in range(max(1, rounds)):
+            for subject in subjects:
+                start = time.perf_counter()
+                ops[subject.name] = await subject.body()
+                elapsed = time.perf_counter() - start
+                rates[subject.name].append(ops[subject.name] / elapsed if elapsed > 0 else 0.0)
+        results: list[Result] = []
+        for subject in subjects:
+            ratios = sorted(
+                mine / base
+                for mine, base in zip(rates[subject.name], rates[floor.name], strict=True)
+                if base
+            )
+            rate = statistics.median(rates[subject.name])
+            result = Result(
+                self.suite,
+                case,
+                subject.name,
+                ops[subject.name],
+                ops[subject.name] / rate if rate else 0.0,
+                subject.unit,
+                subject.floor,
+                subject.ours,
+                ratio=statistics.median(ratios) if ratios else None,
+                ratio_low=ratios[0] if ratios else None,
+                ratio_high=ratios[-1] if ratios else None,
+            )
+            self.results.append(result)
+            results.append(result)
+            spread = (
+                f"  {result.ratio:.2f}x [{result.ratio_low:.2f}-{result.ratio_high:.2f}]"
+                if result.ratio is not None and not subject.floor
+                else ""
+            )
+            print(f"  {case:<34} {subject.name:<34} {rate:>14,.0f} {subject.unit}/s{spread}")
+        return results
 
     def measure_sync(
         self,
@@ -149,12 +215,19 @@ def table(results: list[Result]) -> str:
         lines.append(header)
         for row in sorted(rows, key=lambda r: -r.rate):
             vs_floor = f"{row.rate / floor.rate:.2f}x" if floor and floor.rate else "-"
+            if row.ratio is not None and not row.floor:
+                vs_floor = f"{row.ratio:.2f}x"
             vs_ours = (
                 f"{ours.rate / row.rate:.2f}x" if ours and row.rate and row is not ours else "-"
             )
             marker = " (floor)" if row.floor else (" (ours)" if row.ours else "")
+            spread = (
+                f"  [{row.ratio_low:.2f}-{row.ratio_high:.2f}]"
+                if row.ratio_low is not None and row.ratio_high is not None and not row.floor
+                else ""
+            )
             lines.append(
-                f"{'':<34} {(row.subject + marker)[:34]:<34} {row.rate:>14,.0f} {vs_floor:>9} {vs_ours:>8}"
+                f"{'':<34} {(row.subject + marker)[:34]:<34} {row.rate:>14,.0f} {vs_floor:>9} {vs_ours:>8}{spread}"
             )
     return "\n".join(lines)
 
@@ -183,8 +256,16 @@ def compare(results: list[Result], name: str = "latest") -> str:
 def save(results: list[Result], name: str = "latest") -> tuple[Path, Path | None]:
     """Write ``results/<name>.json`` and, when matplotlib is there, ``results/<name>.png``."""
     RESULTS.mkdir(exist_ok=True)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
     payload = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": commit,
+        "load": os.getloadavg(),
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
