@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from storage import Capabilities, ConflictError, Driver, Unwatch, WatchCallback, Watchers
+from storage.atomic import decode_counter, encode_counter
 
 __all__ = ["MemoryDriver"]
 
@@ -162,19 +163,19 @@ class MemoryDriver(Driver):
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
+    def set_item_nowait(self, key: str, value: bytes) -> str:
         if self._listening or self._expires:
-            self._write(key, value, None)
-            return
+            return str(self._write(key, value, None))
         stamp = time.time_ns()  # _stamp() inlined: this is the hottest write path
         if stamp <= self._last_stamp:
             stamp = self._last_stamp + 1
         self._last_stamp = stamp
         self._data[key] = b"%b" % value  # an exact-size copy (see the class docstring)
         self._stamps[key] = stamp
+        return str(stamp)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        self._write(key, value, ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
+        return str(self._write(key, value, ttl))
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -202,15 +203,51 @@ class MemoryDriver(Driver):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
+        self._check(key, if_match, if_none_match)
+        return str(self._write(key, value, ttl))
+
+    def _check(self, key: str, if_match: str | None, if_none_match: bool) -> None:
         exists = self.get_item_nowait(key) is not None
         if if_none_match and exists:
             raise ConflictError(key, "the key already exists")
-        if if_match is not None and (not exists or str(self._stamps[key]) != if_match):
+        if if_match is not None and not (
+            exists and (if_match == "*" or str(self._stamps[key]) == if_match)
+        ):
             raise ConflictError(key)
-        return str(self._write(key, value, ttl))
 
     async def remove_item(self, key: str) -> None:
         self._drop(key)
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        self._check(key, if_match, False)
+        self._drop(key)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        current = self.get_item_nowait(key)
+        value = decode_counter(key, current) + by
+        if current is None:
+            self._write(key, encode_counter(value), ttl)
+        else:  # keeps its expiry
+            deadline = self._expires.get(key)
+            self._write(key, encode_counter(value), None)
+            if deadline is not None:
+                self._expires[key] = deadline
+                self._schedule(key, deadline)
+        return value
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        if self.get_item_nowait(key) is None:
+            return False
+        deadline = time.monotonic() + ttl
+        self._expires[key] = deadline
+        self._schedule(key, deadline)
+        return True
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        value = self.get_item_nowait(key)
+        if value is not None:
+            await self.touch(key, ttl)
+        return value
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         for key in keys:

@@ -18,6 +18,9 @@ from .errors import (
     DriverError,
     InvalidArgumentError,
     InvalidKeyError,
+    LockLostError,
+    LockUnavailableError,
+    NotFoundError,
     ReadOnlyError,
     SerializationError,
     StorageError,
@@ -26,9 +29,11 @@ from .errors import (
 from .factory import create_driver
 from .keys import join_keys, normalize_base, normalize_key
 from .layer import Layer
+from .lock import Lock
 from .mounts import Mount
 from .registry import available_drivers, driver_class, register_driver
 from .storage import Storage, create_storage
+from .streams import Reader, Writer
 from .values import JSONSerializer, Serializer, default_serializer
 
 __all__ = [
@@ -41,8 +46,13 @@ __all__ = [
     "InvalidKeyError",
     "JSONSerializer",
     "Layer",
+    "Lock",
+    "LockLostError",
+    "LockUnavailableError",
     "Mount",
+    "NotFoundError",
     "ReadOnlyError",
+    "Reader",
     "SerializationError",
     "Serializer",
     "Storage",
@@ -52,6 +62,7 @@ __all__ = [
     "WatchCallback",
     "WatchEvent",
     "Watchers",
+    "Writer",
     "available_drivers",
     "create_driver",
     "create_storage",

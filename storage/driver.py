@@ -9,6 +9,7 @@ core (`storage.Storage`). A driver is registered under the entry-point group
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from abc import ABC, abstractmethod
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from .atomic import cas_increment, cas_touch
 from .errors import InvalidArgumentError, UnsupportedError
 
 __all__ = [
@@ -130,8 +132,12 @@ class Driver(ABC):
         raise NotImplementedError
 
     @abstractmethod
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        """Store ``value`` at ``key``; ``ttl`` is seconds (> 0) or None for no expiry."""
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        """Store ``value`` at ``key``; ``ttl`` is seconds (> 0) or None for no expiry.
+
+        Returns the new etag where the driver knows it (every driver with conditional writes
+        does), else None.
+        """
         raise NotImplementedError
 
     @abstractmethod
@@ -153,7 +159,7 @@ class Driver(ABC):
         """`get_item` without a coroutine; only called when ``capabilities.nowait``."""
         raise UnsupportedError(f"the {self.name} driver has no synchronous reads")
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
         """`set_item` (no TTL) without a coroutine; only called when ``capabilities.nowait``."""
         raise UnsupportedError(f"the {self.name} driver has no synchronous writes")
 
@@ -187,6 +193,46 @@ class Driver(ABC):
         for start in range(0, len(keys), _CLEAR_CHUNK):
             await self.remove_items(keys[start : start + _CLEAR_CHUNK])
 
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` keys under ``base`` (meta keys included) after ``cursor``, and the
+        cursor of the next page (None after the last).
+
+        The default lists every key, sorts them and resumes after the last key returned: a key
+        present for the whole listing is listed exactly once, whatever changes meanwhile.
+        Drivers with their own cursors (a key range, SCAN, continuation tokens) override it.
+        """
+        keys = sorted(await self.get_keys(base, max_depth=max_depth))
+        start = bisect.bisect_right(keys, cursor) if cursor is not None else 0
+        page = keys[start : start + limit]
+        return page, page[-1] if page and start + limit < len(keys) else None
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        """The value of ``key`` as chunks of at most ``chunk_size`` bytes, or None when it is
+        missing. The default reads it whole; drivers that can read in parts override it."""
+        value = await self.get_item(key)
+        return None if value is None else _chunked(value, chunk_size)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        """Store the bytes ``chunks`` yields at ``key``, atomically: nothing is visible unless
+        every chunk arrives. Returns the new etag where known. The default gathers the chunks
+        and writes once; drivers that can write in parts override it."""
+        parts = [chunk async for chunk in chunks]
+        return await self.set_item(key, b"".join(parts), ttl=ttl)
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        """A URL that lets anyone holding it ``GET`` (or ``PUT``) ``key`` for ``expires``
+        seconds, without credentials; only drivers that can sign one (s3) override this."""
+        raise UnsupportedError(f"the {self.name} driver cannot give out URLs to its values")
+
     async def get_meta(self, key: str) -> dict[str, Any]:
         """Native metadata of ``key`` (``mtime``, ``atime``, ``size``, ``ttl``, ``etag``...)."""
         return {}
@@ -200,12 +246,50 @@ class Driver(ABC):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
-        """Store ``value`` only if the stored etag is ``if_match`` / the key is absent.
+        """Store ``value`` only if the stored etag is ``if_match`` (``"*"``: only if the key
+        exists) / only if the key is absent (``if_none_match``).
 
-        Raise `storage.ConflictError` otherwise; return the new etag when known. Drivers that
-        cannot do this atomically keep this default, which refuses.
+        Raise `storage.ConflictError` otherwise; return the new etag. Drivers that cannot do
+        this atomically keep this default, which refuses.
         """
         raise UnsupportedError(f"the {self.name} driver has no atomic conditional writes")
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        """Remove ``key`` only if its etag is ``if_match`` (``"*"``: only if it exists).
+
+        Raise `storage.ConflictError` otherwise (a missing key is a conflict too). Part of the
+        ``conditional`` capability: drivers without it keep this default, which refuses.
+        """
+        raise UnsupportedError(f"the {self.name} driver has no atomic conditional removes")
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        """Add ``by`` to the integer stored at ``key`` as JSON text (created at 0) and return
+        the new value, atomically. ``ttl`` is given to a key the increment creates.
+
+        The default is a compare-and-set loop (`storage.atomic`), on drivers with conditional
+        writes; drivers with a native counter override it.
+        """
+        if not self.capabilities.conditional:
+            raise UnsupportedError(f"the {self.name} driver has no atomic increment")
+        return await cas_increment(self, key, by, ttl)
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        """Give ``key`` a new TTL of ``ttl`` seconds, keeping its value; False when absent.
+
+        The default rewrites the value by compare-and-set (drivers with TTL and conditional
+        writes); drivers that can change an expiry alone override it.
+        """
+        if not (self.capabilities.ttl and self.capabilities.conditional):
+            raise UnsupportedError(f"the {self.name} driver cannot renew a TTL atomically")
+        return await cas_touch(self, key, ttl)
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        """`get_item` that also renews the key's TTL to ``ttl`` (one round trip where the
+        backend can, as redis GETEX); the default reads, then touches."""
+        value = await self.get_item(key)
+        if value is not None:
+            await self.touch(key, ttl)
+        return value
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         """The value of ``key`` and its etag (None where unknown), for compare-and-set loops.
@@ -263,6 +347,11 @@ class Driver(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+async def _chunked(value: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(value), size):
+        yield value[start : start + size]
 
 
 def parse_url_options(query: str) -> dict[str, Any]:

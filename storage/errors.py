@@ -9,6 +9,9 @@ __all__ = [
     "DriverError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "LockLostError",
+    "LockUnavailableError",
+    "NotFoundError",
     "ReadOnlyError",
     "SerializationError",
     "StorageError",
@@ -62,6 +65,30 @@ class ReadOnlyError(StorageError):
         super().__init__(f"driver {driver!r} is read-only; cannot write {key!r}")
         self.key = key
         self.driver = driver
+
+
+class NotFoundError(StorageError, LookupError):
+    """An operation that needs a value found none (say, a stream opened on a missing key)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no value at key {key!r}")
+        self.key = key
+
+
+class LockUnavailableError(StorageError):
+    """A lock is held by someone else and did not come free within the wait."""
+
+    def __init__(self, key: str, wait: float) -> None:
+        super().__init__(f"the lock {key!r} is held elsewhere (waited {wait:g} s)")
+        self.key = key
+
+
+class LockLostError(StorageError):
+    """A lock's lease ended while held: it expired, and perhaps another holder took it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the lock {key!r} was lost while held (its TTL ran out)")
+        self.key = key
 
 
 class DriverError(StorageError):

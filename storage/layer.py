@@ -28,6 +28,10 @@ class Layer(Driver):
     """
 
     layer_name: ClassVar[str] = "layer"
+    #: True for a layer whose stored bytes differ from the bytes it is given (encryption,
+    #: compression). Calls that work on stored bytes then run through the layer's own reads
+    #: and writes instead of being forwarded: `increment` by compare-and-set, streams whole.
+    transforms_values: ClassVar[bool] = False
 
     def __init__(self, inner: Driver, *, capabilities: Capabilities | None = None) -> None:
         if not isinstance(inner, Driver):
@@ -41,8 +45,8 @@ class Layer(Driver):
     async def get_item(self, key: str) -> bytes | None:
         return await self.inner.get_item(key)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self.inner.set_item(key, value, ttl=ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        return await self.inner.set_item(key, value, ttl=ttl)
 
     async def remove_item(self, key: str) -> None:
         await self.inner.remove_item(key)
@@ -53,8 +57,8 @@ class Layer(Driver):
     def get_item_nowait(self, key: str) -> bytes | None:
         return self.inner.get_item_nowait(key)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
-        self.inner.set_item_nowait(key, value)
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
+        return self.inner.set_item_nowait(key, value)
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         return await self.inner.get_item_with_etag(key)
@@ -71,6 +75,39 @@ class Layer(Driver):
         return await self.inner.set_item_conditional(
             key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
         )
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        await self.inner.remove_item_conditional(key, if_match=if_match)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        if self.transforms_values:
+            return await Driver.increment(self, key, by, ttl=ttl)
+        return await self.inner.increment(key, by, ttl=ttl)
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return await self.inner.touch(key, ttl)
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        if self.transforms_values:
+            return await Driver.get_item_touch(self, key, ttl)
+        return await self.inner.get_item_touch(key, ttl)
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        if self.transforms_values:
+            return await Driver.read_chunks(self, key, chunk_size)
+        return await self.inner.read_chunks(key, chunk_size)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        if self.transforms_values:
+            return await Driver.write_chunks(self, key, chunks, ttl=ttl)
+        return await self.inner.write_chunks(key, chunks, ttl=ttl)
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        if self.transforms_values:
+            return await Driver.get_url(self, key, expires=expires, method=method)
+        return await self.inner.get_url(key, expires=expires, method=method)
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -92,6 +129,16 @@ class Layer(Driver):
 
     async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
         return await self.inner.get_keys(base, max_depth=max_depth)
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        return await self.inner.list_page(base, limit=limit, cursor=cursor, max_depth=max_depth)
 
     async def clear(self, base: str = "") -> None:
         await self.inner.clear(base)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
-from .errors import ReadOnlyError, fail
+import orjson
+
+from .errors import InvalidArgumentError, ReadOnlyError, fail
 from .keys import filter_depth
 from .mounts import Listing, Mount, MountTable
 
-__all__ = ["BATCH_CHUNK", "clear_base", "each_group", "list_keys", "stream_keys"]
+__all__ = ["BATCH_CHUNK", "clear_base", "each_group", "list_keys", "list_page", "stream_keys"]
 
 #: Keys per driver call when the core pages through listings or removals.
 BATCH_CHUNK = 1000
@@ -86,6 +90,57 @@ async def stream_keys(
                 page = []
         for selected in _select(part, page, full_base, max_depth, len(prefix)):
             yield selected
+
+
+def _encode_cursor(part: int, inner: str | None) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([part, inner])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str | None]:
+    try:
+        part, inner = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidArgumentError(f"not a cursor of this listing: {cursor!r}") from None
+    if type(part) is not int or part < 0 or not (inner is None or type(inner) is str):
+        raise InvalidArgumentError(f"not a cursor of this listing: {cursor!r}")
+    return part, inner
+
+
+async def list_page(
+    table: MountTable,
+    full_base: str,
+    limit: int,
+    cursor: str | None,
+    max_depth: int | None,
+    prefix: str,
+) -> tuple[list[str], str | None]:
+    """Up to ``limit`` keys under ``full_base`` after ``cursor``, and the next page's cursor.
+
+    The cursor names a mount of the listing plan (root first) and that driver's own cursor,
+    so each page resumes where the last one ended, mount after mount. Pages hold at most
+    ``limit`` keys and fewer only at the end; a key hidden by a deeper mount or a meta entry
+    is skipped without counting.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgumentError(f"limit is an int >= 1, not {limit!r}")
+    parts = list(table.plan(full_base, max_depth))
+    index, inner = _decode_cursor(cursor) if cursor is not None else (0, None)
+    keys: list[str] = []
+    while index < len(parts) and len(keys) < limit:
+        part = parts[index]
+        mount = part.mount
+        try:
+            found, inner = await mount.driver.list_page(
+                part.base, limit=limit - len(keys), cursor=inner, max_depth=part.max_depth
+            )
+        except Exception as exc:
+            fail(mount.driver.name, "list_keys", _named(full_base, prefix), exc)
+        keys.extend(_select(part, found, full_base, max_depth, len(prefix)))
+        if inner is None:
+            index += 1
+    if index >= len(parts):
+        return keys, None
+    return keys, _encode_cursor(index, inner)
 
 
 async def clear_base(table: MountTable, full_base: str, prefix: str = "") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, NoReturn
@@ -12,6 +13,7 @@ import orjson
 from .driver import Capabilities, Driver, Unwatch, WatchCallback
 from .errors import (
     InvalidArgumentError,
+    NotFoundError,
     ReadOnlyError,
     SerializationError,
     UnsupportedError,
@@ -19,8 +21,10 @@ from .errors import (
 )
 from .factory import create_driver
 from .keys import check_max_depth, normalize_base
-from .listing import BATCH_CHUNK, clear_base, each_group, list_keys, stream_keys
+from .listing import BATCH_CHUNK, clear_base, each_group, list_keys, list_page, stream_keys
+from .lock import Lock
 from .mounts import Mount, MountTable
+from .streams import DEFAULT_CHUNK, Reader, StreamAbortedError, Writer
 from .ttl import TTL, ttl_seconds
 from .values import ENVELOPE, JSONSerializer, Serializer, default_serializer, is_plain_json
 
@@ -141,11 +145,17 @@ class Storage:
             self._fail(mount, "get_item", full, exc)
         return default if data is None else data
 
-    async def get_item(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` when it is missing."""
+    async def get_item(self, key: str, default: Any = None, *, renew_ttl: TTL = None) -> Any:
+        """The value of ``key``, or ``default`` when it is missing.
+
+        ``renew_ttl`` also gives the key that TTL (a sliding expiry), in the same round trip
+        where the backend allows it (redis GETEX).
+        """
         full = self._key(key)
         table = self._table
-        if table.nowait is not None:  # one in-process mount: no routing, no coroutine
+        if renew_ttl is not None:
+            data = await self._get_renewed(full, renew_ttl)
+        elif table.nowait is not None:  # one in-process mount: no routing, no coroutine
             try:
                 data = table.nowait.get_item_nowait(full)
             except Exception as exc:
@@ -157,6 +167,51 @@ class Storage:
             except Exception as exc:
                 self._fail(mount, "get_item", full, exc)
         return default if data is None else self._load(full, data)
+
+    async def _get_renewed(self, full: str, ttl: TTL) -> bytes | None:
+        seconds = ttl_seconds(ttl)
+        mount = self._table.route(full)
+        self._writable(mount, full, seconds)
+        try:
+            return await mount.driver.get_item_touch(full[len(mount.base) :], seconds or 0.0)
+        except Exception as exc:
+            self._fail(mount, "get_item", full, exc)
+
+    async def touch(self, key: str, ttl: TTL) -> bool:
+        """Give ``key`` a new TTL (seconds or a timedelta) without changing its value; False
+        when the key does not exist."""
+        full = self._key(key)
+        seconds = ttl_seconds(ttl)
+        if seconds is None:
+            raise InvalidArgumentError("touch needs a ttl")
+        mount = self._table.route(full)
+        self._writable(mount, full, seconds)
+        try:
+            return await mount.driver.touch(full[len(mount.base) :], seconds)
+        except Exception as exc:
+            self._fail(mount, "touch", full, exc)
+
+    async def increment(self, key: str, by: int = 1, *, ttl: TTL = None) -> int:
+        """Add ``by`` to the integer at ``key`` and return the new value, atomically.
+
+        A missing key starts at 0; ``ttl`` is given to a key the increment creates (a fixed
+        window, as rate limiters count), an existing key keeps its expiry. The value is plain
+        JSON integer text, so `get_item` reads it as an int.
+        """
+        full = self._key(key)
+        if isinstance(by, bool) or not isinstance(by, int):
+            raise InvalidArgumentError(f"by is an int, not {by!r}")
+        if not self._json:
+            raise UnsupportedError(
+                "increment stores JSON integer text: it needs the default serializer"
+            )
+        seconds = ttl_seconds(ttl)
+        mount = self._table.route(full)
+        self._writable(mount, full, seconds)
+        try:
+            return await mount.driver.increment(full[len(mount.base) :], by, ttl=seconds)
+        except Exception as exc:
+            self._fail(mount, "increment", full, exc)
 
     async def get_item_raw_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         """The stored bytes of ``key`` (None when missing) and the etag of exactly those bytes.
@@ -189,16 +244,20 @@ class Storage:
         ttl: TTL = None,
         if_match: str | None = None,
         if_none_match: bool = False,
-    ) -> None:
-        """Store ``value`` at ``key``; optionally expiring, or only if the version matches."""
+    ) -> str | None:
+        """Store ``value`` at ``key``; optionally expiring, or only if the version matches.
+
+        ``if_match`` is an etag (``"*"``: only if the key exists); ``if_none_match=True``: only
+        if it does not. Otherwise `ConflictError`. Returns the new etag (None where the driver
+        has no versions).
+        """
         full = self._key(key)
         data = self._dump(full, value)
         driver = self._table.nowait_write
         if driver is None or ttl is not None or if_match is not None or if_none_match:
-            await self._set(full, data, ttl, if_match, if_none_match)
-            return
+            return await self._set(full, data, ttl, if_match, if_none_match)
         try:  # one writable in-process mount: no routing, no coroutine
-            driver.set_item_nowait(full, data)
+            return driver.set_item_nowait(full, data)
         except Exception as exc:
             self._fail(self._table.root, "set_item", full, exc)
 
@@ -210,14 +269,14 @@ class Storage:
         ttl: TTL = None,
         if_match: str | None = None,
         if_none_match: bool = False,
-    ) -> None:
-        """Store bytes at ``key`` as they are (no serializer)."""
+    ) -> str | None:
+        """Store bytes at ``key`` as they are (no serializer); returns the new etag."""
         full = self._key(key)
-        await self._set(full, _raw(full, data), ttl, if_match, if_none_match)
+        return await self._set(full, _raw(full, data), ttl, if_match, if_none_match)
 
     async def _set(
         self, full: str, data: bytes, ttl: TTL, if_match: str | None, if_none_match: bool
-    ) -> None:
+    ) -> str | None:
         seconds = None if ttl is None else ttl_seconds(ttl)
         mount = self._table.route(full)
         driver = mount.driver
@@ -225,29 +284,46 @@ class Storage:
         key = full[len(mount.base) :]
         if if_match is None and not if_none_match:
             try:
-                await driver.set_item(key, data, ttl=seconds)
+                return await driver.set_item(key, data, ttl=seconds)
             except Exception as exc:
                 self._fail(mount, "set_item", full, exc)
-            return
-        if if_match is not None and not isinstance(if_match, str):
+        if if_match is not None and not (isinstance(if_match, str) and if_match):
             raise InvalidArgumentError(f"if_match is an etag string, not {if_match!r}")
+        if if_match is not None and if_none_match:
+            raise InvalidArgumentError("if_match and if_none_match cannot both hold")
         if not driver.capabilities.conditional:
             raise UnsupportedError(f"the {driver.name} driver has no atomic conditional writes")
         try:
-            await driver.set_item_conditional(
+            return await driver.set_item_conditional(
                 key, data, ttl=seconds, if_match=if_match, if_none_match=bool(if_none_match)
             )
         except Exception as exc:
             self._fail(mount, "set_item_conditional", full, exc)
 
-    async def remove_item(self, key: str, *, remove_meta: bool = False) -> None:
-        """Remove ``key`` (and its user meta with ``remove_meta=True``); missing keys are fine."""
+    async def remove_item(
+        self, key: str, *, remove_meta: bool = False, if_match: str | None = None
+    ) -> None:
+        """Remove ``key`` (and its user meta with ``remove_meta=True``); missing keys are fine.
+
+        With ``if_match`` (an etag, or ``"*"`` for any version), only that version is removed:
+        otherwise, a missing key included, `ConflictError`.
+        """
         full = self._key(key)
         mount = self._table.route(full)
         self._writable(mount, full, None)
         relative = full[len(mount.base) :]
+        if if_match is not None:
+            if not (isinstance(if_match, str) and if_match):
+                raise InvalidArgumentError(f"if_match is an etag string, not {if_match!r}")
+            if not mount.driver.capabilities.conditional:
+                raise UnsupportedError(
+                    f"the {mount.driver.name} driver has no atomic conditional removes"
+                )
         try:
-            await mount.driver.remove_item(relative)
+            if if_match is not None:
+                await mount.driver.remove_item_conditional(relative, if_match=if_match)
+            else:
+                await mount.driver.remove_item(relative)
             if remove_meta:
                 await mount.driver.remove_user_meta(relative)
         except Exception as exc:
@@ -478,6 +554,90 @@ class Storage:
         except Exception as exc:
             self._fail(mount, "remove_meta", full, exc)
 
+    def lock(self, key: str, *, ttl: TTL, wait: float | None = None, renew: bool = True) -> Lock:
+        """A lease on ``key``: ``async with storage.lock("jobs:nightly", ttl=30, wait=10):``.
+
+        Built on a create-only write with ``ttl`` seconds, renewed in the background while
+        held, released only if still ours; ``wait`` seconds to wait for another holder (None:
+        fail at once with `LockUnavailableError`); `LockLostError` when the lease was lost
+        while held. ``lock.token`` is a fencing token. Needs conditional writes and TTL.
+        """
+        return Lock(self, key, ttl=ttl, wait=wait, renew=renew)
+
+    # -- streams and URLs -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def open_read(
+        self, key: str, *, chunk_size: int = DEFAULT_CHUNK
+    ) -> AsyncIterator[Reader]:
+        """``async with storage.open_read(key) as reader``: the stored bytes of ``key`` in
+        chunks (``await reader.read(n)``, ``async for chunk in reader``), never held whole
+        where the driver reads in parts. `NotFoundError` when the key holds nothing."""
+        full = self._key(key)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InvalidArgumentError(f"chunk_size is an int >= 1, not {chunk_size!r}")
+        mount = self._table.route(full)
+        driver = mount.driver
+        try:
+            chunks = await driver.read_chunks(full[len(mount.base) :], chunk_size)
+        except Exception as exc:
+            self._fail(mount, "open_read", full, exc)
+        if chunks is None:
+            raise NotFoundError(self._caller(full))
+
+        async def translated(inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in inner:
+                    yield chunk
+            except Exception as exc:
+                self._fail(mount, "open_read", full, exc)
+
+        reader = Reader(translated(chunks))
+        try:
+            yield reader
+        finally:
+            await reader.aclose()
+
+    def open_write(self, key: str, *, ttl: TTL = None) -> Writer:
+        """``async with storage.open_write(key) as writer``: ``await writer.write(data)`` as
+        often as needed; the value replaces the old one only when the block ends without an
+        error (then ``writer.etag`` is its etag), and is dropped otherwise."""
+        full = self._key(key)
+        seconds = ttl_seconds(ttl)
+        mount = self._table.route(full)
+        self._writable(mount, full, seconds)
+        relative = full[len(mount.base) :]
+
+        async def start(chunks: AsyncIterator[bytes]) -> str | None:
+            try:
+                return await mount.driver.write_chunks(relative, chunks, ttl=seconds)
+            except StreamAbortedError:
+                raise
+            except Exception as exc:
+                self._fail(mount, "open_write", full, exc)
+
+        return Writer(start)
+
+    async def get_url(self, key: str, *, expires: TTL, method: str = "GET") -> str:
+        """A URL that lets its holder ``GET`` (or ``PUT``) ``key`` without credentials until
+        ``expires`` (seconds or a timedelta) has passed: presigned on s3, `UnsupportedError`
+        where a driver cannot sign one. The URL reaches the bytes as stored (raw)."""
+        full = self._key(key)
+        seconds = ttl_seconds(expires)
+        if seconds is None:
+            raise InvalidArgumentError("get_url needs expires")
+        if method not in ("GET", "PUT"):
+            raise InvalidArgumentError(f"method is GET or PUT, not {method!r}")
+        mount = self._table.route(full)
+        if method == "PUT":
+            self._writable(mount, full, None)
+        try:
+            return await mount.driver.get_url(
+                full[len(mount.base) :], expires=seconds, method=method
+            )
+        except Exception as exc:
+            self._fail(mount, "get_url", full, exc)
+
     def capabilities(self, key: str = "") -> Capabilities:
         """What the driver serving ``key`` can do (for ``""``, the mount at this view's base)."""
         return self.get_mount(key).driver.capabilities
@@ -493,6 +653,27 @@ class Storage:
         """The keys `get_keys` lists, streamed page by page from each mount."""
         full_base = self._base(base)
         return stream_keys(self._table, full_base, check_max_depth(max_depth), self._prefix)
+
+    async def list_keys(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """One page of the keys `get_keys` lists: at most ``limit`` keys, and an opaque cursor
+        to pass back for the next page (None after the last).
+
+        Each backend's own cursor is used (a key range on memory, sqlite and fs; continuation
+        tokens on s3; SCAN on redis, per primary on a cluster). A key present for the whole
+        listing is listed once on key-range and token backends, at least once on redis
+        (SCAN may repeat a key); keys written or removed meanwhile may or may not appear.
+        """
+        full_base = self._base(base)
+        return await list_page(
+            self._table, full_base, limit, cursor, check_max_depth(max_depth), self._prefix
+        )
 
     async def clear(self, base: str = "") -> None:
         """Remove exactly the keys `get_keys(base)` lists (with their meta), in every mount."""
