@@ -20,7 +20,15 @@ import orjson
 from ._typed_fields import ModelKind, build_converter, model_kind
 from .errors import SerializationError
 
-__all__ = ["MsgspecCodec", "PydanticCodec", "RecordCodec", "codec_for", "describe", "json_default"]
+__all__ = [
+    "MsgspecCodec",
+    "PydanticCodec",
+    "RecordCodec",
+    "codec_for",
+    "describe",
+    "dump_json",
+    "json_default",
+]
 
 M = TypeVar("M")
 
@@ -58,6 +66,12 @@ def describe(exc: BaseException) -> str:
         except Exception:  # an errors() of another shape: fall back to the text
             pass
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def dump_json(value: Any) -> bytes:
+    """``value`` as JSON text, as the built-in codecs write model fields (enum, int and UUID
+    dict keys as text; the rest as `json_default` says)."""
+    return orjson.dumps(value, default=json_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 def json_default(value: Any) -> Any:
@@ -167,7 +181,7 @@ class RecordCodec(Generic[M]):
         if kind == "typeddict":
             if not isinstance(value, dict):
                 raise _not_a(self._model, value)
-            data = orjson.dumps(value, default=json_default)
+            data = dump_json(value)
             self._validate(data)
             return data
         if not isinstance(value, self._model):
@@ -175,8 +189,8 @@ class RecordCodec(Generic[M]):
         if kind == "attrs":
             import attrs
 
-            return orjson.dumps(attrs.asdict(cast(Any, value), recurse=True), default=json_default)
-        return orjson.dumps(value, default=json_default)
+            return dump_json(attrs.asdict(cast(Any, value), recurse=True))
+        return dump_json(value)
 
     def decode(self, data: bytes) -> M:
         """The instance validated from JSON ``data``."""

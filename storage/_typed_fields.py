@@ -125,7 +125,7 @@ class _Builder:
             return simple
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
-        if origin is typing.Annotated or _is_wrapper(origin):
+        if origin is typing.Annotated or _wrapper(origin) is not None:
             return self.build(args[0], where)
         if hint is None or hint is type(None):
             return none
@@ -198,7 +198,7 @@ class _Builder:
         if kind == "typeddict":
             required: frozenset[str] = model.__required_keys__
             return [
-                (key, key, self.build(hint, f"{name}.{key}"), key in required)
+                (key, key, self.build(hint, f"{name}.{key}"), _required(hint, key in required))
                 for key, hint in hints.items()
             ]
         if kind == "dataclass":
@@ -221,16 +221,28 @@ class _Builder:
         ]
 
 
-def _is_wrapper(origin: Any) -> bool:
-    """True for Required, NotRequired and ReadOnly, from typing or typing_extensions."""
+def _wrapper(origin: Any) -> str | None:
+    """ "Required", "NotRequired" or "ReadOnly" (from typing or typing_extensions), else None."""
     if origin is None:
-        return False
-    modules = (typing, sys.modules.get("typing_extensions"))
-    return any(
-        module is not None and origin is getattr(module, name, None)
-        for module in modules
-        for name in _WRAPPER_NAMES
-    )
+        return None
+    for module in (typing, sys.modules.get("typing_extensions")):
+        for name in _WRAPPER_NAMES:
+            if module is not None and origin is getattr(module, name, None):
+                return name
+    return None
+
+
+def _required(hint: Any, default: bool) -> bool:
+    """Whether a TypedDict key must be present, read from its resolved type: with postponed
+    annotations, ``__required_keys__`` cannot see a ``NotRequired`` written as text."""
+    while True:
+        origin = typing.get_origin(hint)
+        name = _wrapper(origin)
+        if name == "Required" or name == "NotRequired":
+            return name == "Required"
+        if origin is not typing.Annotated and name is None:
+            return default
+        hint = typing.get_args(hint)[0]
 
 
 def _needed(field: dataclasses.Field[Any]) -> bool:

@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-import orjson
-
-from ._typed_codecs import codec_for, describe, json_default
+from ._typed_codecs import codec_for, describe, dump_json
 from .errors import InvalidArgumentError, SerializationError
 from .keys import normalize_base
 from .ttl import TTL
@@ -131,7 +129,7 @@ class TypedView(Generic[M]):
             data = self._encode(value)
             if isinstance(data, (bytes, bytearray, memoryview)):
                 return bytes(data)
-            return orjson.dumps(data, default=json_default)
+            return dump_json(data)
         except Exception as exc:
             raise SerializationError(
                 f"cannot store a {type(value).__qualname__} as {self._name}: {describe(exc)}",
