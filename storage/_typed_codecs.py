@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from functools import partial
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
 
 from ._typed_fields import ModelKind, build_converter, model_kind
+from ._typed_values import Convert
 from .errors import SerializationError
 
 __all__ = [
@@ -154,26 +154,23 @@ class RecordCodec(Generic[M]):
     A TypedDict value is a plain dict that nothing has checked, so a write validates it too.
     """
 
-    __slots__ = ("_kind", "_model", "_validate", "validator")
+    __slots__ = ("_adapter", "_convert", "_kind", "_model", "validator")
 
     def __init__(self, model: type[M], kind: ModelKind, *, use_pydantic: bool = True) -> None:
         self._model = model
         self._kind = kind
-        adapter = _adapter(model) if use_pydantic and kind != "attrs" else None
+        self._adapter: Any = _adapter(model) if use_pydantic and kind != "attrs" else None
         #: Which validator reads stored values: ``"pydantic"`` or ``"built-in"``.
-        self.validator = "built-in" if adapter is None else "pydantic"
-        if adapter is not None:
-            self._validate: Callable[[bytes], M] = partial(adapter.validate_json, strict=True)
-            return
-        try:
-            convert = build_converter(model)
-        except TypeError as exc:
-            raise SerializationError(
-                f"cannot read {model.__qualname__} without pydantic: {exc}; install pydantic "
-                "(for dataclasses and TypedDicts) or pass codec="
-            ) from exc
-        loads = orjson.loads
-        self._validate = lambda data: convert(loads(data))
+        self.validator = "built-in" if self._adapter is None else "pydantic"
+        self._convert: Convert | None = None
+        if self._adapter is None:
+            try:
+                self._convert = build_converter(model)
+            except TypeError as exc:
+                raise SerializationError(
+                    f"cannot read {model.__qualname__} without pydantic: {exc}; install "
+                    "pydantic (for dataclasses and TypedDicts) or pass codec="
+                ) from exc
 
     def encode(self, value: M) -> bytes:
         """``value`` as a JSON object of its fields."""
@@ -182,7 +179,7 @@ class RecordCodec(Generic[M]):
             if not isinstance(value, dict):
                 raise _not_a(self._model, value)
             data = dump_json(value)
-            self._validate(data)
+            self.decode(data)
             return data
         if not isinstance(value, self._model):
             raise _not_a(self._model, value)
@@ -194,7 +191,10 @@ class RecordCodec(Generic[M]):
 
     def decode(self, data: bytes) -> M:
         """The instance validated from JSON ``data``."""
-        return self._validate(data)
+        convert = self._convert
+        if convert is None:
+            return cast(M, self._adapter.validate_json(data, strict=True))
+        return cast(M, convert(orjson.loads(data)))
 
 
 def _adapter(model: type[Any]) -> Any:

@@ -63,7 +63,7 @@ class _Store(Protocol):
 
     async def set_items_raw(self, items: list[tuple[str, bytes]], *, ttl: TTL = None) -> object: ...
 
-    async def remove_item(self, key: str) -> object: ...
+    async def remove_item(self, key: str, *, if_match: str | None = None) -> object: ...
 
     async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]: ...
 
@@ -181,9 +181,10 @@ class TypedView(Generic[M]):
         """True when ``key`` holds a value."""
         return await self._store.has_item(key)
 
-    async def delete(self, key: str) -> None:
-        """Remove ``key``; a missing key is fine."""
-        await self._store.remove_item(key)
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Remove ``key``; a missing key is fine, unless ``if_match`` (an etag, or ``"*"``)
+        asks to remove only that version, as `Storage.remove_item` does."""
+        await self._store.remove_item(key, if_match=if_match)
 
     # -- batches ------------------------------------------------------------------------------
 

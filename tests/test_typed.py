@@ -389,16 +389,31 @@ async def test_ttl_passes_through(store: Storage) -> None:
 async def test_compare_and_set_passes_through(store: Storage) -> None:
     users = typed(store, DataUser, base="users")
     assert await users.get_with_etag("ada") == (None, None)
-    await users.set("ada", ada(), if_none_match=True)
+    first = await users.set("ada", ada(), if_none_match=True)
     with pytest.raises(ConflictError):
         await users.set("ada", ada("Other"), if_none_match=True)
     current, etag = await users.get_with_etag("ada")
     assert current == ada()
     assert etag is not None
+    assert etag == first
     await users.set("ada", ada(age=37), if_match=etag)
     with pytest.raises(ConflictError):
         await users.set("ada", ada(age=38), if_match=etag)
     assert await users.get("ada") == ada(age=37)
+
+
+async def test_a_conditional_delete_removes_only_that_version(store: Storage) -> None:
+    users = typed(store, DataUser, base="users")
+    await users.set("ada", ada())
+    _, old = await users.get_with_etag("ada")
+    await users.set("ada", ada(age=37))
+    assert old is not None
+    with pytest.raises(ConflictError):
+        await users.delete("ada", if_match=old)
+    _, etag = await users.get_with_etag("ada")
+    assert etag is not None
+    await users.delete("ada", if_match=etag)
+    assert not await users.has("ada")
 
 
 # -- codecs ---------------------------------------------------------------------------------
