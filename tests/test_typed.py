@@ -402,8 +402,9 @@ async def test_compare_and_set_passes_through(store: Storage) -> None:
     assert await users.get("ada") == ada(age=37)
 
 
-async def test_a_conditional_delete_removes_only_that_version(store: Storage) -> None:
-    users = typed(store, DataUser, base="users")
+async def test_a_conditional_delete_removes_only_that_version() -> None:
+    # Over memory: the conformance suite holds each driver to conditional removes.
+    users = typed(create_storage(), DataUser, base="users")
     await users.set("ada", ada())
     _, old = await users.get_with_etag("ada")
     await users.set("ada", ada(age=37))
