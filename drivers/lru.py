@@ -19,6 +19,7 @@ from storage import (
     WatchCallback,
     Watchers,
 )
+from storage.atomic import decode_counter, encode_counter
 
 __all__ = ["LruDriver"]
 
@@ -144,8 +145,8 @@ class LruDriver(Driver):
         live = self._live
         return [None if (entry := live(key)) is None else entry.value for key in keys]
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        self._write(key, value, ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
+        return str(self._write(key, value, ttl).version)
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -162,15 +163,51 @@ class LruDriver(Driver):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
+        self._check(key, if_match, if_none_match)
+        return str(self._write(key, value, ttl).version)
+
+    def _check(self, key: str, if_match: str | None, if_none_match: bool) -> _Entry | None:
         current = self._live(key, touch=False)
         if if_none_match and current is not None:
             raise ConflictError(key, "the key already exists")
-        if if_match is not None and (current is None or str(current.version) != if_match):
+        if if_match is not None and not (
+            current is not None and (if_match == "*" or str(current.version) == if_match)
+        ):
             raise ConflictError(key)
-        return str(self._write(key, value, ttl).version)
+        return current
 
     async def remove_item(self, key: str) -> None:
         self._drop(key)
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        self._check(key, if_match, False)
+        self._drop(key)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        current = self._live(key, touch=False)
+        value = decode_counter(key, None if current is None else current.value) + by
+        if current is None:
+            self._write(key, encode_counter(value), ttl)
+        else:  # the same expiry
+            left = current.expires - time.monotonic() if current.expires else None
+            entry = self._write(key, encode_counter(value), None)
+            if left is not None:
+                self._data[key] = entry._replace(expires=time.monotonic() + left)
+        return value
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        current = self._live(key, touch=False)
+        if current is None:
+            return False
+        self._data[key] = current._replace(expires=time.monotonic() + ttl)
+        return True
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        current = self._live(key)
+        if current is None:
+            return None
+        self._data[key] = current._replace(expires=time.monotonic() + ttl)
+        return current.value
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         for key in keys:

@@ -77,8 +77,39 @@ class OverlayDriver(Layer):
     def get_item_nowait(self, key: str) -> bytes | None:
         return Driver.get_item_nowait(self, key)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
-        Driver.set_item_nowait(self, key, value)
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
+        return Driver.set_item_nowait(self, key, value)
+
+    # What reads through every layer, or needs an atomic version across them, is not the
+    # top's alone: the base class's answers (reads through `get_item`, or a refusal) apply.
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        await Driver.remove_item_conditional(self, key, if_match=if_match)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        return await Driver.increment(self, key, by, ttl=ttl)
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return await Driver.touch(self, key, ttl)
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        return await Driver.get_item_touch(self, key, ttl)
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        return await Driver.list_page(self, base, limit=limit, cursor=cursor, max_depth=max_depth)
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        return await Driver.read_chunks(self, key, chunk_size)
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        return await Driver.get_url(self, key, expires=expires, method=method)
 
     async def set_item_conditional(
         self,

@@ -41,8 +41,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, TypeVar
 
 from ..driver import Driver, Unwatch, WatchEvent, meta_key
 from ..errors import InvalidArgumentError, UnsupportedError
@@ -51,6 +51,7 @@ from ..registry import driver_class
 from ..ttl import TTL, ttl_seconds
 from ._cache_guard import Fill, FillGuard, Value
 
+_T = TypeVar("_T")
 __all__ = ["Cache"]
 
 logger = logging.getLogger(__name__)
@@ -257,12 +258,43 @@ class Cache(Layer):
         finally:
             self._guard.end(keys)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         self._guard.begin((key,))
         try:
-            await self.inner.set_item(key, value, ttl=ttl)
+            return await self.inner.set_item(key, value, ttl=ttl)
         finally:
             await self._end((key,))
+
+    async def _writing(self, key: str, call: Awaitable[_T]) -> _T:
+        """Any other write of ``key``: invalidated around it, like `set_item`."""
+        self._guard.begin((key,))
+        try:
+            return await call
+        finally:
+            await self._end((key,))
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        await self._writing(key, self.inner.remove_item_conditional(key, if_match=if_match))
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        return await self._writing(key, self.inner.increment(key, by, ttl=ttl))
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        # A new TTL changes how long the cached entry may live: it is read again.
+        return await self._writing(key, self.inner.touch(key, ttl))
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        # The renewal must reach the backend; the value read with it is not kept.
+        return await self._writing(key, self.inner.get_item_touch(key, ttl))
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        return await self._writing(key, self.inner.write_chunks(key, chunks, ttl=ttl))
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        # Large values are streamed from the driver of record, never through the cache.
+        return await self.inner.read_chunks(key, chunk_size)
 
     async def set_item_conditional(
         self,

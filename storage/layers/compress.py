@@ -47,6 +47,7 @@ class Compress(Layer):
     """
 
     layer_name = "compress"
+    transforms_values = True
 
     def __init__(
         self,
@@ -146,11 +147,11 @@ class Compress(Layer):
         data = self.inner.get_item_nowait(key)
         return None if data is None else self._unpack(key, data)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self.inner.set_item(key, self._pack(key, value), ttl=ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        return await self.inner.set_item(key, self._pack(key, value), ttl=ttl)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
-        self.inner.set_item_nowait(key, self._pack(key, value))
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
+        return self.inner.set_item_nowait(key, self._pack(key, value))
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         data, etag = await self.inner.get_item_with_etag(key)

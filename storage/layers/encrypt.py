@@ -67,6 +67,7 @@ class Encrypt(Layer):
     """
 
     layer_name = "encrypt"
+    transforms_values = True
 
     def __init__(self, inner: Driver, *, keys: Sequence[KeyMaterial]) -> None:
         super().__init__(inner)
@@ -139,11 +140,11 @@ class Encrypt(Layer):
         data = self.inner.get_item_nowait(key)
         return None if data is None else self._open(key, data)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self.inner.set_item(key, self._seal(key, value), ttl=ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        return await self.inner.set_item(key, self._seal(key, value), ttl=ttl)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
-        self.inner.set_item_nowait(key, self._seal(key, value))
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
+        return self.inner.set_item_nowait(key, self._seal(key, value))
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         data, etag = await self.inner.get_item_with_etag(key)

@@ -47,6 +47,9 @@ __all__ = ["SECONDARY_ETAG", "Fallback"]
 
 logger = logging.getLogger(__name__)
 
+#: Starts a listing cursor that belongs to the secondary (the listing began there).
+_SECONDARY_CURSOR = "secondary~"
+
 #: Prefix of an etag that names the secondary's version of a key (see the module docstring).
 SECONDARY_ETAG = "secondary~"
 
@@ -215,11 +218,52 @@ class Fallback(Layer):
             if close is not None:
                 await close()
 
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """A listing stays with the driver that gave its first page (never a mix)."""
+        if cursor is not None and cursor.startswith(_SECONDARY_CURSOR):
+            keys, following = await self.secondary.list_page(
+                base, limit=limit, cursor=cursor[len(_SECONDARY_CURSOR) :], max_depth=max_depth
+            )
+            return keys, None if following is None else _SECONDARY_CURSOR + following
+        try:
+            page = await self.inner.list_page(base, limit=limit, cursor=cursor, max_depth=max_depth)
+        except Exception as exc:
+            if cursor is not None or not self._falls_back(exc, "list_page"):
+                raise
+            keys, following = await self.secondary.list_page(base, limit=limit, max_depth=max_depth)
+            return keys, None if following is None else _SECONDARY_CURSOR + following
+        self._answered()
+        return page
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        try:
+            chunks = await self.inner.read_chunks(key, chunk_size)
+        except Exception as exc:
+            if not self._falls_back(exc, "read_chunks"):
+                raise
+            return await self.secondary.read_chunks(key, chunk_size)
+        self._answered()
+        return chunks
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        # A renewal is a write: it goes to the primary, as writes do.
+        value = await self.inner.get_item_touch(key, ttl)
+        if self._copies and value is not None:
+            await self._copy("touch", self.secondary.touch(key, ttl))
+        return value
+
     def get_item_nowait(self, key: str) -> bytes | None:
         return Driver.get_item_nowait(self, key)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
-        Driver.set_item_nowait(self, key, value)
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
+        return Driver.set_item_nowait(self, key, value)
 
     # -- writes: the primary decides, the secondary gets a copy under write="both" -------------
 
@@ -231,10 +275,53 @@ class Fallback(Layer):
                 "%s: the secondary failed to copy %s", self.name, operation, exc_info=True
             )
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self.inner.set_item(key, value, ttl=ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        etag = await self.inner.set_item(key, value, ttl=ttl)
         if self._copies:
             await self._copy("set_item", self.secondary.set_item(key, value, ttl=ttl))
+        return etag
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        if if_match.startswith(SECONDARY_ETAG):
+            raise ConflictError(key, "the etag names the secondary's version, not the primary's")
+        await self.inner.remove_item_conditional(key, if_match=if_match)
+        if self._copies:
+            await self._copy("remove_item", self.secondary.remove_item(key))
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        value = await self.inner.increment(key, by, ttl=ttl)
+        if self._copies:
+            await self._copy("increment", self._copy_item(key))
+        return value
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        found = await self.inner.touch(key, ttl)
+        if self._copies and found:
+            await self._copy("touch", self.secondary.touch(key, ttl))
+        return found
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        etag = await self.inner.write_chunks(key, chunks, ttl=ttl)
+        if self._copies:
+            await self._copy("write_chunks", self._copy_item(key, ttl, streamed=True))
+        return etag
+
+    async def _copy_item(
+        self, key: str, ttl: float | None = None, *, streamed: bool = False
+    ) -> None:
+        """The primary's value of ``key`` written to the secondary (streamed when large)."""
+        if streamed:
+            chunks = await self.inner.read_chunks(key, 256 * 1024)
+            if chunks is not None:
+                await self.secondary.write_chunks(key, chunks, ttl=ttl)
+            return
+        value = await self.inner.get_item(key)
+        if value is not None:
+            remaining = (await self.inner.get_meta(key)).get("ttl")
+            keep = remaining if isinstance(remaining, (int, float)) and remaining > 0 else None
+            await self.secondary.set_item(key, value, ttl=keep)
 
     async def set_item_conditional(
         self,

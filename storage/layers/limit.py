@@ -7,7 +7,7 @@ it is written, so a refused item means nothing of the batch was stored.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 from ..driver import Driver
@@ -103,15 +103,46 @@ class Limit(Layer):
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         self._check(key, value)
-        await self.inner.set_item(key, value, ttl=self._ttl(key, ttl))
+        return await self.inner.set_item(key, value, ttl=self._ttl(key, ttl))
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
         if self.max_ttl is not None:
             raise UnsupportedError(f"the {self.name} layer writes through coroutines only")
         self._check(key, value)
-        self.inner.set_item_nowait(key, value)
+        return self.inner.set_item_nowait(key, value)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        self._check(key, b"")
+        if ttl is not None or self.max_ttl is not None:
+            ttl = self._ttl(key, ttl)
+        return await self.inner.increment(key, by, ttl=ttl)
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        renewed = self._ttl(key, ttl)
+        return await self.inner.touch(key, ttl if renewed is None else renewed)
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        renewed = self._ttl(key, ttl)
+        return await self.inner.get_item_touch(key, ttl if renewed is None else renewed)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        self._check(key, b"")
+        limit = self.max_value_size
+
+        async def counted() -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in chunks:
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    # Raised inside the driver's read of the stream: it drops the partial value.
+                    raise LimitError(key, f"the streamed value passes {limit} bytes")
+                yield chunk
+
+        return await self.inner.write_chunks(key, counted(), ttl=self._ttl(key, ttl))
 
     async def set_item_conditional(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from ..driver import Driver
 from ..errors import ReadOnlyError
@@ -29,11 +29,33 @@ class ReadOnly(Layer):
     def _refuse(self, key: str) -> ReadOnlyError:
         return ReadOnlyError(key, self.name)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         raise self._refuse(key)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
         raise self._refuse(key)
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        raise self._refuse(key)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        raise self._refuse(key)
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        raise self._refuse(key)
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        raise self._refuse(key)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        raise self._refuse(key)
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        if method != "GET":
+            raise self._refuse(key)
+        return await self.inner.get_url(key, expires=expires, method=method)
 
     async def set_item_conditional(
         self,

@@ -117,16 +117,53 @@ class Retry(Layer):
                 raise
             return await self._again("get_item", started, exc, lambda: self.inner.get_item(key))
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         started = time.monotonic()
         try:
-            await self.inner.set_item(key, value, ttl=ttl)
+            return await self.inner.set_item(key, value, ttl=ttl)
         except Exception as exc:
             if not is_retryable(exc):
                 raise
-            await self._again(
+            return await self._again(
                 "set_item", started, exc, lambda: self.inner.set_item(key, value, ttl=ttl)
             )
+
+    async def _idempotent(self, name: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        started = time.monotonic()
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            return await self._again(name, started, exc, call)
+
+    # `increment`, `remove_item_conditional` and `write_chunks` are never retried (the base
+    # forwards them once): a repeat could count twice, remove a newer version, or find its
+    # stream already consumed.
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return await self._idempotent("touch", lambda: self.inner.touch(key, ttl))
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        return await self._idempotent("get_item_touch", lambda: self.inner.get_item_touch(key, ttl))
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        return await self._idempotent(
+            "list_page",
+            lambda: self.inner.list_page(base, limit=limit, cursor=cursor, max_depth=max_depth),
+        )
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        return await self._idempotent(
+            "get_url", lambda: self.inner.get_url(key, expires=expires, method=method)
+        )
 
     async def remove_item(self, key: str) -> None:
         started = time.monotonic()

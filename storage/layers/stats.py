@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from itertools import pairwise
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 from ..driver import Driver
 from ..errors import InvalidArgumentError
@@ -42,12 +42,17 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 # Which counters an operation keeps besides calls, errors and latency.
+_T = TypeVar("_T")
+
 _READS = (
     "get_item", "get_item_with_etag", "has_item", "get_items", "get_user_meta", "get_user_metas",
+    "get_item_touch",
 )  # fmt: skip
 _WRITES = ("set_item", "set_item_conditional", "set_items", "set_user_meta")
 _OTHERS = (
     "remove_item", "remove_items", "remove_user_meta", "clear", "iter_keys", "get_keys", "get_meta",
+    "remove_item_conditional", "increment", "touch", "list_page", "read_chunks", "write_chunks",
+    "get_url",
 )  # fmt: skip
 
 
@@ -140,19 +145,20 @@ class Stats(Layer):
             op.bytes += len(value)
         return value
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         start = perf_counter()
         try:
-            await self.inner.set_item(key, value, ttl=ttl)
+            etag = await self.inner.set_item(key, value, ttl=ttl)
         except Exception as exc:
             self._set.failed(perf_counter() - start, exc)
             raise
         self._set.wrote(perf_counter() - start, len(value))
+        return etag
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
         start = perf_counter()
         try:
-            self.inner.set_item_nowait(key, value)
+            etag = self.inner.set_item_nowait(key, value)
         except Exception as exc:
             self._set.failed(perf_counter() - start, exc)
             raise
@@ -161,6 +167,64 @@ class Stats(Layer):
         op.counts[bisect_left(op.bounds, elapsed)] += 1
         op.seconds += elapsed
         op.bytes += len(value)
+        return etag
+
+    async def _observed(self, name: str, call: Awaitable[_T]) -> _T:
+        op, start = self._ops[name], perf_counter()
+        try:
+            result = await call
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.observe(perf_counter() - start)
+        return result
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        await self._observed(
+            "remove_item_conditional", self.inner.remove_item_conditional(key, if_match=if_match)
+        )
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        return await self._observed("increment", self.inner.increment(key, by, ttl=ttl))
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return await self._observed("touch", self.inner.touch(key, ttl))
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        op, start = self._ops["get_item_touch"], perf_counter()
+        try:
+            value = await self.inner.get_item_touch(key, ttl)
+        except Exception as exc:
+            op.failed(perf_counter() - start, exc)
+            raise
+        op.read(perf_counter() - start, value)
+        return value
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        return await self._observed(
+            "list_page",
+            self.inner.list_page(base, limit=limit, cursor=cursor, max_depth=max_depth),
+        )
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        return await self._observed("read_chunks", self.inner.read_chunks(key, chunk_size))
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        return await self._observed("write_chunks", self.inner.write_chunks(key, chunks, ttl=ttl))
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        return await self._observed(
+            "get_url", self.inner.get_url(key, expires=expires, method=method)
+        )
 
     async def has_item(self, key: str) -> bool:
         start = perf_counter()

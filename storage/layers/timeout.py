@@ -72,8 +72,51 @@ class Timeout(Layer):
     async def get_item(self, key: str) -> bytes | None:
         return await self._run("get_item", key, self.inner.get_item(key))
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self._run("set_item", key, self.inner.set_item(key, value, ttl=ttl))
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        return await self._run("set_item", key, self.inner.set_item(key, value, ttl=ttl))
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        call = self.inner.remove_item_conditional(key, if_match=if_match)
+        await self._run("remove_item_conditional", key, call)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        return await self._run("increment", key, self.inner.increment(key, by, ttl=ttl))
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return await self._run("touch", key, self.inner.touch(key, ttl))
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        return await self._run("get_item_touch", key, self.inner.get_item_touch(key, ttl))
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        call = self.inner.list_page(base, limit=limit, cursor=cursor, max_depth=max_depth)
+        return await self._run("list_page", base or None, call)
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        """The stream is opened within the deadline, and each chunk then arrives within it."""
+        chunks = await self._run("read_chunks", key, self.inner.read_chunks(key, chunk_size))
+        if chunks is None:
+            return None
+        return self._each_in_time(key, chunks)
+
+    async def _each_in_time(self, key: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                chunk = await self._run("read_chunks", key, anext(chunks))
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        call = self.inner.get_url(key, expires=expires, method=method)
+        return await self._run("get_url", key, call)
 
     async def remove_item(self, key: str) -> None:
         await self._run("remove_item", key, self.inner.remove_item(key))

@@ -8,10 +8,10 @@ the bare `storage.Layer` does, after one ``is None`` test: no span, no wrapper a
 from __future__ import annotations
 
 import traceback
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..driver import Driver
 from ..errors import InvalidArgumentError
@@ -26,6 +26,7 @@ except ImportError:  # the otel extra is not installed
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
+_T = TypeVar("_T")
 __all__ = ["Trace"]
 
 #: With ``record_keys``, how many keys of a batch a span names.
@@ -154,17 +155,63 @@ class Trace(Layer):
         with self._span("get_item", key=key):
             return self.inner.get_item_nowait(key)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         if self.tracer is None:
             return await self.inner.set_item(key, value, ttl=ttl)
         with self._span("set_item", key=key):
-            await self.inner.set_item(key, value, ttl=ttl)
+            return await self.inner.set_item(key, value, ttl=ttl)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
         if self.tracer is None:
             return self.inner.set_item_nowait(key, value)
         with self._span("set_item", key=key):
-            self.inner.set_item_nowait(key, value)
+            return self.inner.set_item_nowait(key, value)
+
+    async def _traced(self, operation: str, key: str | None, call: Awaitable[_T]) -> _T:
+        if self.tracer is None:
+            return await call
+        with self._span(operation, key=key):
+            return await call
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        call = self.inner.remove_item_conditional(key, if_match=if_match)
+        await self._traced("remove_item_conditional", key, call)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        return await self._traced("increment", key, self.inner.increment(key, by, ttl=ttl))
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return await self._traced("touch", key, self.inner.touch(key, ttl))
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        return await self._traced("get_item_touch", key, self.inner.get_item_touch(key, ttl))
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        call = self.inner.list_page(base, limit=limit, cursor=cursor, max_depth=max_depth)
+        if self.tracer is None:
+            return await call
+        with self._span("list_page", base=base):
+            return await call
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        return await self._traced("read_chunks", key, self.inner.read_chunks(key, chunk_size))
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        call = self.inner.write_chunks(key, chunks, ttl=ttl)
+        return await self._traced("write_chunks", key, call)
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        call = self.inner.get_url(key, expires=expires, method=method)
+        return await self._traced("get_url", key, call)
 
     async def remove_item(self, key: str) -> None:
         if self.tracer is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from ..driver import Driver
 from ..errors import UnsupportedError
@@ -31,11 +31,19 @@ class DefaultTTL(Layer):
         super().__init__(inner, capabilities=dataclasses.replace(inner.capabilities, nowait=False))
         self.ttl = seconds
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self.inner.set_item(key, value, ttl=self.ttl if ttl is None else ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        return await self.inner.set_item(key, value, ttl=self.ttl if ttl is None else ttl)
 
-    def set_item_nowait(self, key: str, value: bytes) -> None:
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
         raise UnsupportedError(f"the {self.name} layer writes through coroutines only")
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        return await self.inner.increment(key, by, ttl=self.ttl if ttl is None else ttl)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        return await self.inner.write_chunks(key, chunks, ttl=self.ttl if ttl is None else ttl)
 
     async def set_item_conditional(
         self,

@@ -107,6 +107,7 @@ async def test_fifty_concurrent_increments_count_exactly(storage: Storage, drive
 
 
 @pytest.mark.capability("ttl")
+@pytest.mark.capability("plain_ttl")
 async def test_increment_gives_a_new_key_its_ttl_and_keeps_an_old_keys_expiry(
     storage: Storage, driver: Driver
 ) -> None:
