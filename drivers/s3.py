@@ -1,68 +1,66 @@
 """The s3 driver: keys as objects in an S3 bucket (AWS or any S3-compatible server), via boto3.
 
 Key ``a:b:c`` is the object ``<prefix>a/b/c``, so the bucket reads like folders; normalized keys
-hold no ``/``, so the mapping is lossless for every valid key. boto3 blocks, so every call runs
-on a bounded thread pool (one client, which boto3 makes thread-safe); batches run concurrently
-within that bound. ``%`` and control characters are percent-encoded in object names (XML
-listings cannot carry control characters). User meta lives in sibling objects
-(``<key>%1Fmeta``), so it survives `remove_item` like every other driver's. Etags are S3's
-ETags without their quotes (conditional writes are S3's own If-Match / If-None-Match).
+hold no ``/``, so the mapping is lossless for every valid key. ``%`` and control characters are
+percent-encoded in object names (XML listings cannot carry control characters). User meta lives
+in sibling objects (``<key>%1Fmeta``), so it survives `remove_item` like every other driver's.
+boto3 blocks: `drivers._s3_client.S3Client` owns the client and the threads that call it.
+
+Versions are S3's ETags without their quotes. Compare-and-set is S3's own conditional
+requests: ``If-None-Match: *`` and ``If-Match: <etag>`` on PutObject, ``If-Match: <etag>`` on
+DeleteObject (AWS since September 2025; moto). "Any version" (``if_match="*"``) reads the
+current ETag with HEAD and makes the request conditional on it, again while another writer
+wins, so it is atomic too. S3 ETags are content hashes: rewriting the same bytes keeps the
+etag, so a compare-and-set compares contents (locks write a unique value, so their fencing
+token is never reused). `increment`, `touch` and ``get_item(renew_ttl=)`` are read-then-
+conditional-write loops (one GET, one PUT a round). A store that ignores ``If-Match`` on
+DeleteObject (some S3-compatible servers do) turns a conditional remove into HEAD, compare,
+then an unconditional DELETE: not atomic there.
 
 TTL: the deadline is object metadata (``x-amz-meta-unistorage-expires``, epoch seconds), checked
 on every read. Because listings carry no metadata, each TTL write also drops an empty marker
 object ``<prefix>%1Fttl/<deadline ms>/<key>``; a listing first reads the markers that are due
-(they sort by deadline), confirms each with HEAD, hides and deletes the expired objects.
+(they sort by deadline), confirms each with HEAD, hides and deletes the expired objects. A PUT
+or DELETE conditioned on an etag is one request, so S3 does not see the deadline: against an
+object whose TTL has passed and that nothing has deleted yet, a write naming its etag succeeds
+(nobody wrote in between); a conditional remove checks the deadline with HEAD first.
+
+Large values: `read_chunks` streams one GET body, `write_chunks` is a multipart upload of
+``part_size`` parts (one PUT for a value smaller than a part). A presigned URL (`get_url`)
+reaches the stored bytes without credentials; a value PUT through one carries no TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import logging
+import math
+import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
+from drivers._s3_client import MARKERS, S3Client, deadline_of
 from drivers._s3_names import bare_etag, escape, quoted_etag, unescape
-from storage import Capabilities, ConflictError, Driver, DriverError, InvalidArgumentError
+from drivers._s3_streams import MIN_PART, read_body, upload
+from storage import Capabilities, ConflictError, Driver, InvalidArgumentError
+from storage.atomic import CAS_ATTEMPTS, decode_counter, encode_counter
 from storage.driver import parse_url_options
 
 __all__ = ["S3Driver"]
 
-logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-_EXPIRES = "unistorage-expires"
-# Reserved: a key cannot start with a control character, so no key escapes to "%1F...".
-_MARKERS = "%1Fttl/"
 _DELETE_CHUNK = 1000  # the most keys one DeleteObjects request takes
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
-_DENIED = frozenset(
-    {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
-)
 _TEXT_OPTIONS = frozenset(
     {"endpoint_url", "region", "access_key_id", "secret_access_key", "session_token", "profile"}
 )
-_PRECONDITION = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+#: The longest a SigV4 presigned URL lives (seven days).
+_MAX_URL_SECONDS = 7 * 24 * 3600
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _deadline(metadata: dict[str, str]) -> float | None:
-    raw = metadata.get(_EXPIRES)
-    try:
-        return None if raw is None else float(raw)
-    except ValueError:
-        return None
+async def _back_off(attempt: int) -> None:
+    # Another writer won the round: let it finish before reading again.
+    await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
 
 
 class S3Driver(Driver):
@@ -72,9 +70,10 @@ class S3Driver(Driver):
     client) is used as is and left open on dispose. Failures of the backend raise `DriverError`.
 
     ``max_workers`` (default 16) is both the number of threads that call S3 and the size of
-    botocore's connection pool (``max_pool_connections``), so every thread has a connection
-    and none is opened only to be discarded; with ``client``, the threads are capped at that
-    client's pool size. Calls beyond them queue for a thread instead of failing.
+    botocore's connection pool (``max_pool_connections``); with ``client``, the threads are
+    capped at that client's pool size. Calls beyond them queue for a thread instead of failing.
+    ``part_size`` (default 8 MiB, at least 5 MiB) is the part of a multipart upload: a
+    streamed write holds at most two parts in memory.
     """
 
     name = "s3"
@@ -98,42 +97,30 @@ class S3Driver(Driver):
         read_timeout: float = 5.0,
         max_attempts: int = 2,
         checksums: Literal["when_required", "when_supported"] = "when_required",
+        part_size: int = 8 * 1024 * 1024,
     ) -> None:
         if not bucket:
             raise InvalidArgumentError("the s3 driver needs a bucket")
-        self._bucket = bucket
+        if isinstance(part_size, bool) or not isinstance(part_size, int) or part_size < MIN_PART:
+            raise InvalidArgumentError(f"part_size is an int >= {MIN_PART}, not {part_size!r}")
         self._prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self._owned = client is None
-        if client is None:
-            session = boto3.session.Session(
-                aws_access_key_id=access_key_id,
-                aws_secret_access_key=secret_access_key,
-                aws_session_token=session_token,
-                region_name=region,
-                profile_name=profile,
-            )
-            client = session.client(
-                "s3",
-                endpoint_url=endpoint_url,
-                config=Config(
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                    # Few attempts: an unreachable endpoint must fail within seconds.
-                    retries={"max_attempts": max_attempts, "mode": "standard"},
-                    max_pool_connections=max_workers,
-                    # boto3's default CRC checksums on every request are refused by several
-                    # S3-compatible stores; "when_supported" turns them back on.
-                    request_checksum_calculation=checksums,
-                    response_checksum_validation=checksums,
-                ),
-            )
-        else:
-            # More threads than pooled connections would open and drop a connection per call.
-            max_workers = min(max_workers, client.meta.config.max_pool_connections)
-        self._client: Any = client
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="unistorage-s3")
-        self._bucket_checked = False
-        self._bucket_lock = asyncio.Lock()
+        self._part_size = part_size
+        self._s3 = S3Client(
+            bucket,
+            self._prefix,
+            client=client,
+            endpoint_url=endpoint_url,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            profile=profile,
+            max_workers=max_workers,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            checksums=checksums,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> S3Driver:
@@ -146,149 +133,43 @@ class S3Driver(Driver):
         merged.update((k, v) for k, v in parse_qsl(parts.query) if k in _TEXT_OPTIONS)
         return cls(unquote(parts.netloc), unquote(parts.path).strip("/"), **{**merged, **options})
 
-    # -- plumbing -----------------------------------------------------------------------------
-
     def _object(self, key: str) -> str:
         return self._prefix + escape(key).replace(":", "/")
 
     def _key(self, name: str) -> str:
         return unescape(name[len(self._prefix) :].replace("/", ":"))
 
-    def _explain(self, exc: Exception) -> str:
-        if isinstance(exc, ClientError):
-            code = _code(exc)
-            if code == "NoSuchBucket":
-                return f"bucket {self._bucket!r} does not exist"
-            if code in _DENIED:
-                return f"access to bucket {self._bucket!r} denied ({code}): check the credentials"
-        if isinstance(exc, BotoCoreError) and not isinstance(exc, ClientError):
-            return f"cannot reach {self._client.meta.endpoint_url}: {exc}"
-        return str(exc)
-
-    async def _run(
-        self, operation: str, key: str | None, call: Callable[..., _T], /, **kwargs: Any
-    ) -> _T:
-        """Run a blocking call on the pool; backend failures become a `DriverError`."""
-        loop = asyncio.get_running_loop()
-        if not self._bucket_checked:
-            async with self._bucket_lock:  # one HEAD, not one per call of the first batch
-                if not self._bucket_checked:
-                    await self._check_bucket(loop, operation, key)
-        try:
-            return await loop.run_in_executor(self._pool, functools.partial(call, **kwargs))
-        except (ClientError, BotoCoreError) as exc:
-            raise DriverError(self.name, operation, key, self._explain(exc)) from exc
-
-    async def _check_bucket(
-        self, loop: asyncio.AbstractEventLoop, operation: str, key: str | None
-    ) -> None:
-        # HEAD answers a bare 404 for a missing bucket and a missing key alike; ask once up
-        # front so that reads of a missing bucket fail instead of reporting absent keys.
-        try:
-            await loop.run_in_executor(
-                self._pool, functools.partial(self._client.head_bucket, Bucket=self._bucket)
-            )
-        except ClientError as exc:
-            message = self._explain(exc)
-            if _code(exc) in _MISSING:
-                message = f"bucket {self._bucket!r} does not exist"
-            raise DriverError(self.name, operation, key, message) from exc
-        except BotoCoreError as exc:
-            raise DriverError(self.name, operation, key, self._explain(exc)) from exc
-        self._bucket_checked = True
-
-    def _expired(self, name: str, etag: str, deadline: float | None) -> bool:
-        """True (after deleting the object, unless it changed since) when it is past due."""
-        if deadline is None or deadline > time.time():
-            return False
-        try:
-            self._client.delete_object(Bucket=self._bucket, Key=name, IfMatch=etag)
-        except ClientError as exc:
-            logger.debug("lazy delete of expired %r skipped: %s", name, exc)
-        return True
-
-    # -- blocking bodies, run on the pool -------------------------------------------------
-
-    def _get(self, name: str) -> bytes | None:
-        return self._get_tagged(name)[0]
-
-    def _get_tagged(self, name: str) -> tuple[bytes | None, str | None]:
-        try:
-            response = self._client.get_object(Bucket=self._bucket, Key=name)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None, None
-            raise
-        with response["Body"] as body:
-            data: bytes = body.read()
-        if self._expired(name, response["ETag"], _deadline(response["Metadata"])):
-            return None, None
-        return data, bare_etag(response["ETag"])
-
-    def _head(self, name: str) -> dict[str, Any] | None:
-        try:
-            response: dict[str, Any] = self._client.head_object(Bucket=self._bucket, Key=name)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise
-        if self._expired(name, response["ETag"], _deadline(response["Metadata"])):
-            return None
-        return response
-
-    def _put(self, name: str, value: bytes, ttl: float | None, **conditions: str) -> str:
-        metadata: dict[str, str] = {}
-        if ttl is not None:
-            deadline = time.time() + ttl
-            metadata[_EXPIRES] = f"{deadline:.3f}"
-            marker = f"{self._prefix}{_MARKERS}{round(deadline * 1000):015d}/{name}"
-            self._client.put_object(Bucket=self._bucket, Key=marker, Body=b"")
-        response = self._client.put_object(
-            Bucket=self._bucket, Key=name, Body=value, Metadata=metadata, **conditions
-        )
-        return bare_etag(response["ETag"])
-
-    def _delete(self, names: Sequence[str]) -> None:
-        response = self._client.delete_objects(
-            Bucket=self._bucket,
-            Delete={"Objects": [{"Key": name} for name in names], "Quiet": True},
-        )
-        errors = response.get("Errors") or []
-        if errors:
-            shown = ", ".join(f"{e.get('Key')!r} ({e.get('Code')})" for e in errors[:5])
-            raise DriverError(
-                self.name, "remove_items", None, f"{len(errors)} objects not deleted: {shown}"
-            )
-
-    def _list_page(self, prefix: str, token: str | None) -> tuple[list[str], str | None]:
-        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
-        if token:
-            kwargs["ContinuationToken"] = token
-        response = self._client.list_objects_v2(**kwargs)
-        names = [item["Key"] for item in response.get("Contents", ())]
-        return names, response.get("NextContinuationToken") if response.get("IsTruncated") else None
-
     # -- items --------------------------------------------------------------------------------
 
     async def get_item(self, key: str) -> bytes | None:
-        return await self._run("get_item", key, self._get, name=self._object(key))
+        found = await self._s3.run("get_item", key, self._s3.get, name=self._object(key))
+        return None if found is None else found.data
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         # One GET: the body and the ETag of that very version.
-        return await self._run("get_item", key, self._get_tagged, name=self._object(key))
+        found = await self._s3.run("get_item", key, self._s3.get, name=self._object(key))
+        return (None, None) if found is None else (found.data, found.etag)
 
     async def has_item(self, key: str) -> bool:
-        return await self._run("has_item", key, self._head, name=self._object(key)) is not None
+        head = await self._s3.run("has_item", key, self._s3.head, name=self._object(key))
+        return head is not None
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self._run("set_item", key, self._put, name=self._object(key), value=value, ttl=ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
+        return await self._s3.run(
+            "set_item",
+            key,
+            self._s3.put,
+            name=self._object(key),
+            value=value,
+            deadline=deadline_of(ttl),
+        )
 
     async def remove_item(self, key: str) -> None:
-        await self._run(
+        await self._s3.run(
             "remove_item",
             key,
-            self._client.delete_object,
-            Bucket=self._bucket,
+            self._s3.api.delete_object,
+            Bucket=self._s3.bucket,
             Key=self._object(key),
         )
 
@@ -299,9 +180,33 @@ class S3Driver(Driver):
         names = list(dict.fromkeys(self._object(key) for key in keys))
         await asyncio.gather(
             *(
-                self._run("remove_items", None, self._delete, names=names[i : i + _DELETE_CHUNK])
+                self._s3.run(
+                    "remove_items", None, self._s3.delete, names=names[i : i + _DELETE_CHUNK]
+                )
                 for i in range(0, len(names), _DELETE_CHUNK)
             )
+        )
+
+    async def _put_if(
+        self,
+        key: str,
+        value: bytes,
+        deadline: float | None,
+        *,
+        mark: bool = True,
+        **conditions: str,
+    ) -> str:
+        """A conditional PUT; `ConflictError` when S3 says the condition failed."""
+        return await self._s3.run(
+            "set_item_conditional",
+            key,
+            self._s3.put,
+            conditional=True,
+            name=self._object(key),
+            value=value,
+            deadline=deadline,
+            mark=mark,
+            **conditions,
         )
 
     async def set_item_conditional(
@@ -313,40 +218,105 @@ class S3Driver(Driver):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
-        name = self._object(key)
-        conditions = {"IfNoneMatch": "*"} if if_none_match else {}
-        if if_match is not None:
-            conditions["IfMatch"] = quoted_etag(if_match)
-        for attempt in range(2):
+        if if_none_match:
             try:
-                return await self._run(
-                    "set_item_conditional",
+                return await self._put_if(key, value, deadline_of(ttl), IfNoneMatch="*")
+            except ConflictError:
+                # An expired object that no one deleted yet still blocks If-None-Match:
+                # HEAD deletes it; then one more try.
+                if await self.has_item(key):
+                    raise ConflictError(key, "the key already exists") from None
+            return await self._put_if(key, value, deadline_of(ttl), IfNoneMatch="*")
+        if if_match is None:
+            return await self.set_item(key, value, ttl=ttl)
+        if if_match != "*":
+            return await self._put_if(key, value, deadline_of(ttl), IfMatch=quoted_etag(if_match))
+        # "Only if it exists": conditioned on the version HEAD saw, again while writers win.
+        for attempt in range(CAS_ATTEMPTS):
+            head = await self._s3.run(
+                "set_item_conditional", key, self._s3.head, name=self._object(key)
+            )
+            if head is None:
+                raise ConflictError(key, "the key does not exist")
+            try:
+                return await self._put_if(key, value, deadline_of(ttl), IfMatch=head["ETag"])
+            except ConflictError:
+                await _back_off(attempt)
+        raise ConflictError(key, f"still contended after {CAS_ATTEMPTS} attempts")
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        name = self._object(key)
+        for attempt in range(CAS_ATTEMPTS):
+            # HEAD first: it sees the TTL deadline, which a conditional DELETE would not.
+            head = await self._s3.run("remove_item", key, self._s3.head, name=name)
+            if head is None:
+                raise ConflictError(key, "the key does not exist")
+            if if_match != "*" and bare_etag(if_match) != bare_etag(head["ETag"]):
+                raise ConflictError(key)
+            try:
+                await self._s3.run(
+                    "remove_item",
                     key,
-                    self._put,
-                    name=name,
-                    value=value,
-                    ttl=ttl,
-                    **conditions,
+                    self._s3.api.delete_object,
+                    conditional=True,
+                    Bucket=self._s3.bucket,
+                    Key=name,
+                    IfMatch=head["ETag"],
                 )
-            except DriverError as exc:
-                cause = exc.__cause__
-                if not isinstance(cause, ClientError):
+                return
+            except ConflictError:
+                if if_match != "*":
                     raise
-                code = _code(cause)
-                # If-Match on a missing object answers 404 (NoSuchKey): that is a conflict too.
-                if code not in _PRECONDITION and not (if_match and code in _MISSING):
-                    raise
-                # An expired object that no one deleted yet still blocks If-None-Match: delete
-                # it (HEAD does) and try once more.
-                if attempt == 0 and if_none_match and not await self.has_item(key):
-                    continue
-                raise ConflictError(
-                    key, "the key already exists" if if_none_match else "stored version differs"
-                ) from cause
-        raise ConflictError(key, "the key already exists")
+                await _back_off(attempt)
+        raise ConflictError(key, f"still contended after {CAS_ATTEMPTS} attempts")
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        # One GET and one conditional PUT a round; an existing counter keeps its deadline.
+        name = self._object(key)
+        for attempt in range(CAS_ATTEMPTS):
+            found = await self._s3.run("increment", key, self._s3.get, name=name)
+            value = decode_counter(key, None if found is None else found.data) + by
+            try:
+                if found is None:
+                    await self._put_if(
+                        key, encode_counter(value), deadline_of(ttl), IfNoneMatch="*"
+                    )
+                else:
+                    await self._put_if(
+                        key,
+                        encode_counter(value),
+                        found.deadline,
+                        mark=False,
+                        IfMatch=quoted_etag(found.etag),
+                    )
+            except ConflictError:
+                await _back_off(attempt)
+                continue
+            return value
+        raise ConflictError(key, f"still contended after {CAS_ATTEMPTS} attempts")
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        # S3 cannot change metadata alone: the value is rewritten, conditioned on its etag.
+        name = self._object(key)
+        for attempt in range(CAS_ATTEMPTS):
+            found = await self._s3.run("touch", key, self._s3.get, name=name)
+            if found is None:
+                return None
+            try:
+                await self._put_if(
+                    key, found.data, deadline_of(ttl), IfMatch=quoted_etag(found.etag)
+                )
+            except ConflictError:
+                await _back_off(attempt)
+                continue
+            return found.data
+        raise ConflictError(key, f"still contended after {CAS_ATTEMPTS} attempts")
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return await self.get_item_touch(key, ttl) is not None
 
     async def get_meta(self, key: str) -> dict[str, Any]:
-        head = await self._run("get_meta", key, self._head, name=self._object(key))
+        head = await self._s3.run("get_meta", key, self._s3.head, name=self._object(key))
         if head is None:
             return {}
         meta: dict[str, Any] = {
@@ -354,24 +324,55 @@ class S3Driver(Driver):
             "size": head["ContentLength"],
             "etag": bare_etag(head["ETag"]),
         }
-        deadline = _deadline(head["Metadata"])
+        deadline = head["Deadline"]
         if deadline is not None:
             meta["ttl"] = max(0.0, deadline - time.time())
         return meta
 
+    # -- large values -------------------------------------------------------------------------
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        response = await self._s3.run("open_read", key, self._s3.open, name=self._object(key))
+        if response is None:
+            return None
+        return read_body(self._s3, key, response["Body"], chunk_size)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str:
+        return await upload(self._s3, key, self._object(key), chunks, ttl, self._part_size)
+
+    async def get_url(self, key: str, *, expires: float, method: str = "GET") -> str:
+        seconds = math.ceil(expires)
+        if seconds > _MAX_URL_SECONDS:
+            raise InvalidArgumentError(f"an S3 URL lives at most {_MAX_URL_SECONDS} seconds")
+        return await self._s3.run(
+            "get_url", key, self._s3.presign, name=self._object(key), method=method, expires=seconds
+        )
+
     # -- listing ------------------------------------------------------------------------------
+
+    def _listed(self, base: str) -> str:
+        return self._object(base) if base else self._prefix
+
+    def _keys(self, names: list[str], expired: set[str]) -> list[str]:
+        skip = len(self._prefix)
+        return [
+            self._key(name)
+            for name in names
+            if name not in expired and not name.startswith(MARKERS, skip)
+        ]
 
     async def _pages(self, prefix: str, operation: str) -> AsyncGenerator[list[str], None]:
         """Object names under ``prefix``, a page at a time; the next page loads meanwhile."""
-        pending = asyncio.ensure_future(
-            self._run(operation, None, self._list_page, prefix=prefix, token=None)
-        )
+        s3 = self._s3
+        pending = asyncio.ensure_future(s3.run(operation, None, s3.list, prefix=prefix, token=None))
         try:
             while True:
                 names, token = await pending
                 if token:
                     pending = asyncio.ensure_future(
-                        self._run(operation, None, self._list_page, prefix=prefix, token=token)
+                        s3.run(operation, None, s3.list, prefix=prefix, token=token)
                     )
                 yield names
                 if not token:
@@ -380,12 +381,12 @@ class S3Driver(Driver):
             if not pending.done():
                 pending.cancel()
 
-    async def _expired_names(self) -> set[str]:
+    async def _expired_names(self, operation: str) -> set[str]:
         """Names of objects past their deadline (deleted here), from the markers that are due."""
         now_ms = round(time.time() * 1000)
         due: list[tuple[str, str]] = []  # (marker, object name)
-        markers = self._prefix + _MARKERS
-        async with contextlib.aclosing(self._pages(markers, "iter_keys")) as pages:
+        markers = self._prefix + MARKERS
+        async with contextlib.aclosing(self._pages(markers, operation)) as pages:
             async for page in pages:
                 for marker in page:
                     stamp, _, name = marker[len(markers) :].partition("/")
@@ -397,30 +398,51 @@ class S3Driver(Driver):
                 break
         if not due:
             return set()
-        heads = await asyncio.gather(
-            *(self._run("iter_keys", None, self._head, name=n) for _, n in due)
-        )
+        s3 = self._s3
+        heads = await asyncio.gather(*(s3.run(operation, None, s3.head, name=n) for _, n in due))
         # A marker is spent once its object is gone or carries a later (or no) deadline.
-        await self._run("iter_keys", None, self._delete, names=[m for m, _ in due])
+        await s3.run(operation, None, s3.delete, names=[m for m, _ in due])
         return {name for (_, name), head in zip(due, heads, strict=True) if head is None}
 
     async def iter_keys(
         self, base: str = "", *, max_depth: int | None = None
     ) -> AsyncIterator[str]:
-        expired = await self._expired_names()
-        async for page in self._pages(self._object(base) if base else self._prefix, "iter_keys"):
-            for name in page:
-                if name not in expired and not name.startswith(_MARKERS, len(self._prefix)):
-                    yield self._key(name)
+        expired = await self._expired_names("iter_keys")
+        async for page in self._pages(self._listed(base), "iter_keys"):
+            for key in self._keys(page, expired):
+                yield key
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        # S3's continuation token is the cursor: pages follow the key order, so a key present
+        # for the whole listing is listed exactly once.
+        expired = await self._expired_names("list_keys")
+        s3 = self._s3
+        names, token = await s3.run(
+            "list_keys",
+            None,
+            s3.list,
+            prefix=self._listed(base),
+            token=cursor,
+            limit=min(limit, 1000),
+        )
+        return self._keys(names, expired), token
 
     async def clear(self, base: str = "") -> None:
-        async for page in self._pages(self._object(base) if base else self._prefix, "clear"):
+        async for page in self._pages(self._listed(base), "clear"):
             for start in range(0, len(page), _DELETE_CHUNK):
-                await self._run(
-                    "clear", base or None, self._delete, names=page[start : start + _DELETE_CHUNK]
+                await self._s3.run(
+                    "clear",
+                    base or None,
+                    self._s3.delete,
+                    names=page[start : start + _DELETE_CHUNK],
                 )
 
     async def dispose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._owned:
-            self._client.close()
+        self._s3.close()
