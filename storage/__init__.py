@@ -34,11 +34,13 @@ from .mounts import Mount
 from .registry import available_drivers, driver_class, register_driver
 from .storage import Storage, create_storage
 from .streams import Reader, Writer
+from .typed import Codec, TypedView
 from .values import JSONSerializer, Serializer, default_serializer
 
 __all__ = [
     "META_SUFFIX",
     "Capabilities",
+    "Codec",
     "ConflictError",
     "Driver",
     "DriverError",
@@ -57,6 +59,7 @@ __all__ = [
     "Serializer",
     "Storage",
     "StorageError",
+    "TypedView",
     "UnsupportedError",
     "Unwatch",
     "WatchCallback",

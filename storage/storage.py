@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 
@@ -26,12 +26,16 @@ from .lock import Lock
 from .mounts import Mount, MountTable
 from .streams import DEFAULT_CHUNK, Reader, StreamAbortedError, Writer
 from .ttl import TTL, ttl_seconds
+from .typed import Codec, TypedView
+from .typed import typed as typed_view
 from .values import ENVELOPE, JSONSerializer, Serializer, default_serializer, is_plain_json
 
 _json_dumps = orjson.dumps
 _json_loads = orjson.loads
 
 __all__ = ["Storage", "create_storage"]
+
+_M = TypeVar("_M")
 
 
 class Storage:
@@ -560,6 +564,14 @@ class Storage:
             await mount.driver.remove_user_meta(full[len(mount.base) :])
         except Exception as exc:
             self._fail(mount, "remove_meta", full, exc)
+
+    def typed(
+        self, model: type[_M], *, base: str = "", codec: Codec[_M] | None = None
+    ) -> TypedView[_M]:
+        """A view of the keys under ``base`` whose values are ``model`` instances (dataclasses,
+        pydantic models, msgspec Structs, attrs classes, TypedDicts, or any class with a
+        ``codec``), stored as plain JSON and validated as they are read (docs/typed.md)."""
+        return typed_view(self, model, base=base, codec=codec)
 
     def lock(self, key: str, *, ttl: TTL, wait: float | None = None, renew: bool = True) -> Lock:
         """A lease on ``key``: ``async with storage.lock("jobs:nightly", ttl=30, wait=10):``.

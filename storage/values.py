@@ -168,7 +168,10 @@ def _encode(value: Any) -> Any:
     for base, encoder in _SUBCLASS_ENCODERS:
         if isinstance(value, base):
             return encoder(value)
-    raise SerializationError(f"cannot serialize a value of type {kind.__qualname__}")
+    raise SerializationError(
+        f"cannot serialize a value of type {kind.__qualname__}: store models (and enums inside "
+        "them) through storage.typed(Model), or give create_storage a serializer= that knows it"
+    )
 
 
 _ENCODERS: dict[type, Callable[[Any], Any]] = {

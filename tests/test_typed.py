@@ -3,6 +3,7 @@ TTL, compare-and-set, batches, listing and namespaces through to the Storage bel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -570,3 +571,16 @@ async def test_the_plain_serializer_stores_int_and_str_enums_as_their_values() -
     assert type(back["role"]) is str
     with pytest.raises(SerializationError, match="Color"):
         await storage.set_item("k", Color.RED)
+
+
+async def test_storage_typed_is_the_view() -> None:
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    async with create_storage() as storage:
+        points = storage.typed(Point, base="points")
+        await points.set("a", Point(1, 2))
+        assert await points.get("a") == Point(1, 2)
+        assert await storage.get_item("points:a") == {"x": 1, "y": 2}
