@@ -114,6 +114,7 @@ class FsDriver(Driver):
             watch=True,
             native_max_depth=True,
             read_only=read_only,
+            bounded=True,
         )
         self._watchers = Watchers()
         self._watcher = FsWatcher(self._files.tree, self._watchers)

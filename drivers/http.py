@@ -61,7 +61,8 @@ class HttpDriver(Driver):
 
     name = "http"
     schemes = ("http", "https")
-    capabilities = Capabilities(ttl=True, conditional=True)
+    # Bounded: the request timeout and the pool timeout end every call.
+    capabilities = Capabilities(ttl=True, conditional=True, bounded=True)
 
     def __init__(
         self,

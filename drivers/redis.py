@@ -2,17 +2,16 @@
 
 Every key is stored as ``<base><key>`` (UTF-8) holding the raw value bytes. Batches take one
 round trip (MGET, MSET or a pipeline; in a cluster one command per hash slot, grouped per node);
-listing and clear SCAN every primary; conditional writes and `get_meta` run as Lua scripts, so
-they are atomic in the server. The etag is the SHA-1 of the stored value. User meta lives in a
-sibling key (the default of `storage.Driver`): it may sit in another slot, and that is fine,
-because meta and value are never written in one atomic step.
+listing and clear SCAN every primary. Every single-key operation is one round trip and atomic
+in the server: a native command where Redis has one (SET NX/XX for create-only and
+only-if-present writes, INCRBY, PEXPIRE, GETEX, UNLINK), a Lua script where a step compares an
+etag (`drivers._redis_scripts`). The etag is the SHA-1 of the stored value. User meta lives in
+a sibling key (the default of `storage.Driver`): it may sit in another slot, and that is fine,
+because meta and value are never written in one atomic step. Needs Redis 6.2 or later (GETEX).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -20,12 +19,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
+from drivers import _redis_scripts as scripts
+from drivers._redis_listing import scan_page
 from drivers._redis_pool import WaitingConnectionPool, WaitingRedisCluster
+from drivers._redis_scripts import etag
+from drivers._redis_watch import KeyspaceListener
 from storage import (
     Capabilities,
     ConflictError,
@@ -34,7 +38,6 @@ from storage import (
     Unwatch,
     WatchCallback,
     Watchers,
-    WatchEvent,
 )
 from storage.driver import parse_url_options
 
@@ -49,36 +52,9 @@ _DRIVER_OPTIONS = frozenset(
     {"base", "scan_count", "retries", "notify_keyspace_events", "max_connections", "pool_timeout"}
 )
 _CLEAR_CHUNK = 1000
-# K: keyspace channel, $: string commands, g: DEL/UNLINK/EXPIRE..., x: expired, e: evicted.
-_NEEDED_EVENTS = "K$gxe"
-_EVENTS: dict[bytes, WatchEvent] = {
-    b"set": "update",
-    b"del": "remove",
-    b"expired": "remove",
-    b"evicted": "remove",
-}
 _GLOB = re.compile(r"([\\*?\[\]])")
-
-# ARGV: if_none_match ("1"/"0"), if_match etag ("" for none), value, PX milliseconds ("" for none)
-_SET_IF = """
-local current = redis.call('GET', KEYS[1])
-if ARGV[1] == '1' and current then return 0 end
-if ARGV[2] ~= '' and (not current or redis.sha1hex(current) ~= ARGV[2]) then return -1 end
-if ARGV[4] == '' then
-  redis.call('SET', KEYS[1], ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-end
-return 1
-"""
-_META = """
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl == -2 then return false end
-local idle = redis.pcall('OBJECT', 'IDLETIME', KEYS[1])
-if type(idle) ~= 'number' then idle = -1 end
-local value = redis.call('GET', KEYS[1])
-return {string.len(value), pttl, redis.sha1hex(value), idle}
-"""
+# Redis counts in signed 64-bit integers.
+_INT64 = range(-(2**63), 2**63)
 
 
 def _glob_escape(text: str) -> str:
@@ -90,8 +66,16 @@ def _px(ttl: float) -> int:
     return max(1, round(ttl * 1000))
 
 
-def _etag(value: bytes) -> str:
-    return hashlib.sha1(value, usedforsecurity=False).hexdigest()
+def _counter_error(key: str, by: int, exc: ResponseError) -> InvalidArgumentError | None:
+    """What INCRBY's refusal means to the caller; None for any other server error."""
+    message = str(exc)
+    if "not an integer" in message:
+        return InvalidArgumentError(
+            f"{key!r} does not hold an integer in redis' 64-bit range, so it cannot be incremented"
+        )
+    if "overflow" in message:
+        return InvalidArgumentError(f"incrementing {key!r} by {by} would leave redis' 64-bit range")
+    return None
 
 
 class RedisDriver(Driver):
@@ -102,6 +86,7 @@ class RedisDriver(Driver):
     dispose). ``notify_keyspace_events=True`` lets `watch` turn
     keyspace notifications on in the server (otherwise the server must be configured for them).
     Short socket timeouts and one retry bound how long a dead or hung server takes to fail.
+    ``scan_count`` is the most keys one SCAN call visits (listing, clear, `list_page`).
 
     ``max_connections`` (default 50) bounds the connections to the server (to each node of a
     cluster, where it bounds the commands in flight across the whole cluster); a command that
@@ -115,7 +100,8 @@ class RedisDriver(Driver):
 
     name = "redis"
     schemes = ("redis", "rediss", "redis+cluster")
-    capabilities = Capabilities(ttl=True, conditional=True, watch=True)
+    # Bounded: socket timeouts, one retry and a pool wait of pool_timeout end every call.
+    capabilities = Capabilities(ttl=True, conditional=True, watch=True, bounded=True)
 
     def __init__(
         self,
@@ -151,11 +137,18 @@ class RedisDriver(Driver):
         self._client: _Client = client
         self._prefix = base if not base or base.endswith(":") else base + ":"
         self._scan_count = scan_count
-        self._notify = notify_keyspace_events
-        self._set_if = client.register_script(_SET_IF)
-        self._meta = client.register_script(_META)
+        self._set_if_match = client.register_script(scripts.SET_IF_MATCH)
+        self._remove_if_match = client.register_script(scripts.REMOVE_IF_MATCH)
+        self._increment_new_ttl = client.register_script(scripts.INCREMENT_NEW_TTL)
+        self._meta = client.register_script(scripts.META)
         self._watchers = Watchers()
-        self._listeners: list[tuple[asyncio.Task[None], Redis]] = []
+        self._keyspace = KeyspaceListener(
+            client,
+            prefix=self._prefix,
+            pattern=self._pattern(""),
+            enable=notify_keyspace_events,
+            watchers=self._watchers,
+        )
 
     @staticmethod
     def _connect(url: str, **options: Any) -> _Client:
@@ -189,13 +182,14 @@ class RedisDriver(Driver):
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         # The etag is the value's hash: one GET gives both, and they always agree.
         value = await self.get_item(key)
-        return value, None if value is None else _etag(value)
+        return value, None if value is None else etag(value)
 
     async def has_item(self, key: str) -> bool:
         return bool(await self._client.exists(self._key(key)))
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
         await self._client.set(self._key(key), value, px=None if ttl is None else _px(ttl))
+        return etag(value)
 
     async def remove_item(self, key: str) -> None:
         await self._client.unlink(self._key(key))
@@ -235,6 +229,8 @@ class RedisDriver(Driver):
             # A cluster client splits a multi-key UNLINK by hash slot.
             await self._client.unlink(*(self._key(key) for key in keys))
 
+    # -- atomic operations --------------------------------------------------------------------
+
     async def set_item_conditional(
         self,
         key: str,
@@ -243,26 +239,65 @@ class RedisDriver(Driver):
         ttl: float | None = None,
         if_match: str | None = None,
         if_none_match: bool = False,
-    ) -> str | None:
-        args = [
-            "1" if if_none_match else "0",
-            if_match or "",
-            value,
-            "" if ttl is None else _px(ttl),
-        ]
-        outcome = await self._set_if(keys=[self._key(key)], args=args)
-        if outcome == 0:
-            raise ConflictError(key, "the key already exists")
-        if outcome != 1:
+    ) -> str:
+        px = None if ttl is None else _px(ttl)
+        name = self._key(key)
+        if if_none_match or if_match == "*":
+            # SET NX / SET XX: create-only and only-if-present are native and atomic.
+            if not await self._client.set(
+                name, value, px=px, nx=if_none_match, xx=not if_none_match
+            ):
+                reason = "the key already exists" if if_none_match else "the key does not exist"
+                raise ConflictError(key, reason)
+        elif if_match is not None:
+            args = [if_match, value, "" if px is None else px]
+            if not await self._set_if_match(keys=[name], args=args):
+                raise ConflictError(key)
+        else:
+            await self._client.set(name, value, px=px)
+        return etag(value)
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        name = self._key(key)
+        if if_match == "*":
+            if not await self._client.unlink(name):
+                raise ConflictError(key, "the key does not exist")
+        elif not await self._remove_if_match(keys=[name], args=[if_match]):
             raise ConflictError(key)
-        return _etag(value)
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        """INCRBY, which creates a missing key at 0 and keeps an existing key's expiry; with
+        ``ttl``, a script that gives the key it creates that TTL. Either is one round trip.
+
+        INCRBY takes only a canonical decimal integer in the signed 64-bit range (no sign
+        ``+``, no leading zero, no ``.0``, no quotes), a subset of JSON integer text: a JSON
+        string ``"5"`` or a float ``5.0`` is refused with `InvalidArgumentError`, untouched.
+        """
+        if by not in _INT64:
+            raise InvalidArgumentError(f"redis increments by 64-bit integers, not by {by}")
+        name = self._key(key)
+        try:
+            if ttl is None:
+                return await self._client.incrby(name, by)
+            return int(await self._increment_new_ttl(keys=[name], args=[by, _px(ttl)]))
+        except ResponseError as exc:
+            refusal = _counter_error(key, by, exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return bool(await self._client.pexpire(self._key(key), _px(ttl)))
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        return cast("bytes | None", await self._client.getex(self._key(key), px=_px(ttl)))
 
     async def get_meta(self, key: str) -> dict[str, Any]:
         found = await self._meta(keys=[self._key(key)])
         if not found:
             return {}
-        size, pttl, etag, idle = found
-        meta: dict[str, Any] = {"size": int(size), "etag": etag.decode()}
+        size, pttl, tag, idle = found
+        meta: dict[str, Any] = {"size": int(size), "etag": tag.decode()}
         if int(idle) >= 0:
             # OBJECT IDLETIME counts whole seconds since the last read or write: that is atime.
             meta["atime"] = datetime.now(timezone.utc) - timedelta(seconds=int(idle))
@@ -279,6 +314,17 @@ class RedisDriver(Driver):
         )
         return iterator
 
+    def _relative(self, names: Sequence[bytes]) -> list[str]:
+        """Mount-relative keys of SCAN's names, skipping any name that is not UTF-8."""
+        skip = len(self._prefix)
+        keys: list[str] = []
+        for name in names:
+            try:
+                keys.append(name.decode()[skip:])
+            except UnicodeDecodeError:
+                logger.debug("skipping a key that is not UTF-8: %r", name)
+        return keys
+
     async def iter_keys(
         self, base: str = "", *, max_depth: int | None = None
     ) -> AsyncIterator[str]:
@@ -294,6 +340,28 @@ class RedisDriver(Driver):
         # dict.fromkeys drops the rare duplicates SCAN may return, keeping the order.
         return list(dict.fromkeys([key async for key in self.iter_keys(base)]))
 
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """A page of SCAN (per primary, in address order, on a cluster), resumed from SCAN's
+        own cursor.
+
+        At least once: every key present for the whole listing is listed, and a key may be
+        listed twice (SCAN repeats keys while the server resizes its table; a cluster whose
+        primaries change restarts the listing). A page may hold somewhat more than ``limit``
+        keys, because what one SCAN call returns cannot be split across pages; it holds fewer
+        only at the end.
+        """
+        names, after = await scan_page(
+            self._client, self._pattern(base), limit, cursor, self._scan_count
+        )
+        return list(dict.fromkeys(self._relative(names))), after
+
     async def clear(self, base: str = "") -> None:
         chunk: list[bytes] = []
         async for name in self._scan(base):
@@ -304,13 +372,13 @@ class RedisDriver(Driver):
         if chunk:
             await self._client.unlink(*chunk)
 
-    # -- watch --------------------------------------------------------------------------------
+    # -- watch and lifecycle ------------------------------------------------------------------
 
     async def watch(self, callback: WatchCallback) -> Unwatch:
         remove = self._watchers.add(callback)
-        if not self._listeners:
+        if not self._keyspace.running:
             try:
-                await self._start_listening()
+                await self._keyspace.start()
             except BaseException:
                 await remove()
                 raise
@@ -318,114 +386,12 @@ class RedisDriver(Driver):
         async def unwatch() -> None:
             await remove()
             if not self._watchers:
-                await self._stop_listening()
+                await self._keyspace.stop()
 
         return unwatch
 
-    def _node_clients(self) -> list[Redis]:
-        """One plain client per primary, without retries: the listener reconnects itself."""
-        if isinstance(self._client, RedisCluster):
-            pools = [
-                ConnectionPool(**{**node.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
-                for node in self._client.get_primaries()
-            ]
-        else:
-            pool = self._client.connection_pool
-            pools = [
-                ConnectionPool(
-                    connection_class=pool.connection_class,
-                    **{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)},
-                )
-            ]
-        return [Redis.from_pool(pool) for pool in pools]
-
-    async def _start_listening(self) -> None:
-        if isinstance(self._client, RedisCluster):
-            await self._client.initialize()
-        loop = asyncio.get_running_loop()
-        for node in self._node_clients():
-            ready: asyncio.Future[None] = loop.create_future()
-            task = asyncio.create_task(self._listen(node, ready))
-            self._listeners.append((task, node))
-            try:
-                await ready
-            except BaseException:
-                await self._stop_listening()
-                raise
-
-    async def _stop_listening(self) -> None:
-        listeners, self._listeners = self._listeners, []
-        for task, _ in listeners:
-            task.cancel()
-        for task, node in listeners:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            await node.aclose()
-
-    async def _enable_notifications(self, node: Redis) -> None:
-        config = await node.config_get("notify-keyspace-events")
-        current = config.get("notify-keyspace-events", "")
-        current = current.decode() if isinstance(current, bytes) else str(current)
-        # "A" stands for every event class, "$g...xe" among them.
-        covered = set(current.replace("A", "g$lshzxet"))
-        missing = [flag for flag in _NEEDED_EVENTS if flag not in covered]
-        if not missing:
-            return
-        if not self._notify:
-            logger.warning(
-                "redis keyspace notifications lack %r; watch sees no changes until the server "
-                "enables them (or pass notify_keyspace_events=True)",
-                "".join(missing),
-            )
-            return
-        await node.config_set("notify-keyspace-events", current + "".join(missing))
-
-    async def _listen(self, node: Redis, ready: asyncio.Future[None]) -> None:
-        """Follow one node's keyspace channel; after a failure, reconnect and subscribe again."""
-        db = int(node.connection_pool.connection_kwargs.get("db", 0))
-        pattern = f"__keyspace@{db}__:" + self._pattern("")
-        delay = 0.1
-        while True:
-            pubsub = node.pubsub()
-            try:
-                await self._enable_notifications(node)
-                await pubsub.psubscribe(pattern)
-                # Return from watch() only once the server confirms the subscription.
-                if await pubsub.get_message(timeout=5.0) is None:
-                    raise TimeoutError("redis did not confirm the keyspace subscription")
-                if not ready.done():
-                    ready.set_result(None)
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
-                        self._dispatch(message["channel"], message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not ready.done():
-                    ready.set_exception(exc)
-                    return
-                logger.warning("redis keyspace listener lost its connection: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    def _dispatch(self, channel: bytes, data: bytes) -> None:
-        event = _EVENTS.get(data)
-        if event is None:
-            return
-        name = channel.split(b"__:", 1)[1]
-        try:
-            key = name.decode()[len(self._prefix) :]
-        except UnicodeDecodeError:
-            return
-        self._watchers.emit(event, key)
-
     async def dispose(self) -> None:
-        await self._stop_listening()
+        await self._keyspace.stop()
         self._watchers.clear()
         if self._owned:
             await self._client.aclose()

@@ -1,47 +1,41 @@
 """The s3 driver: keys as objects in an S3 bucket (AWS or any S3-compatible server), via boto3.
 
 Key ``a:b:c`` is the object ``<prefix>a/b/c``, so the bucket reads like folders; normalized keys
-hold no ``/``, so the mapping is lossless for every valid key. ``%`` and control characters are
-percent-encoded in object names (XML listings cannot carry control characters). User meta lives
-in sibling objects (``<key>%1Fmeta``), so it survives `remove_item` like every other driver's.
-boto3 blocks: `drivers._s3_client.S3Client` owns the client and the threads that call it.
+hold no ``/``, so the mapping is lossless for every valid key (``%`` and control characters are
+percent-encoded: XML listings cannot carry control characters). User meta lives in sibling
+objects (``<key>%1Fmeta``). `drivers._s3_client.S3Client` owns the boto3 client and its threads.
 
-Versions are S3's ETags without their quotes. Compare-and-set is S3's own conditional
-requests: ``If-None-Match: *`` and ``If-Match: <etag>`` on PutObject, ``If-Match: <etag>`` on
-DeleteObject (AWS since September 2025; moto). "Any version" (``if_match="*"``) reads the
-current ETag with HEAD and makes the request conditional on it, again while another writer
-wins, so it is atomic too. S3 ETags are content hashes: rewriting the same bytes keeps the
-etag, so a compare-and-set compares contents (locks write a unique value, so their fencing
-token is never reused). `increment`, `touch` and ``get_item(renew_ttl=)`` are read-then-
-conditional-write loops (one GET, one PUT a round). A store that ignores ``If-Match`` on
-DeleteObject (some S3-compatible servers do) turns a conditional remove into HEAD, compare,
-then an unconditional DELETE: not atomic there.
+Versions are S3's ETags without their quotes; compare-and-set is S3's own conditional requests
+(``If-None-Match: *`` and ``If-Match`` on PutObject, ``If-Match`` on DeleteObject: AWS since
+September 2025, moto). "Any version" (``if_match="*"``) reads the current ETag with HEAD and
+conditions the request on it, again while other writers win: atomic too. ETags are content
+hashes, so rewriting the same bytes keeps the etag (a lock's value is unique, so its fencing
+token is never reused). A server that ignores ``If-Match`` on DeleteObject (some S3-compatible
+ones) makes a conditional remove HEAD, compare, then delete: not atomic there.
 
-TTL: the deadline is object metadata (``x-amz-meta-unistorage-expires``, epoch seconds), checked
-on every read. Because listings carry no metadata, each TTL write also drops an empty marker
-object ``<prefix>%1Fttl/<deadline ms>/<key>``; a listing first reads the markers that are due
-(they sort by deadline), confirms each with HEAD, hides and deletes the expired objects. A PUT
-or DELETE conditioned on an etag is one request, so S3 does not see the deadline: against an
-object whose TTL has passed and that nothing has deleted yet, a write naming its etag succeeds
-(nobody wrote in between); a conditional remove checks the deadline with HEAD first.
+TTL: the deadline is object metadata (``x-amz-meta-unistorage-expires``), checked on every read;
+each TTL write also drops an empty marker ``<prefix>%1Fttl/<deadline ms>/<key>``, so a listing
+can find the expired objects (`drivers._s3_listing`). S3 cannot condition a request on that
+metadata: a PUT naming the etag of an object past its deadline that nothing deleted yet still
+lands (nobody wrote in between); a conditional remove checks the deadline with HEAD first.
 
-Large values: `read_chunks` streams one GET body, `write_chunks` is a multipart upload of
-``part_size`` parts (one PUT for a value smaller than a part). A presigned URL (`get_url`)
-reaches the stored bytes without credentials; a value PUT through one carries no TTL.
+Large values stream (`drivers._s3_streams`): one GET body read in chunks, multipart uploads of
+``part_size`` parts. `get_url` presigns a GET or PUT of the stored bytes (a PUT through it sets
+no TTL).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from drivers._s3_client import MARKERS, S3Client, deadline_of
+from drivers._s3_listing import expired_names, pages
 from drivers._s3_names import bare_etag, escape, quoted_etag, unescape
 from drivers._s3_streams import MIN_PART, read_body, upload
 from storage import Capabilities, ConflictError, Driver, InvalidArgumentError
@@ -78,7 +72,8 @@ class S3Driver(Driver):
 
     name = "s3"
     schemes = ("s3",)
-    capabilities = Capabilities(ttl=True, conditional=True)
+    # Bounded: botocore's connect/read timeouts and attempts end every call.
+    capabilities = Capabilities(ttl=True, conditional=True, bounded=True)
 
     def __init__(
         self,
@@ -363,52 +358,11 @@ class S3Driver(Driver):
             if name not in expired and not name.startswith(MARKERS, skip)
         ]
 
-    async def _pages(self, prefix: str, operation: str) -> AsyncGenerator[list[str], None]:
-        """Object names under ``prefix``, a page at a time; the next page loads meanwhile."""
-        s3 = self._s3
-        pending = asyncio.ensure_future(s3.run(operation, None, s3.list, prefix=prefix, token=None))
-        try:
-            while True:
-                names, token = await pending
-                if token:
-                    pending = asyncio.ensure_future(
-                        s3.run(operation, None, s3.list, prefix=prefix, token=token)
-                    )
-                yield names
-                if not token:
-                    return
-        finally:
-            if not pending.done():
-                pending.cancel()
-
-    async def _expired_names(self, operation: str) -> set[str]:
-        """Names of objects past their deadline (deleted here), from the markers that are due."""
-        now_ms = round(time.time() * 1000)
-        due: list[tuple[str, str]] = []  # (marker, object name)
-        markers = self._prefix + MARKERS
-        async with contextlib.aclosing(self._pages(markers, operation)) as pages:
-            async for page in pages:
-                for marker in page:
-                    stamp, _, name = marker[len(markers) :].partition("/")
-                    if not stamp.isdigit() or int(stamp) > now_ms:
-                        break
-                    due.append((marker, name))
-                else:
-                    continue
-                break
-        if not due:
-            return set()
-        s3 = self._s3
-        heads = await asyncio.gather(*(s3.run(operation, None, s3.head, name=n) for _, n in due))
-        # A marker is spent once its object is gone or carries a later (or no) deadline.
-        await s3.run(operation, None, s3.delete, names=[m for m, _ in due])
-        return {name for (_, name), head in zip(due, heads, strict=True) if head is None}
-
     async def iter_keys(
         self, base: str = "", *, max_depth: int | None = None
     ) -> AsyncIterator[str]:
-        expired = await self._expired_names("iter_keys")
-        async for page in self._pages(self._listed(base), "iter_keys"):
+        expired = await expired_names(self._s3, "iter_keys")
+        async for page in pages(self._s3, self._listed(base), "iter_keys"):
             for key in self._keys(page, expired):
                 yield key
 
@@ -422,7 +376,7 @@ class S3Driver(Driver):
     ) -> tuple[list[str], str | None]:
         # S3's continuation token is the cursor: pages follow the key order, so a key present
         # for the whole listing is listed exactly once.
-        expired = await self._expired_names("list_keys")
+        expired = await expired_names(self._s3, "list_keys")
         s3 = self._s3
         names, token = await s3.run(
             "list_keys",
@@ -435,7 +389,7 @@ class S3Driver(Driver):
         return self._keys(names, expired), token
 
     async def clear(self, base: str = "") -> None:
-        async for page in self._pages(self._listed(base), "clear"):
+        async for page in pages(self._s3, self._listed(base), "clear"):
             for start in range(0, len(page), _DELETE_CHUNK):
                 await self._s3.run(
                     "clear",

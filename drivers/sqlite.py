@@ -88,7 +88,7 @@ class SqliteDriver(Driver):
         self.durable = durable
         self.inline_reads = inline_reads and self.path != ":memory:"
         self.capabilities = Capabilities(
-            ttl=True, conditional=True, watch=True, read_only=read_only
+            ttl=True, conditional=True, watch=True, read_only=read_only, bounded=True
         )
         self._watchers = Watchers()
         t = f'"{table}"'
