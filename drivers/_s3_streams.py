@@ -10,6 +10,7 @@ block raised) or a part cannot be stored, the upload is aborted and S3 drops its
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import io
 import logging
@@ -42,6 +43,52 @@ async def read_body(s3: S3Client, key: str, body: Any, chunk_size: int) -> Async
         body.close()
 
 
+class _Part(io.RawIOBase):
+    """One part's chunks as a seekable file: boto3 reads (and re-reads, on a retry) the chunks
+    where they are, so a part is never joined into one more copy of itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+        self._starts: list[int] = []
+        self.size = 0
+        self._position = 0
+
+    def append(self, chunk: bytes) -> None:
+        """Add ``chunk`` at the end."""
+        self._chunks.append(chunk)
+        self._starts.append(self.size)
+        self.size += len(chunk)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = min(max(0, base + offset), self.size)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        done = 0
+        index = bisect.bisect_right(self._starts, self._position) - 1
+        while done < len(target) and self._position < self.size:
+            chunk = self._chunks[index]
+            start = self._position - self._starts[index]
+            count = min(len(chunk) - start, len(target) - done)
+            target[done : done + count] = chunk[start : start + count]
+            done += count
+            self._position += count
+            index += 1
+        return done
+
+
 class _Upload:
     """One multipart upload under way: its id, the parts stored, the part being stored."""
 
@@ -54,7 +101,7 @@ class _Upload:
         self._count = 0
         self._pending: asyncio.Future[None] | None = None
 
-    def _store(self, number: int, part: io.BytesIO) -> None:
+    def _store(self, number: int, part: _Part) -> None:
         part.seek(0)
         response = self._s3.api.upload_part(
             Bucket=self._s3.bucket,
@@ -65,7 +112,7 @@ class _Upload:
         )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
-    async def add(self, part: io.BytesIO) -> None:
+    async def add(self, part: _Part) -> None:
         """Start storing ``part`` once the one before it is stored (at most one in flight)."""
         await self.settle()
         self._count += 1
@@ -127,13 +174,13 @@ async def upload(
 
     The TTL counts from the start of a multipart upload (S3 takes the metadata then).
     """
-    part = io.BytesIO()
+    part = _Part()
     async for chunk in chunks:
-        part.write(chunk)
-        if part.tell() >= part_size:
+        part.append(chunk)
+        if part.size >= part_size:
             break
     else:
-        data = part.getvalue()
+        data = part.read()
         return await s3.run(
             "open_write", key, s3.put, name=name, value=data, deadline=deadline_of(ttl)
         )
@@ -154,13 +201,13 @@ async def upload(
     upload = _Upload(s3, key, name, created["UploadId"])
     try:
         await upload.add(part)
-        part = io.BytesIO()
+        part = _Part()
         async for chunk in chunks:
-            part.write(chunk)
-            if part.tell() >= part_size:
+            part.append(chunk)
+            if part.size >= part_size:
                 await upload.add(part)
-                part = io.BytesIO()
-        if part.tell():
+                part = _Part()
+        if part.size:
             await upload.add(part)
         return await upload.complete()
     except BaseException:
