@@ -57,7 +57,7 @@ class LruDriver(Driver):
 
     name = "lru"
     schemes = ("lru",)
-    capabilities = Capabilities(ttl=True, conditional=True, watch=True)
+    capabilities = Capabilities(ttl=True, conditional=True, watch=True, bounded=True)
 
     def __init__(
         self,

@@ -29,7 +29,7 @@ class MemoryDriver(Driver):
 
     name = "memory"
     schemes = ("memory",)
-    capabilities = Capabilities(ttl=True, conditional=True, watch=True, nowait=True)
+    capabilities = Capabilities(ttl=True, conditional=True, watch=True, nowait=True, bounded=True)
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}

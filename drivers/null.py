@@ -16,7 +16,7 @@ class NullDriver(Driver):
     schemes = ("null",)
     # A TTL is accepted (and discarded like the value), so code written for expiring stores
     # runs unchanged against this sink.
-    capabilities = Capabilities(ttl=True)
+    capabilities = Capabilities(ttl=True, bounded=True)
 
     async def get_item(self, key: str) -> bytes | None:
         return None

@@ -48,7 +48,9 @@ class OverlayDriver(Layer):
         if not built:
             raise InvalidArgumentError("the overlay driver needs at least one layer")
         top = built[0].capabilities
-        super().__init__(built[0], capabilities=Capabilities(ttl=top.ttl, read_only=top.read_only))
+        bounded = all(layer.capabilities.bounded for layer in built)
+        capabilities = Capabilities(ttl=top.ttl, read_only=top.read_only, bounded=bounded)
+        super().__init__(built[0], capabilities=capabilities)
         self.layers = built
         self.name = f"overlay({', '.join(layer.name for layer in built)})"
 

@@ -76,6 +76,10 @@ class Capabilities:
     nowait: bool = False
     #: Every write is refused with `storage.ReadOnlyError`.
     read_only: bool = False
+    #: Every call ends on its own within a bounded time (the driver has its own timeouts, or
+    #: never waits). Storage puts a default deadline (`storage.layers.Timeout`) in front of a
+    #: driver that does not say so.
+    bounded: bool = False
 
 
 class Driver(ABC):

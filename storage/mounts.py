@@ -67,6 +67,7 @@ class MountTable:
         "_ordered",
         "_pending",
         "_unwatchers",
+        "deadline",
         "keys",
         "nowait",
         "nowait_write",
@@ -74,7 +75,9 @@ class MountTable:
         "root",
     )
 
-    def __init__(self, root: Driver) -> None:
+    def __init__(self, root: Driver, *, deadline: float | None = None) -> None:
+        #: Seconds of the default deadline put in front of unbounded drivers mounted later.
+        self.deadline = deadline
         self.root = Mount("", root)
         self._by_base: dict[str, Mount] = {"": self.root}
         self._ordered: tuple[Mount, ...] = (self.root,)

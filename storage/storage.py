@@ -721,7 +721,7 @@ class Storage:
         full_base = self._base(base)
         if not full_base:
             raise InvalidArgumentError("the root is mounted by create_storage(driver)")
-        self._table.add(full_base, create_driver(driver))
+        self._table.add(full_base, _guarded(create_driver(driver), self._table.deadline))
         return self
 
     async def unmount(self, base: str, *, dispose: bool = True) -> None:
@@ -822,18 +822,43 @@ def _pairs(items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[tuple[s
     return pairs
 
 
+#: Seconds any call may take on a driver that does not bound its own calls (see
+#: `Capabilities.bounded`): a backstop against a hang, not a latency goal.
+DEFAULT_DEADLINE = 30.0
+
+
+def _guarded(driver: Driver, deadline: float | None) -> Driver:
+    """``driver``, behind a `Timeout` of ``deadline`` seconds unless it bounds its own calls."""
+    capabilities = driver.capabilities
+    if deadline is None or capabilities.bounded or capabilities.nowait:
+        return driver
+    from .layers.timeout import Timeout
+
+    guard = Timeout(driver, seconds=deadline)
+    guard.name = driver.name  # a backstop the user did not ask for: errors name their driver
+    return guard
+
+
 def create_storage(
     driver: Driver | str | None = None,
     *,
     serializer: Serializer | None = None,
     mounts: Mapping[str, Driver | str] | None = None,
+    deadline: float | None = DEFAULT_DEADLINE,
 ) -> Storage:
-    """A Storage whose root is ``driver`` (memory by default) with optional extra mounts."""
-    root = create_driver(driver if driver is not None else "memory")
+    """A Storage whose root is ``driver`` (memory by default) with optional extra mounts.
+
+    Every built-in driver bounds its own calls (socket, pool and busy timeouts); a driver that
+    does not say so in its capabilities (``bounded``) gets a `storage.layers.Timeout` of
+    ``deadline`` seconds in front of it, so that no call can hang forever (None: none).
+    """
+    if deadline is not None and not (isinstance(deadline, (int, float)) and deadline > 0):
+        raise InvalidArgumentError(f"deadline is seconds > 0 or None, not {deadline!r}")
+    root = _guarded(create_driver(driver if driver is not None else "memory"), deadline)
     chosen = serializer if serializer is not None else default_serializer
     if not (callable(getattr(chosen, "dumps", None)) and callable(getattr(chosen, "loads", None))):
         raise InvalidArgumentError("a serializer needs dumps(value) -> bytes and loads(bytes)")
-    storage = Storage(MountTable(root), chosen)
+    storage = Storage(MountTable(root, deadline=deadline), chosen)
     for base, mounted in (mounts or {}).items():
         storage.mount(base, mounted)
     return storage

@@ -9,6 +9,7 @@ import pytest
 
 from drivers.memory import MemoryDriver
 from storage import (
+    Capabilities,
     Driver,
     DriverError,
     InvalidArgumentError,
@@ -17,7 +18,8 @@ from storage import (
     UnsupportedError,
     create_storage,
 )
-from storage.layers import ReadOnly
+from storage.layers import ReadOnly, Timeout
+from storage.storage import DEFAULT_DEADLINE
 
 
 @pytest.fixture
@@ -253,3 +255,23 @@ async def test_user_meta_of_many_keys_is_read_in_one_batch_per_mount(storage: St
     assert metas["c"] is None
     assert storage.serializer.loads(metas["a"] or b"") == {"n": 1}
     assert storage.serializer.loads(metas["side:b"] or b"") == {"n": 2}
+
+
+class _Unbounded(MemoryDriver):
+    """An in-process driver that does not say its calls end on their own (a third party's)."""
+
+    name = "unbounded"
+    capabilities = Capabilities(ttl=True, conditional=True)
+
+
+async def test_a_driver_that_does_not_bound_its_calls_gets_the_default_deadline() -> None:
+    storage = create_storage(_Unbounded(), mounts={"side": _Unbounded(), "mem": MemoryDriver()})
+    root, side, mem = (storage.get_mount(key).driver for key in ("k", "side:k", "mem:k"))
+    assert isinstance(root, Timeout)
+    assert isinstance(side, Timeout)
+    assert root.seconds == side.seconds == DEFAULT_DEADLINE
+    assert isinstance(mem, MemoryDriver)  # bounded (and never waits): nothing in front
+    await storage.set_item("k", 1)
+    assert await storage.get_item("k") == 1
+    bare = create_storage(_Unbounded(), deadline=None)
+    assert isinstance(bare.get_mount("").driver, _Unbounded)

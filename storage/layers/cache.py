@@ -91,7 +91,11 @@ class Cache(Layer):
         self.negative_ttl = ttl_seconds(negative_ttl)
         if (self.ttl or self.negative_ttl) and not store.capabilities.ttl:
             raise UnsupportedError(f"the {store.name} cache cannot expire entries")
-        super().__init__(inner, capabilities=dataclasses.replace(inner.capabilities, nowait=False))
+        bounded = inner.capabilities.bounded and store.capabilities.bounded
+        super().__init__(
+            inner,
+            capabilities=dataclasses.replace(inner.capabilities, nowait=False, bounded=bounded),
+        )
         self.cache = store
         self._expires = store.capabilities.ttl
         self._inner_ttl = inner.capabilities.ttl

@@ -85,6 +85,7 @@ class Fallback(Layer):
                 native_max_depth=first.native_max_depth and second.native_max_depth,
                 nowait=False,
                 read_only=first.read_only,
+                bounded=first.bounded and second.bounded,
             ),
         )
         self.secondary = secondary

@@ -11,6 +11,7 @@ whole listing may take as long as it needs. The in-process fast calls (``get_ite
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import sys
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -40,7 +41,7 @@ class Timeout(Layer):
     layer_name = "timeout"
 
     def __init__(self, inner: Driver, *, seconds: float = 5.0) -> None:
-        super().__init__(inner)
+        super().__init__(inner, capabilities=dataclasses.replace(inner.capabilities, bounded=True))
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
             raise InvalidArgumentError(f"seconds is a deadline > 0, not {seconds!r}")
         self.seconds = float(seconds)
