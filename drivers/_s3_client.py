@@ -117,6 +117,8 @@ class S3Client:
                     # S3-compatible stores; "when_supported" turns them back on.
                     request_checksum_calculation=checksums,
                     response_checksum_validation=checksums,
+                    # Presigned URLs in SigV4 (X-Amz-*), which every region takes.
+                    signature_version="s3v4",
                 ),
             )
         else:
@@ -295,7 +297,8 @@ class S3Client:
         return names, response.get("NextContinuationToken") if response.get("IsTruncated") else None
 
     def presign(self, name: str, method: str, expires: int) -> str:
-        """A URL that lets its holder GET or PUT the object for ``expires`` seconds."""
+        """A URL that lets its holder GET or PUT the object for ``expires`` seconds, signed as
+        the client is configured (SigV4 for a client built here)."""
         url: str = self.api.generate_presigned_url(
             "get_object" if method == "GET" else "put_object",
             Params={"Bucket": self.bucket, "Key": name},

@@ -60,6 +60,11 @@ class _Part(io.RawIOBase):
         self._starts.append(self.size)
         self.size += len(chunk)
 
+    def close(self) -> None:
+        """Let go of the chunks (botocore may keep the body in a reference cycle for a while)."""
+        self._chunks, self._starts = [], []
+        super().close()
+
     def readable(self) -> bool:
         return True
 
@@ -102,14 +107,17 @@ class _Upload:
         self._pending: asyncio.Future[None] | None = None
 
     def _store(self, number: int, part: _Part) -> None:
-        part.seek(0)
-        response = self._s3.api.upload_part(
-            Bucket=self._s3.bucket,
-            Key=self._name,
-            UploadId=self._id,
-            PartNumber=number,
-            Body=part,
-        )
+        try:
+            part.seek(0)
+            response = self._s3.api.upload_part(
+                Bucket=self._s3.bucket,
+                Key=self._name,
+                UploadId=self._id,
+                PartNumber=number,
+                Body=part,
+            )
+        finally:
+            part.close()
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     async def add(self, part: _Part) -> None:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import pytest
 
 from drivers.s3 import S3Driver
 from storage import ConflictError, DriverError, create_driver, create_storage
-from tests.fixtures.s3 import S3_BUCKET
+from tests.fixtures.s3 import S3_BUCKET, seed_objects
 from tests.servers import MotoServer, free_port
 
 TRICKY_KEYS = [
@@ -38,40 +35,12 @@ def _objects(client: Any, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def _seed(endpoint_url: str, names: list[str], threads: int = 4) -> None:
-    """PUT empty objects over plain keep-alive HTTP: ~10x cheaper for this process than boto3.
-
-    moto checks no signatures unless asked to, so a well-formed SigV4 header is enough.
-    """
-    host, port = urlsplit(endpoint_url).netloc.split(":")
-    headers = {
-        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/"
-        "aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
-        "x-amz-date": "20260101T000000Z",
-        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-    }
-
-    def put_all(part: list[str]) -> None:
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        try:
-            for name in part:
-                connection.request("PUT", f"/{S3_BUCKET}/{quote(name)}", b"", headers)
-                response = connection.getresponse()
-                response.read()
-                assert response.status == 200, response.status
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(put_all, [names[i::threads] for i in range(threads)]))
-
-
 async def test_listing_pages_through_thousands_of_keys(
     driver_s3: S3Driver, s3_server: MotoServer
 ) -> None:
     keys = [f"many:{index:05d}" for index in range(2500)]
     names = [driver_s3._object(key) for key in keys]
-    await asyncio.to_thread(_seed, s3_server.endpoint_url, names)
+    await asyncio.to_thread(seed_objects, s3_server.endpoint_url, names)
     assert sorted(await driver_s3.get_keys("many:")) == keys
     streamed = 0
     async for _ in driver_s3.iter_keys():
