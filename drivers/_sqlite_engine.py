@@ -126,6 +126,11 @@ class SqliteEngine:
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
+    def file(self) -> str:
+        """The absolute path of the database file (``":memory:"`` for an in-memory one)."""
+        return self._file
+
+    @property
     def closed(self) -> bool:
         """True once `close` was called."""
         return self._closed

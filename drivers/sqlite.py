@@ -18,14 +18,20 @@ driver creates in its constructor and closes in ``dispose``; the driver holds th
 watchers, and hands the engine work functions, its table check and a callback for events.
 
 Table ``<table>(key TEXT PRIMARY KEY, value BLOB, expires REAL, mtime REAL, version INTEGER)``;
-``expires`` is a Unix time or NULL, ``version`` a random number per write (the etag). Keys are
-only ever bound as parameters; prefix listings use the range ``base <= key < base[:-1] + ";"``.
+``expires`` is a Unix time or NULL, ``version`` a random number per write (the etag; every
+write returns it). Keys are only ever bound as parameters; prefix listings use the range
+``base <= key < base[:-1] + ";"``, and a page of `list_page` is one query over that range
+after the cursor, which is the last key of the page before.
+
+Native beyond the basics: compare-and-set (``if_match``, ``"*"``, create-only) and conditional
+removes as single statements, `increment` as a read and a write in the writer thread's
+transaction, `touch` as an update of the expiry alone (drivers/_sqlite_atomic.py), and streams
+through a spool file and SQLite's incremental blob I/O (drivers/_sqlite_streams.py).
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 import sqlite3
 import time
@@ -35,11 +41,13 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from drivers._sqlite_atomic import Atomic
 from drivers._sqlite_engine import Events, SqliteEngine, Work
-from drivers._sqlite_schema import check_table
+from drivers._sqlite_listing import key_range, page_query
+from drivers._sqlite_schema import LIVE, check_table, new_version, upsert
+from drivers._sqlite_streams import Streams
 from storage import (
     Capabilities,
-    ConflictError,
     Driver,
     InvalidArgumentError,
     Unwatch,
@@ -95,15 +103,13 @@ class SqliteDriver(Driver):
         self._sql_get = f"SELECT value, expires FROM {t} WHERE key = ?"
         self._sql_get_tagged = f"SELECT value, expires, version FROM {t} WHERE key = ?"
         self._sql_has = f"SELECT expires FROM {t} WHERE key = ?"
-        self._sql_put = (
-            f"INSERT INTO {t} (key, value, expires, mtime, version) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires, "
-            "mtime = excluded.mtime, version = excluded.version"
-        )
+        self._sql_put = upsert(table)
         self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
         self._sql_purge = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
         self._sql_sweep = f"DELETE FROM {t} WHERE expires <= ? RETURNING key"
-        self._sql_live = "(expires IS NULL OR expires > ?)"
+        self._sql_live = LIVE
+        self._atomic = Atomic(table)
+        self._streams = Streams(table, busy_timeout=busy_timeout)
         self._engine = self._new_engine()  # owned: closed by dispose
 
     def _new_engine(self) -> SqliteEngine:
@@ -195,16 +201,17 @@ class SqliteDriver(Driver):
 
     def _put(self, conn: sqlite3.Connection, key: str, value: bytes, ttl: float | None) -> str:
         now = time.time()
-        version = _new_version()
+        version = new_version()
         conn.execute(self._sql_put, (key, value, None if ttl is None else now + ttl, now, version))
         return str(version)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        def work(conn: sqlite3.Connection, events: Events) -> None:
-            self._put(conn, key, value, ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
+        def work(conn: sqlite3.Connection, events: Events) -> str:
             events.append(("update", key))
+            return self._put(conn, key, value, ttl)
 
-        await self._engine.call(work, write=True, simple=True)
+        etag: str = await self._engine.call(work, write=True, simple=True)
+        return etag
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -213,7 +220,7 @@ class SqliteDriver(Driver):
             now = time.time()
             expires = None if ttl is None else now + ttl
             conn.executemany(
-                self._sql_put, [(key, value, expires, now, _new_version()) for key, value in items]
+                self._sql_put, [(key, value, expires, now, new_version()) for key, value in items]
             )
             events.extend(("update", key) for key, _ in items)
 
@@ -227,19 +234,31 @@ class SqliteDriver(Driver):
         ttl: float | None = None,
         if_match: str | None = None,
         if_none_match: bool = False,
-    ) -> str | None:
-        sql = f'SELECT version FROM "{self.table}" WHERE key = ? AND {self._sql_live}'
+    ) -> str:
+        work = self._atomic.set_conditional(key, value, ttl, if_match, if_none_match)
+        etag: str = await self._engine.call(work, write=True, simple=True)
+        return etag
 
-        def work(conn: sqlite3.Connection, events: Events) -> str:
-            row = conn.execute(sql, (key, time.time())).fetchone()
-            if if_none_match and row is not None:
-                raise ConflictError(key, "the key already exists")
-            if if_match is not None and (row is None or str(row[0]) != if_match):
-                raise ConflictError(key)
-            events.append(("update", key))
-            return self._put(conn, key, value, ttl)
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        work = self._atomic.remove_conditional(key, if_match)
+        await self._engine.call(work, write=True, simple=True)
 
-        return str(await self._engine.call(work, write=True))
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        value: int = await self._engine.call(self._atomic.increment(key, by, ttl), write=True)
+        return value
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        """Renew the expiry alone: the value, its etag and its mtime stay as they are."""
+        touched: bool = await self._engine.call(
+            self._atomic.touch(key, ttl), write=True, simple=True
+        )
+        return touched
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        value: bytes | None = await self._engine.call(
+            self._atomic.get_touch(key, ttl), write=True, simple=True
+        )
+        return value
 
     async def remove_item(self, key: str) -> None:
         def work(conn: sqlite3.Connection, events: Events) -> None:
@@ -259,32 +278,35 @@ class SqliteDriver(Driver):
 
         await self._engine.call(work, write=True)
 
-    def _range(self, base: str) -> tuple[str, tuple[str, ...]]:
-        if not base:
-            return "", ()
-        return "key >= ? AND key < ? AND ", (base, _upper_bound(base))
-
     async def iter_keys(
         self, base: str = "", *, max_depth: int | None = None
     ) -> AsyncIterator[str]:
-        upper = _upper_bound(base) if base else None
-        sql = (
-            f'SELECT key FROM "{self.table}" WHERE key > ? '
-            f"{'AND key < ? ' if upper else ''}AND {self._sql_live} ORDER BY key LIMIT {_PAGE}"
-        )
-        # Everything under the base sorts above the base itself (or above "" for the root).
-        after = base
+        cursor: str | None = None
         while True:
-            args = (after, upper, time.time()) if upper else (after, time.time())
-            rows = await self._engine.call(_fetch_all(sql, args))
-            for (key,) in rows:
+            keys, cursor = await self.list_page(base, limit=_PAGE, cursor=cursor)
+            for key in keys:
                 yield key
-            if len(rows) < _PAGE:
+            if cursor is None:
                 return
-            after = rows[-1][0]
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """One query over the base's key range, above ``cursor`` (the last key of the page
+        before): a key present for the whole listing is listed exactly once."""
+        rows = await self._engine.call(
+            _fetch_all(*page_query(self.table, base, cursor, limit, max_depth))
+        )
+        keys = [key for (key,) in rows[:limit]]
+        return keys, keys[-1] if len(rows) > limit else None
 
     async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
-        where, args = self._range(base)
+        where, args = key_range(base)
         sql = f'SELECT key FROM "{self.table}" WHERE {where}{self._sql_live}'
         rows = await self._engine.call(
             lambda conn, _: conn.execute(sql, (*args, time.time())).fetchall()
@@ -292,7 +314,7 @@ class SqliteDriver(Driver):
         return [key for (key,) in rows]
 
     async def clear(self, base: str = "") -> None:
-        where, args = self._range(base)
+        where, args = key_range(base)
         sql = f'DELETE FROM "{self.table}" WHERE {where}1'
 
         def work(conn: sqlite3.Connection, events: Events) -> None:
@@ -323,6 +345,16 @@ class SqliteDriver(Driver):
         if expires is not None:
             meta["ttl"] = max(0.0, expires - now)
         return meta
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        """The value in chunks read through a blob on a snapshot (see drivers/_sqlite_streams.py)."""
+        return await self._streams.read(self._engine, key, chunk_size)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str:
+        """Spool the chunks to a temporary file, then fill a blob from it in one transaction."""
+        return await self._streams.write(self._engine, key, chunks, ttl)
 
     async def sweep(self) -> list[str]:
         """Delete every expired row now; return their keys."""
@@ -363,15 +395,6 @@ class SqliteDriver(Driver):
         self._watchers.clear()
         engine, self._engine = self._engine, self._new_engine()
         await engine.close()
-
-
-def _upper_bound(base: str) -> str:
-    """The least string above every key that starts with ``base`` (which ends in ``:``)."""
-    return base[:-1] + chr(ord(":") + 1)
-
-
-def _new_version() -> int:
-    return random.getrandbits(62)
 
 
 def _fetch_all(sql: str, args: tuple[Any, ...]) -> Work:

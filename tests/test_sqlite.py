@@ -96,7 +96,9 @@ async def test_a_conflict_in_a_shared_transaction_fails_only_its_own_write(
         *(db.set_item(f"j:{i}", b"v") for i in range(20)),
         return_exceptions=True,
     )
-    assert [type(result) for result in results if result is not None] == [ConflictError]
+    assert [type(result) for result in results if isinstance(result, Exception)] == [
+        ConflictError
+    ]
     assert await db.get_item("taken") == b"old"
     assert len(await db.get_keys()) == 41
 
@@ -251,7 +253,7 @@ async def test_a_write_the_database_rejects_fails_alone_in_its_group(db: SqliteD
         *(db.set_items([(f"j:{i}", b"v"), (f"i:{i}", b"v")]) for i in range(10)),
         return_exceptions=True,
     )
-    failures = [result for result in results if result is not None]
+    failures = [result for result in results if isinstance(result, BaseException)]
     assert len(failures) == 1
     assert isinstance(failures[0], sqlite3.Error)
     assert len(await db.get_keys()) == 40
@@ -280,11 +282,13 @@ async def test_capabilities_are_declared_and_read_only_opens_without_writing(
         )
         conn.execute("INSERT INTO unistorage VALUES ('k', x'31', NULL, 0, 7)")
     writable = SqliteDriver(tmp_path / "rw.db")
-    assert writable.capabilities == Capabilities(ttl=True, conditional=True, watch=True)
+    assert writable.capabilities == Capabilities(
+        ttl=True, conditional=True, watch=True, bounded=True
+    )
     driver = create_driver(f"sqlite:///{path}?read_only=true", sweep_interval=0)
     assert isinstance(driver, SqliteDriver)  # the driver takes read_only itself, no layer
     assert driver.capabilities == Capabilities(
-        ttl=True, conditional=True, watch=True, read_only=True
+        ttl=True, conditional=True, watch=True, read_only=True, bounded=True
     )
     async with create_storage(driver) as storage:
         assert await storage.get_item_raw("k") == b"1"
