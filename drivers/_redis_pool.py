@@ -162,6 +162,12 @@ class WaitingRedisCluster(RedisCluster):
         self._slots = _Slots(int(options["max_connections"]), pool_timeout)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self.get_default_node() is None:
+            # Before it knows the slots (at first, and after it resets itself on MOVED storms)
+            # redis-py 8 files a keyed command as keyless and sends it to a random node; the
+            # MOVED replies then make it close every connection, commands in flight included,
+            # and retry them: a burst of INCRBYs counted some twice. Learn the slots first.
+            await self.initialize()
         call = super().execute_command
         return await _holding(self._slots, lambda: call(*args, **kwargs))
 

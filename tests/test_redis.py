@@ -176,7 +176,7 @@ async def test_watch_sees_writes_from_other_clients_and_expiry(
     assert ("remove", "from:outside") in events
     assert all(not key.startswith("someone") and "someone" not in key for _, key in events)
     await unwatch()
-    assert driver_redis._listeners == []
+    assert not driver_redis._keyspace.running
 
 
 async def test_watch_leaves_server_config_alone_unless_allowed(lone_server: RedisServer) -> None:
