@@ -116,25 +116,40 @@ class FsFiles:
     def set_conditional(
         self, key: str, value: bytes, ttl: float | None, if_match: str | None, if_none_match: bool
     ) -> str:
-        """`set` if the stored etag is ``if_match`` / the key is absent; else ConflictError."""
-        tree = self.tree
+        """`set` if the stored etag is ``if_match`` (``"*"``: if the key exists) / the key is
+        absent; else ConflictError."""
 
         def check() -> None:  # under the key's lock, so no other writer comes in between
-            info = read.value_stat(tree, key)
-            if info is not None:
-                expires = read.expiry(tree, key, info)
-                if expires is not None and expires <= time.time():
-                    info = None
+            info = self._live_stat(key)
             if if_none_match and info is not None:
                 raise ConflictError(key, "the key already exists")
-            if if_match is not None and (info is None or etag_of(info) != if_match):
-                raise ConflictError(key)
+            if if_match is not None:
+                _check_match(key, info, if_match)
 
         return self.set(key, value, ttl, check)
 
     def remove(self, key: str) -> bool:
         """Delete ``key``'s value (whatever file or link holds its name); True if one was."""
         return write.remove(self.tree, key)
+
+    def remove_conditional(self, key: str, if_match: str) -> None:
+        """Delete ``key`` if its etag is ``if_match`` (``"*"``: if it exists); else conflict."""
+        tree = self.tree
+        stripe = tree.locks.acquire(tree.layout.place(key).raw)
+        try:
+            _check_match(key, self._live_stat(key), if_match)
+            write.unlink_value(tree, key)
+        finally:
+            tree.locks.release(stripe)
+
+    def _live_stat(self, key: str) -> os.stat_result | None:
+        """The stat of ``key``'s value unless it is missing or expired (no deletion here)."""
+        info = read.value_stat(self.tree, key)
+        if info is not None:
+            expires = read.expiry(self.tree, key, info)
+            if expires is not None and expires <= time.time():
+                return None
+        return info
 
     def set_user_meta(self, key: str, data: bytes) -> None:
         """Store the user meta of ``key`` beside it."""
@@ -157,3 +172,11 @@ class FsFiles:
     def sweep(self) -> list[str]:
         """Delete every expired value and stale TTL record; return the keys deleted."""
         return listing.sweep(self.tree, time.time())
+
+
+def _check_match(key: str, info: os.stat_result | None, if_match: str) -> None:
+    """Raise ConflictError unless the value ``info`` is version ``if_match`` (``"*"``: any)."""
+    if info is None:
+        raise ConflictError(key, "the key does not exist")
+    if if_match != "*" and etag_of(info) != if_match:
+        raise ConflictError(key)

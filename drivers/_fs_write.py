@@ -53,10 +53,9 @@ def write_temp(tree: Tree, value: bytes) -> tuple[str, os.stat_result]:
         view = memoryview(value)
         while view:
             view = view[os.write(fd, view) :]
-        # A unique mtime: the inode of a replaced file is soon reused, and a coarse clock
-        # could give the next file of the same size the same mtime, hence the same etag.
-        stamp = time.time_ns() // 1000 * 1000 + next(_counter) % 1000
-        os.utime(fd, ns=(stamp, stamp))
+        if tree.coarse_clock:  # a unique mtime, so that the etag is new (see Tree)
+            stamp = time.time_ns() // 1000 * 1000 + next(_counter) % 1000
+            os.utime(fd, ns=(stamp, stamp))
         if tree.durable:
             os.fsync(fd)
         info = os.fstat(fd)

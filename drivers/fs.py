@@ -166,8 +166,8 @@ class FsDriver(Driver):
         get = self._files.get
         return await self._run(lambda: [get(key) for key in keys])
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self._run(self._files.set, key, value, ttl)
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        return await self._run(self._files.set, key, value, ttl)
 
     async def set_items(
         self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
@@ -190,6 +190,9 @@ class FsDriver(Driver):
 
     async def remove_item(self, key: str) -> None:
         await self._run(self._files.remove, key)
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        await self._run(self._files.remove_conditional, key, if_match)
 
     async def remove_items(self, keys: Sequence[str]) -> None:
         remove = self._files.remove

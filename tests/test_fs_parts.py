@@ -19,7 +19,7 @@ from drivers._fs_locks import HAS_LOCKS
 from drivers._fs_ops import FsFiles
 from drivers._fs_watch import FsWatcher
 from drivers.fs import FsDriver
-from storage import Capabilities, Watchers, WatchEvent
+from storage import Capabilities, ConflictError, Watchers, WatchEvent
 
 
 def _open_fds_under(path: Path) -> list[str]:
@@ -120,7 +120,13 @@ async def test_the_driver_holds_both_parts_and_dispose_closes_them(tmp_path: Pat
 
 
 async def test_capabilities_are_data_and_read_only_instances_say_so(tmp_path: Path) -> None:
-    common = {"ttl": True, "conditional": HAS_LOCKS, "watch": True, "native_max_depth": True}
+    common = {
+        "ttl": True,
+        "conditional": HAS_LOCKS,
+        "watch": True,
+        "native_max_depth": True,
+        "bounded": True,
+    }
     writer = FsDriver(tmp_path / "store")
     reader = FsDriver(tmp_path / "store", read_only=True)
     assert writer.capabilities == Capabilities(**common)
@@ -139,3 +145,17 @@ async def test_a_read_only_store_whose_directory_is_missing_reads_as_empty(tmp_p
     finally:
         await reader.dispose()
     assert not (tmp_path / "nowhere").exists()
+
+
+async def test_with_a_coarse_clock_every_write_still_gets_a_new_etag(tmp_path: Path) -> None:
+    files = FsFiles(tmp_path / "store")
+    files.tree.coarse_clock = True  # as the probe finds on kernels without multigrain stamps
+    try:
+        etags = [await files.run(files.set, "counter", b"%03d" % i, None) for i in range(200)]
+        assert len(set(etags)) == len(etags)
+        stale = etags[-2]
+        with pytest.raises(ConflictError):
+            await files.run(files.set_conditional, "counter", b"x", None, stale, False)
+        assert await files.run(files.get_with_etag, "counter") == (b"199", etags[-1])
+    finally:
+        await files.close()
