@@ -2,11 +2,13 @@
 
 ``GET``/``HEAD``/``PUT``/``DELETE`` on ``/a/b`` read, write and remove key ``a:b`` (unstorage's
 routes: ``x-ttl``, ``application/octet-stream`` for raw bytes), with ETags and RFC 9110
-conditional headers; a path ending in ``/`` lists (``GET``) or clears (``DELETE``) a base;
-``?meta`` addresses an item's user meta and ``POST /base/?batch`` many items at once. Errors are
-JSON ``{"statusCode", "statusMessage", "message", "code"}``. With tokens configured every request
-needs ``Authorization: Bearer <token>``. docs/server.md describes it all; the server uses only
-the public Storage API.
+conditional headers; ``POST /a/b?increment=N`` and ``POST /a/b?touch`` are the atomic counter
+and sliding expiry; a path ending in ``/`` lists (``GET``, a page with ``?limit=&cursor=``) or
+clears (``DELETE``) a base; ``?meta`` addresses an item's user meta and ``POST /base/?batch``
+many items at once. Large raw values stream both ways. Errors are JSON ``{"statusCode",
+"statusMessage", "message", "code"}``. With tokens configured every request needs
+``Authorization: Bearer <token>``. docs/server.md describes it all; the server uses only the
+public Storage API. The routes live in `storage._server_items` and `storage._server_bases`.
 """
 
 from __future__ import annotations
@@ -15,40 +17,24 @@ import hmac
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
 
+from ._server_bases import Bases
+from ._server_http import HTTPError, Request, send_answer, send_error
+from ._server_items import Items
 from .asgi import Receive, Scope, Send
 from .errors import ReadOnlyError, StorageError
 from .keys import normalize_base, normalize_key
 from .protocol import (
     BATCH_QUERY,
-    CODE_HEADER,
-    JSON,
-    MAX_DEPTH_QUERY,
+    INCREMENT_QUERY,
     META_QUERY,
-    OCTET,
-    TEXT,
-    TTL_HEADER,
+    RENEW_TTL_HEADER,
+    TOUCH_QUERY,
     Code,
-    ListingWriter,
-    PreconditionFailedError,
-    Preconditions,
-    Write,
-    accepts,
-    batch_answer,
     check_token,
     code_of,
-    error_body,
     error_fields,
     is_base_path,
-    meta_headers,
-    parse_batch,
-    parse_max_depth,
-    parse_ttl,
-    read_put_body,
-    status_of,
-    value_body,
-    write_if,
 )
 from .storage import Storage
 
@@ -56,45 +42,15 @@ __all__ = ["DEFAULT_MAX_BODY", "StorageServer", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-#: Largest request body accepted by default (bytes); larger ones get 413.
+#: Largest request body accepted by default (bytes); larger ones get 413. Streamed bodies too.
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
 _READ = frozenset({"GET", "HEAD"})
 _WRITE = frozenset({"PUT", "DELETE"})
-_LIST_CHUNK = 64 * 1024
 _CHALLENGE = [("www-authenticate", 'Bearer realm="unistorage"')]
 METRICS_QUERY = "metrics"
 _METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _READ_ONLY = [("allow", "GET, HEAD")]
-
-
-class HTTPError(Exception):
-    """An answer other than 2xx, sent as a JSON error body with its code."""
-
-    def __init__(
-        self, code: str, message: str, headers: Iterable[tuple[str, str]] = (), **fields: Any
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.headers = list(headers)
-        self.fields = fields
-
-
-class _Request:
-    __slots__ = ("headers", "method", "path", "query", "receive")
-
-    def __init__(self, scope: Scope, receive: Receive) -> None:
-        self.method: str = scope["method"]
-        self.path: str = scope["path"][len(scope.get("root_path", "")) :] or "/"
-        self.query = parse_qs(scope.get("query_string", b"").decode("latin-1"), True)
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            # Repeated headers are one comma-separated list (RFC 9110, section 5.3).
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        self.headers = headers
-        self.receive = receive
 
 
 class StorageServer:
@@ -128,6 +84,8 @@ class StorageServer:
         self.read_only = read_only
         self.max_body = max_body
         self.dispose_on_shutdown = dispose_on_shutdown
+        self._items = Items(storage, max_body)
+        self._bases = Bases(storage, max_body, lambda request: self._authorize(request, True))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -135,11 +93,11 @@ class StorageServer:
             return
         if scope["type"] != "http":
             return
-        request = _Request(scope, receive)
+        request = Request(scope, receive)
         try:
             await self._handle(request, send)
         except HTTPError as exc:
-            await _send_error(send, exc.code, exc.message, exc.headers, **exc.fields)
+            await send_error(send, exc.code, exc.message, exc.headers, **exc.fields)
         except StorageError as exc:
             code = code_of(exc)
             if code in (Code.DRIVER_ERROR, Code.INTERNAL):
@@ -148,10 +106,10 @@ class StorageServer:
             fields = error_fields(exc)
             message = fields.pop("message")
             headers = _READ_ONLY if isinstance(exc, ReadOnlyError) else []
-            await _send_error(send, code, message, headers, **fields)
+            await send_error(send, code, message, headers, **fields)
         except Exception:
             logger.exception("%s %s failed", request.method, request.path)
-            await _send_error(send, Code.INTERNAL, "internal server error")
+            await send_error(send, Code.INTERNAL, "internal server error")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -166,7 +124,7 @@ class StorageServer:
 
     # -- routing and authorization ------------------------------------------------------------
 
-    async def _send_metrics(self, request: _Request, send: Send) -> None:
+    async def _send_metrics(self, request: Request, send: Send) -> None:
         allowed = self._metrics_tokens + self._write_tokens
         if self._metrics is None or not allowed:
             raise HTTPError(Code.NOT_FOUND, "this server keeps no metrics")
@@ -176,9 +134,9 @@ class StorageServer:
             raise HTTPError(Code.UNAUTHORIZED, "metrics need a bearer token", _CHALLENGE)
         if not any([hmac.compare_digest(token, known) for known in allowed]):
             raise HTTPError(Code.UNAUTHORIZED, "the bearer token is not valid", _CHALLENGE)
-        await _send(send, 200, self._metrics().encode(), _METRICS_TYPE)
+        await send_answer(send, 200, self._metrics().encode(), _METRICS_TYPE)
 
-    def _authorize(self, request: _Request, write: bool) -> None:
+    def _authorize(self, request: Request, write: bool) -> None:
         if self._write_tokens or self._read_tokens:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             token = given.strip().encode("latin-1")
@@ -194,245 +152,45 @@ class StorageServer:
         if write and self.read_only:
             raise HTTPError(Code.READ_ONLY, "the server is read-only", _READ_ONLY)
 
-    async def _handle(self, request: _Request, send: Send) -> None:
-        method, path = request.method, request.path
-        if method == "GET" and path == "/" and METRICS_QUERY in request.query:
+    async def _handle(self, request: Request, send: Send) -> None:
+        method, path, query = request.method, request.path, request.query
+        if method == "GET" and path == "/" and METRICS_QUERY in query:
             await self._send_metrics(request, send)
             return
-        if method == "POST" and BATCH_QUERY in request.query and is_base_path(path):
+        if method == "POST" and BATCH_QUERY in query and is_base_path(path):
             self._authorize(request, write=False)
-            await self._batch(request, normalize_base(path), send)
+            await self._bases.batch(request, normalize_base(path), send)
+            return
+        atomic = INCREMENT_QUERY in query or TOUCH_QUERY in query
+        if method == "POST" and atomic and not is_base_path(path):
+            self._authorize(request, write=True)
+            key = normalize_key(path)
+            if INCREMENT_QUERY in query:
+                await self._items.increment(request, key, send)
+            else:
+                await self._items.touch(request, key, send)
             return
         if method not in _READ and method not in _WRITE:
             allow = [("allow", "GET, HEAD, PUT, DELETE")]
             raise HTTPError(Code.METHOD_NOT_ALLOWED, f"method not allowed: {method}", allow)
-        self._authorize(request, method in _WRITE)
+        # A GET that renews a TTL writes.
+        self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
         if is_base_path(path):
-            await self._handle_base(request, normalize_base(path), send)
+            await self._bases.handle(request, normalize_base(path), send)
             return
         key = normalize_key(path)
-        if META_QUERY in request.query:
-            await self._handle_user_meta(request, key, send)
+        if META_QUERY in query:
+            await self._bases.user_meta(request, key, send)
         elif method == "GET":
-            await self._get(request, key, send)
+            await self._items.get(request, key, send)
         elif method == "HEAD":
-            await self._head(request, key, send)
+            await self._items.head(request, key, send)
         elif method == "PUT":
-            await self._put(request, key)
-            await _send(send, 200, b"OK", TEXT)
+            await self._items.put(request, key, send)
         else:
-            await self._delete(request, key)
-            await _send(send, 200, b"OK", TEXT)
-
-    # -- items --------------------------------------------------------------------------------
-
-    async def _get(self, request: _Request, key: str, send: Send) -> None:
-        conditions = Preconditions.from_headers(request.headers)
-        # Value and version in one read: the ETag names exactly the body it comes with.
-        data, etag = await self.storage.get_item_raw_with_etag(key)
-        if data is None:
-            raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key)
-        meta = await self.storage.get_native_meta(key)
-        headers = meta_headers(meta, etag, len(data))
-        if await _not_modified(send, key, conditions, etag, headers):
-            return
-        if accepts(request.headers.get("accept"), OCTET):
-            await _send(send, 200, data, OCTET, headers)
-        else:
-            await _send(send, 200, *value_body(data, self.storage.serializer.loads), headers)
-
-    async def _head(self, request: _Request, key: str, send: Send) -> None:
-        conditions = Preconditions.from_headers(request.headers)
-        if not await self.storage.has_item(key):
-            raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key)
-        meta = await self.storage.get_native_meta(key)
-        etag, size = meta.get("etag"), meta.get("size")
-        etag = etag if isinstance(etag, str) else None
-        size = size if isinstance(size, int) else None
-        headers = meta_headers(meta, etag, size)
-        if await _not_modified(send, key, conditions, etag, headers):
-            return
-        # The size a raw GET would send; it also keeps the server from announcing chunks.
-        await _send(send, 200, b"", None, [*headers, ("content-length", str(size or 0))])
-
-    async def _put(self, request: _Request, key: str) -> None:
-        ttl = parse_ttl(request.headers.get(TTL_HEADER))
-        conditions = Preconditions.from_headers(request.headers)
-        write = self._writer(request, key, await self._body(request), ttl)
-        await write_if(key, conditions, lambda: self.storage.get_item_raw_with_etag(key), write)
-
-    def _writer(self, request: _Request, key: str, body: bytes, ttl: float | None) -> Write:
-        """How the body is stored (decided before any I/O), as a conditional write."""
-        storage = self.storage
-        put = read_put_body(body, request.headers.get("content-type"))
-
-        async def write(if_match: str | None, if_none_match: bool) -> None:
-            if put.raw:
-                await storage.set_item_raw(
-                    key, put.data, ttl=ttl, if_match=if_match, if_none_match=if_none_match
-                )
-            else:
-                await storage.set_item(
-                    key, put.value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
-                )
-
-        return write
-
-    async def _delete(self, request: _Request, key: str) -> None:
-        conditions = Preconditions.from_headers(request.headers)
-        if conditions.create_only:
-            # "Only if absent": removing an absent key changes nothing, so answering from one
-            # read is exact.
-            if await self.storage.has_item(key):
-                raise PreconditionFailedError(key, "If-None-Match")
-            return
-        if conditions:
-            message = "a conditional DELETE needs an atomic conditional remove (not yet there)"
-            raise HTTPError(Code.UNSUPPORTED, message, key=key)
-        await self.storage.remove_item(key)
-
-    async def _body(self, request: _Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body:
-            raise HTTPError(Code.TOO_LARGE, f"the body exceeds {self.max_body} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise HTTPError(Code.INVALID_ARGUMENT, "the client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise HTTPError(Code.TOO_LARGE, f"the body exceeds {self.max_body} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    # -- bases, batches, user meta ------------------------------------------------------------
-
-    async def _handle_base(self, request: _Request, base: str, send: Send) -> None:
-        if request.method == "GET":
-            depth = parse_max_depth(request.query.get(MAX_DEPTH_QUERY, [""])[0])
-            await self._list(base, depth, send)
-        elif request.method == "DELETE":
-            if Preconditions.from_headers(request.headers):
-                raise HTTPError(Code.UNSUPPORTED, "a base is cleared without conditions")
-            await self.storage.clear(base)
-            await _send(send, 200, b"OK", TEXT)
-        else:
-            # As unstorage's server answers: a base is listed or cleared, never read or written.
-            raise HTTPError(
-                Code.INVALID_KEY, f"Invalid key: {request.method} is not allowed on a base key"
-            )
-
-    async def _list(self, base: str, depth: int | None, send: Send) -> None:
-        keys = self.storage.iter_keys(base, max_depth=depth)
-        # The first key is fetched before the status goes out, so a failing backend gets a 502.
-        first = await anext(keys, None)
-        start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}  # fmt: skip
-        await send(start)
-        writer = ListingWriter()
-        if first is None:
-            await send({"type": "http.response.body", "body": writer.end()})
-            return
-        parts, size = [writer.key(first)], 0
-        try:
-            async for key in keys:
-                part = writer.key(key)
-                parts.append(part)
-                size += len(part)
-                if size >= _LIST_CHUNK:
-                    body = b"".join(parts)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                    parts, size = [], 0
-        except Exception:
-            # The 200 is gone already. Returning without the closing bracket and without
-            # completing the response makes the ASGI server drop the connection, so no client
-            # can take the keys it got for the whole listing.
-            logger.exception(
-                "listing %r failed after %d keys; connection aborted", base, writer.count
-            )
-            return
-        parts.append(writer.end())
-        await send({"type": "http.response.body", "body": b"".join(parts)})
-
-    async def _batch(self, request: _Request, base: str, send: Send) -> None:
-        batch = parse_batch(await self._body(request), base)
-        if batch.op != "get":
-            self._authorize(request, write=True)
-        storage = self.storage
-        if batch.op == "get":
-            found = await storage.get_items_raw(batch.keys)
-            await _send(send, 200, batch_answer(found[key] for key in batch.keys), JSON)
-            return
-        if batch.op == "set":
-            pairs = list(zip(batch.keys, batch.values, strict=True))
-            await storage.set_items_raw(pairs, ttl=batch.ttl)
-        else:
-            await storage.remove_items(batch.keys)
-        await _send(send, 200, batch_answer(), JSON)
-
-    async def _handle_user_meta(self, request: _Request, key: str, send: Send) -> None:
-        method = request.method
-        storage = self.storage
-        if method in _READ:
-            data = await storage.get_meta_raw(key)
-            if data is None:
-                raise HTTPError(Code.NOT_FOUND, "no user meta for this key", key=key)
-            if method == "GET":
-                await _send(send, 200, data, JSON)
-            else:
-                await _send(send, 200, b"", None, [("content-length", str(len(data)))])
-            return
-        if method == "PUT":
-            # set_meta_raw refuses bytes that do not decode to a mapping (a 400).
-            await storage.set_meta_raw(key, await self._body(request))
-        else:
-            await storage.remove_meta(key)
-        await _send(send, 200, b"OK", TEXT)
+            await self._items.delete(request, key, send)
 
 
 def create_app(storage: Storage, **options: Any) -> StorageServer:
     """The ASGI app serving ``storage``; options as for `StorageServer`."""
     return StorageServer(storage, **options)
-
-
-async def _not_modified(
-    send: Send,
-    key: str,
-    conditions: Preconditions,
-    etag: str | None,
-    headers: list[tuple[str, str]],
-) -> bool:
-    """Answer 304 (True) when If-None-Match fails on a read; raise 412 when If-Match does."""
-    failed = conditions.failed(True, etag)
-    if failed == "If-None-Match":
-        await _send(send, 304, b"", None, headers)
-        return True
-    if failed is not None:
-        raise PreconditionFailedError(key, failed)
-    return False
-
-
-async def _send(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: str | None,
-    headers: Iterable[tuple[str, str]] = (),
-) -> None:
-    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-    if content_type is not None:
-        raw.append((b"content-type", content_type.encode("latin-1")))
-        raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(
-    send: Send, code: str, message: str, headers: Iterable[tuple[str, str]] = (), **fields: Any
-) -> None:
-    status = status_of(code)
-    body = error_body(status, code, message, **fields)
-    await _send(send, status, body, JSON, [*headers, (CODE_HEADER, code)])

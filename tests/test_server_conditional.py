@@ -49,6 +49,13 @@ class _QuotedEtags(MemoryDriver):
             key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
         )
 
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        if if_match != "*":
+            if not (if_match.startswith('"') and if_match.endswith('"')):
+                raise ConflictError(key)
+            if_match = if_match[1:-1]
+        await super().remove_item_conditional(key, if_match=if_match)
+
 
 class _Unversioned(Driver):
     """A driver that keeps no versions: no atomic conditional writes."""
@@ -212,13 +219,58 @@ async def test_delete_if_none_match_star_removes_only_what_is_absent() -> None:
         assert (await http.delete("/gone", headers={"if-none-match": "*"})).status_code == 200
 
 
-async def test_delete_with_if_match_is_501_until_storage_removes_conditionally() -> None:
+async def test_delete_with_if_match_removes_only_that_version() -> None:
+    async with _served() as http:
+        await http.put("/k", content=b"1")
+        old = await _etag(http, "/k")
+        await http.put("/k", content=b"2")
+        response = await http.delete("/k", headers={"if-match": old})
+        assert (response.status_code, response.json()["code"]) == (412, "precondition_failed")
+        assert (await http.get("/k")).json() == 2
+        current = await _etag(http, "/k")
+        assert (await http.delete("/k", headers={"if-match": current})).status_code == 200
+        assert (await http.get("/k")).status_code == 404
+        assert (await http.delete("/k", headers={"if-match": current})).status_code == 412
+
+
+async def test_delete_with_if_match_star_removes_only_an_existing_key() -> None:
+    async with _served() as http:
+        star = {"if-match": "*"}
+        response = await http.delete("/k", headers=star)
+        assert (response.status_code, response.json()["code"]) == (412, "conflict")
+        await http.put("/k", content=b"1")
+        assert (await http.delete("/k", headers=star)).status_code == 200
+        assert (await http.get("/k")).status_code == 404
+
+
+async def test_delete_with_a_list_of_etags_removes_any_of_those_versions() -> None:
+    async with _served(create_storage(_QuotedEtags())) as http:
+        await http.put("/k", content=b"1")
+        listed = f'"stale", {await _etag(http, "/k")}'
+        assert (await http.delete("/k", headers={"if-match": listed})).status_code == 200
+        assert (await http.get("/k")).status_code == 404
+
+
+async def test_delete_if_none_match_with_the_current_etag_removes_nothing() -> None:
     async with _served() as http:
         await http.put("/k", content=b"1")
         etag = await _etag(http, "/k")
-        response = await http.delete("/k", headers={"if-match": etag})
-        assert (response.status_code, response.json()["code"]) == (501, "unsupported")
+        assert (await http.delete("/k", headers={"if-none-match": etag})).status_code == 412
+        assert (await http.delete("/k", headers={"if-none-match": '"x"'})).status_code == 200
+        assert (await http.get("/k")).status_code == 404
+
+
+async def test_conditional_deletes_on_a_driver_without_versions_are_501() -> None:
+    async with _served(create_storage(_Unversioned())) as http:
+        await http.put("/k", content=b"1")
+        for headers in ({"if-match": "*"}, {"if-match": '"1"'}):
+            response = await http.delete("/k", headers=headers)
+            assert (response.status_code, response.json()["code"]) == (501, "unsupported")
         assert (await http.get("/k")).json() == 1
+
+
+async def test_a_base_is_never_cleared_conditionally() -> None:
+    async with _served() as http:
         assert (await http.delete("/", headers={"if-match": "*"})).status_code == 501
 
 

@@ -32,8 +32,10 @@ __all__ = [
     "PutBody",
     "batch_answer",
     "batch_body",
+    "page_body",
     "parse_batch",
     "parse_batch_values",
+    "parse_page",
     "read_put_body",
     "value_body",
 ]
@@ -308,3 +310,27 @@ class ListingReader:
         """Raise `ProtocolError` unless the listing ended properly."""
         if not self._complete:
             raise ProtocolError("the server cut the listing short")
+
+
+def page_body(keys: Sequence[str], cursor: str | None) -> bytes:
+    """One page of a listing: ``{"keys": [...], "cursor": "..." | null}``, keys with ``/``
+    separators as in the whole listing."""
+    return orjson.dumps({"keys": [key.replace(":", "/") for key in keys], "cursor": cursor})
+
+
+def parse_page(content: bytes) -> tuple[list[str], str | None] | None:
+    """The keys (``:`` separators) and cursor of a page; None when the answer is a whole
+    listing instead (a server without pages, such as unstorage's, ignores ``?limit``)."""
+    try:
+        parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("a page of keys is JSON") from None
+    if isinstance(parsed, list):
+        return None
+    keys = parsed.get("keys") if isinstance(parsed, dict) else None
+    cursor = parsed.get("cursor") if isinstance(parsed, dict) else None
+    if not (isinstance(keys, list) and all(isinstance(key, str) for key in keys)):
+        raise ProtocolError('a page is {"keys": [strings], "cursor": string or null}')
+    if cursor is not None and not isinstance(cursor, str):
+        raise ProtocolError("a page's cursor is a string or null")
+    return [key.replace("/", ":") for key in keys], cursor

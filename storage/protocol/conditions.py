@@ -19,12 +19,15 @@ __all__ = [
     "EntityTag",
     "PreconditionFailedError",
     "Preconditions",
+    "Probe",
     "Read",
+    "Remove",
     "Tags",
     "Write",
     "format_etag",
     "parse_etag",
     "parse_etags",
+    "remove_if",
     "write_if",
 ]
 
@@ -108,6 +111,11 @@ class Preconditions:
         return self.if_match is None and self.if_none_match == "*"
 
     @property
+    def any_version(self) -> bool:
+        """Only ``If-Match: *``: a write or remove of whatever version exists."""
+        return self.if_none_match is None and self.if_match == "*"
+
+    @property
     def expected(self) -> str | None:
         """The version when the request is only ``If-Match`` with one strong tag."""
         tags = self.if_match
@@ -150,30 +158,31 @@ class PreconditionFailedError(ConflictError):
 
 
 Read = Callable[[], Awaitable[tuple[bytes | None, str | None]]]
-Write = Callable[[str | None, bool], Awaitable[None]]
+Write = Callable[[str | None, bool], Awaitable[str | None]]
+Probe = Callable[[], Awaitable[tuple[bool, str | None]]]
+Remove = Callable[[str | None], Awaitable[None]]
 # Rounds of read-then-compare-and-set; each lost round means another writer won, so this
 # bounds only a hot key under constant writes.
 _ROUNDS = 64
 
 
-async def write_if(key: str, conditions: Preconditions, read: Read, write: Write) -> None:
-    """Write only while ``conditions`` hold, without a race.
+async def write_if(key: str, conditions: Preconditions, read: Read, write: Write) -> str | None:
+    """Write only while ``conditions`` hold, without a race; the new etag (None if unknown).
 
     ``write(if_match, if_none_match)`` is the storage's compare-and-set, ``read()`` the current
-    value and its version. Conditions a compare-and-set cannot say directly (``If-Match: *``,
-    lists, ``If-None-Match`` with tags) are checked against a read, and the write is then
-    conditioned on the version read, so it lands only if nothing changed in between.
+    value and its version. Conditions a compare-and-set cannot say directly (lists,
+    ``If-None-Match`` with tags) are checked against a read, and the write is then conditioned
+    on the version read, so it lands only if nothing changed in between.
     """
     if not conditions:
-        await write(None, False)
-        return
+        return await write(None, False)
     if conditions.create_only:
-        await write(None, True)
-        return
+        return await write(None, True)
+    if conditions.any_version:
+        return await write("*", False)
     if conditions.expected is not None:
         try:
-            await write(conditions.expected, False)
-            return
+            return await write(conditions.expected, False)
         except ConflictError:
             pass  # or the driver spells its version differently (quoted): compare below
     for _ in range(_ROUNDS):
@@ -184,8 +193,44 @@ async def write_if(key: str, conditions: Preconditions, read: Read, write: Write
         if failed is not None:
             raise PreconditionFailedError(key, failed)
         try:
-            await write(etag, data is None)
-            return
+            return await write(etag, data is None)
         except ConflictError:
             continue  # another writer came in between: check the conditions again
     raise ConflictError(key, f"the key changed {_ROUNDS} times while writing")
+
+
+async def remove_if(key: str, conditions: Preconditions, probe: Probe, remove: Remove) -> None:
+    """Remove only while ``conditions`` hold, without a race.
+
+    ``remove(if_match)`` is the storage's remove (conditional on a version, or ``"*"``: any),
+    ``probe()`` tells whether the key exists and its version. ``If-None-Match: *`` removes
+    nothing (it holds only while the key is absent); other lists are checked against a probe
+    and the remove is conditioned on the version seen.
+    """
+    if not conditions:
+        await remove(None)
+        return
+    if conditions.any_version:
+        await remove("*")
+        return
+    if conditions.expected is not None:
+        try:
+            await remove(conditions.expected)
+            return
+        except ConflictError:
+            pass  # a missing key, another version, or another spelling of it: compare below
+    for _ in range(_ROUNDS):
+        exists, etag = await probe()
+        failed = conditions.failed(exists, etag)
+        if failed is not None:
+            raise PreconditionFailedError(key, failed)
+        if not exists:
+            return  # the conditions hold and there is nothing to remove
+        if etag is None:
+            raise UnsupportedError(f"the driver serving {key!r} keeps no versions to compare")
+        try:
+            await remove(etag)
+            return
+        except ConflictError:
+            continue
+    raise ConflictError(key, f"the key changed {_ROUNDS} times while removing")

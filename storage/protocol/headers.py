@@ -20,10 +20,14 @@ from .conditions import format_etag, parse_etag
 __all__ = [
     "BATCH_QUERY",
     "CODE_HEADER",
+    "CURSOR_QUERY",
     "JSON",
+    "LIMIT_QUERY",
     "MAX_DEPTH_QUERY",
+    "MAX_PAGE",
     "META_QUERY",
     "OCTET",
+    "RENEW_TTL_HEADER",
     "SIZE_HEADER",
     "TEXT",
     "TTL_HEADER",
@@ -35,6 +39,7 @@ __all__ = [
     "media_type",
     "meta_headers",
     "meta_of_headers",
+    "parse_limit",
     "parse_max_depth",
     "parse_ttl",
 ]
@@ -46,9 +51,17 @@ TTL_HEADER = "x-ttl"
 SIZE_HEADER = "x-size"
 #: Every error answer also carries its code here, for HEAD, whose answers have no body.
 CODE_HEADER = "x-error-code"
+#: On a GET: renew the key's TTL to these seconds as it is read (``get_item(renew_ttl=)``);
+#: the answer repeats it, so a client can tell a server that renewed from one that ignored it.
+RENEW_TTL_HEADER = "x-renew-ttl"
 META_QUERY = "meta"
 BATCH_QUERY = "batch"
 MAX_DEPTH_QUERY = "max_depth"
+#: ``GET base/?limit=N&cursor=C``: one page of a listing (`storage.Storage.list_keys`).
+LIMIT_QUERY = "limit"
+CURSOR_QUERY = "cursor"
+#: The most keys a server puts in one page, whatever the limit asked (fewer come with a cursor).
+MAX_PAGE = 10_000
 
 
 # -- paths, media types, simple headers -------------------------------------------------------
@@ -104,6 +117,13 @@ def parse_max_depth(raw: str | None) -> int | None:
         return None
     if re.fullmatch(r"[0-9]{1,9}", raw) is None:
         raise InvalidArgumentError(f"max_depth must be an integer >= 0, not {raw!r}")
+    return int(raw)
+
+
+def parse_limit(raw: str) -> int:
+    """``?limit=N`` as an int >= 1 (ASCII digits only)."""
+    if re.fullmatch(r"[0-9]{1,9}", raw) is None or int(raw) < 1:
+        raise InvalidArgumentError(f"limit must be an integer >= 1, not {raw!r}")
     return int(raw)
 
 

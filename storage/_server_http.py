@@ -1,0 +1,104 @@
+"""The HTTP plumbing of the storage server: a request as ASGI gives it, answers and errors sent
+back, and request bodies read whole or streamed, never past the body limit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from .asgi import Receive, Scope, Send
+from .protocol import CODE_HEADER, JSON, Code, error_body, status_of
+
+__all__ = ["HTTPError", "Request", "body_chunks", "read_body", "send_answer", "send_error"]
+
+
+class HTTPError(Exception):
+    """An answer other than 2xx, sent as a JSON error body with its code."""
+
+    def __init__(
+        self, code: str, message: str, headers: Iterable[tuple[str, str]] = (), **fields: Any
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = list(headers)
+        self.fields = fields
+
+
+class Request:
+    """One HTTP request: method, path (below the root path), query, lowercase headers."""
+
+    __slots__ = ("headers", "method", "path", "query", "receive")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"][len(scope.get("root_path", "")) :] or "/"
+        self.query = parse_qs(scope.get("query_string", b"").decode("latin-1"), True)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            # Repeated headers are one comma-separated list (RFC 9110, section 5.3).
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self.headers = headers
+        self.receive = receive
+
+    def arg(self, name: str) -> str | None:
+        """The (first) value of query parameter ``name``, or None when absent."""
+        values = self.query.get(name)
+        return None if values is None else values[0]
+
+
+def _too_large(limit: int) -> HTTPError:
+    return HTTPError(Code.TOO_LARGE, f"the body exceeds {limit} bytes")
+
+
+async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives; `HTTPError` (413) as soon as it passes ``limit`` bytes,
+    (400) when the client goes away before its end."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPError(Code.INVALID_ARGUMENT, "the client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, at most ``limit`` bytes (else `HTTPError` 413)."""
+    return b"".join([chunk async for chunk in body_chunks(request, limit)])
+
+
+async def send_answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str | None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> None:
+    """A complete answer; ``content_type`` None sends no body headers (HEAD, 304)."""
+    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    if content_type is not None:
+        raw.append((b"content-type", content_type.encode("latin-1")))
+        raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send, code: str, message: str, headers: Iterable[tuple[str, str]] = (), **fields: Any
+) -> None:
+    """An error answer: its JSON body, and its code in a header too (for HEAD)."""
+    status = status_of(code)
+    body = error_body(status, code, message, **fields)
+    await send_answer(send, status, body, JSON, [*headers, (CODE_HEADER, code)])
