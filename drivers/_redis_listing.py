@@ -27,14 +27,37 @@ __all__ = ["scan_page"]
 logger = logging.getLogger(__name__)
 
 
-def _next_count(remaining: int, examined: int, found: int, most: int) -> int:
-    """The COUNT for the next SCAN call: about what should yield ``remaining`` more keys at
-    the density seen so far, never below ``remaining`` nor above ``most``.
+class _Density:
+    """How many of the keys SCAN visits match, as seen so far in one page: it sets the COUNT
+    of the next call, so that a base holding few of a server's keys takes a few round trips
+    rather than one per few keys, and a dense one pages about ``limit`` keys at a time.
 
-    A base holding few of a server's keys would otherwise take a round trip per few keys.
+    Only calls that did not end a server's scan are counted: the last one visits just the
+    table's tail, whatever its COUNT.
     """
-    wanted = math.ceil(remaining * examined / found) if found else examined * 10
-    return max(1, min(most, max(remaining, wanted)))
+
+    __slots__ = ("_asked", "_found", "_most")
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._asked = 0
+        self._found = 0
+
+    def saw(self, asked: int, found: int) -> None:
+        """Record one SCAN call that asked for ``asked`` and matched ``found`` keys."""
+        self._asked += asked
+        self._found += found
+
+    def count(self, remaining: int) -> int:
+        """The COUNT that should match about ``remaining`` keys: at least ``remaining``, ten
+        times what was asked while nothing matched, at most ``most``."""
+        if not self._asked:
+            wanted = remaining
+        elif not self._found:
+            wanted = self._asked * 10
+        else:
+            wanted = math.ceil(remaining * self._asked / self._found)
+        return max(1, min(self._most, max(remaining, wanted)))
 
 
 def _position(text: str) -> int:
@@ -66,17 +89,17 @@ async def scan_page(
         return await _cluster_page(client, pattern, limit, cursor, most)
     position = 0 if cursor is None else _position(cursor)
     names: list[bytes] = []
-    count = min(limit, most)
-    examined = 0
+    density = _Density(most)
+    count = density.count(limit)
     while True:
         position, found = await client.scan(position, match=pattern, count=count)
         names.extend(cast("list[bytes]", found))
-        examined += count
         if position == 0:
             return names, None
         if len(names) >= limit:
             return names, str(position)
-        count = _next_count(limit - len(names), examined, len(names), most)
+        density.saw(count, len(found))
+        count = density.count(limit - len(names))
 
 
 async def _cluster_page(
@@ -89,8 +112,8 @@ async def _cluster_page(
     if cursor is not None:
         index, position = _resume(cursor, fingerprint, primaries)
     names: list[bytes] = []
-    count = min(limit, most)
-    examined = 0
+    density = _Density(most)
+    count = density.count(limit)
     while True:
         node = primaries[index]
         # A cluster client answers with {node name: position} and the names it found.
@@ -100,14 +123,15 @@ async def _cluster_page(
         )
         position = int(positions[node.name])
         names.extend(found)
-        examined += count
         if position == 0:
             index += 1
             if index == len(primaries):
                 return names, None
+        else:
+            density.saw(count, len(found))
         if len(names) >= limit:
             return names, f"{fingerprint}/{primaries[index].name}/{position}"
-        count = _next_count(limit - len(names), examined, len(names), most)
+        count = density.count(limit - len(names))
 
 
 def _resume(cursor: str, fingerprint: str, primaries: list[ClusterNode]) -> tuple[int, int]:
