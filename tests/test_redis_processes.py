@@ -45,7 +45,8 @@ async def _child(url: str, mode: str, *args: str) -> None:
         sys.stdout.flush()
 
     async def hear() -> str:
-        return (await asyncio.to_thread(sys.stdin.readline)).strip()
+        line: str = await asyncio.to_thread(sys.stdin.readline)
+        return line.strip()
 
     async def count(rounds: int) -> None:
         for _ in range(rounds):
