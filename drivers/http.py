@@ -1,32 +1,39 @@
 """The http driver: a client of `unistorage serve` (unstorage's storage-server protocol), on httpx.
 
 Values travel as raw bytes (``application/octet-stream``), so every value round-trips exactly.
-The wire format (paths, headers, ETags, batches, listings, error codes) is `storage.protocol`,
-shared with the server. Batches use the server's ``POST base/?batch`` route, falling back to
-one request per key on servers without it (such as unstorage's own).
+The wire format (paths, headers, ETags, batches, listings, pages, error codes) is
+`storage.protocol`, shared with the server; `drivers._http_client.HttpClient` owns the
+connections. Batches use the server's ``POST base/?batch`` route, falling back to one request
+per key on servers without it (such as unstorage's own). increment, touch and renewed reads use
+the server's ``POST ?increment`` / ``POST ?touch`` routes and ``x-renew-ttl``; streams are the
+bodies of one GET or PUT, read and sent as they go.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
-from storage import Capabilities, Driver, InvalidArgumentError
+from drivers._http_client import HttpClient
+from storage import Capabilities, Driver, InvalidArgumentError, UnsupportedError
 from storage.driver import parse_url_options
 from storage.keys import normalize_base
 from storage.protocol import (
     BATCH_BYTES,
     BATCH_KEYS,
     BATCH_QUERY,
+    CURSOR_QUERY,
+    INCREMENT_QUERY,
+    LIMIT_QUERY,
     MAX_DEPTH_QUERY,
     META_QUERY,
     OCTET,
+    RENEW_TTL_HEADER,
+    TOUCH_QUERY,
     TTL_HEADER,
     HttpStatusError,
     ListingReader,
@@ -37,10 +44,12 @@ from storage.protocol import (
     error_of_answer,
     format_etag,
     format_ttl,
-    key_path,
     meta_of_headers,
     parse_batch_values,
+    parse_counter,
     parse_etag,
+    parse_page,
+    parse_touched,
 )
 
 __all__ = ["HttpDriver", "HttpStatusError"]
@@ -84,20 +93,19 @@ class HttpDriver(Driver):
         pool = timeout if pool_timeout is None else pool_timeout
         if not isinstance(pool, (int, float)) or not 0 < pool < float("inf"):
             raise InvalidArgumentError(f"pool_timeout is seconds > 0, not {pool_timeout!r}")
-        self._origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        # The URL path is a key prefix: decoded and normalized like any base.
-        self._prefix = normalize_base(unquote(parts.path))
-        self.base = self._url("", base=True)
-        self._headers = dict(headers or {})
+        sent = dict(headers or {})
         if token:
-            self._headers["authorization"] = f"Bearer {check_token(token)}"
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0), pool=pool)
-        # Keep-alive for every connection the pool may open: closing the surplus after each
-        # burst would churn through sockets under load.
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            sent["authorization"] = f"Bearer {check_token(token)}"
+        self._http = HttpClient(
+            urlunsplit((parts.scheme, parts.netloc, "", "", "")),
+            # The URL path is a key prefix: decoded and normalized like any base.
+            normalize_base(unquote(parts.path)),
+            headers=sent,
+            timeout=timeout,
+            max_connections=max_connections,
+            pool_timeout=pool,
         )
-        self._client: httpx.AsyncClient | None = None
+        self.base = self._http.url("", base=True)
         self._batches = True
 
     @classmethod
@@ -110,66 +118,32 @@ class HttpDriver(Driver):
     @property
     def client(self) -> httpx.AsyncClient:
         """The connection pool, opened on first use."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                headers=self._headers,
-                timeout=self._timeout,
-                limits=self._limits,
-                verify=_tls_context(),
-            )
-        return self._client
+        return self._http.client
 
-    def _url(self, key: str, *, base: bool = False, query: str = "") -> str:
-        path = key_path(self._prefix + key, base=base)
-        return f"{self._origin}{path}{'?' + query if query else ''}"
-
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self.client.request(method, url, **kwargs)
-        except httpx.PoolTimeout as exc:
-            raise self._pool_exhausted() from exc
-
-    def _pool_exhausted(self) -> ConnectionError:
-        return ConnectionError(
-            f"no free connection to {self._origin} within {self._timeout.pool} s: all "
-            f"{self._limits.max_connections} are busy (raise max_connections or pool_timeout)"
-        )
-
-    async def _request(
-        self,
-        method: str,
-        key: str,
-        *,
-        url: str | None = None,
-        missing_ok: bool = False,
-        **kwargs: Any,
-    ) -> httpx.Response | None:
-        response = await self._send(method, url or self._url(key), **kwargs)
-        status = response.status_code
-        if status < 300:
-            return response
-        if status == 404 and missing_ok:
-            return None
-        raise error_of_answer(status, response.content, key or None, response.headers)
+    async def _answer(self, method: str, key: str, **kwargs: Any) -> httpx.Response:
+        response = await self._http.request(method, key, **kwargs)
+        assert response is not None  # only a request with missing_ok answers None
+        return response
 
     # -- items --------------------------------------------------------------------------------
 
     async def get_item(self, key: str) -> bytes | None:
-        response = await self._request("GET", key, missing_ok=True, headers={"accept": OCTET})
+        response = await self._http.request("GET", key, missing_ok=True, headers=_RAW)
         return None if response is None else response.content
 
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         # One GET: the server's ETag names exactly the body it sends.
-        response = await self._request("GET", key, missing_ok=True, headers={"accept": OCTET})
+        response = await self._http.request("GET", key, missing_ok=True, headers=_RAW)
         if response is None:
             return None, None
         return response.content, parse_etag(response.headers.get("etag"))
 
     async def has_item(self, key: str) -> bool:
-        return await self._request("HEAD", key, missing_ok=True) is not None
+        return await self._http.request("HEAD", key, missing_ok=True) is not None
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self._request("PUT", key, content=value, headers=_put_headers(ttl))
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        response = await self._answer("PUT", key, content=value, headers=_put_headers(ttl))
+        return parse_etag(response.headers.get("etag"))
 
     async def set_item_conditional(
         self,
@@ -182,14 +156,59 @@ class HttpDriver(Driver):
     ) -> str | None:
         headers = _put_headers(ttl)
         if if_match is not None:
-            headers["if-match"] = format_etag(if_match)
+            headers["if-match"] = _if_match(if_match)
         if if_none_match:
             headers["if-none-match"] = "*"
-        await self._request("PUT", key, content=value, headers=headers)
-        return None
+        response = await self._answer("PUT", key, content=value, headers=headers)
+        return parse_etag(response.headers.get("etag"))
 
     async def remove_item(self, key: str) -> None:
-        await self._request("DELETE", key)
+        await self._http.request("DELETE", key)
+
+    async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
+        await self._http.request("DELETE", key, headers={"if-match": _if_match(if_match)})
+
+    # -- atomic operations --------------------------------------------------------------------
+
+    async def _post(self, key: str, query: str, ttl: float | None) -> bytes:
+        headers = {} if ttl is None else {TTL_HEADER: format_ttl(ttl)}
+        response = await self._http.send("POST", self._http.url(key, query=query), headers=headers)
+        status = response.status_code
+        if status in (404, 405, 501) and error_code(response.content, response.headers) is None:
+            route = query.partition("=")[0]
+            raise UnsupportedError(f"the server at {self._http.origin} has no ?{route} route")
+        if status >= 300:
+            raise error_of_answer(status, response.content, key, response.headers)
+        return response.content
+
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        return parse_counter(await self._post(key, f"{INCREMENT_QUERY}={by}", ttl))
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        return parse_touched(await self._post(key, TOUCH_QUERY, ttl))
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        headers = {**_RAW, RENEW_TTL_HEADER: format_ttl(ttl)}
+        response = await self._http.request("GET", key, missing_ok=True, headers=headers)
+        if response is None:
+            return None
+        if RENEW_TTL_HEADER not in response.headers:
+            # A server that does not know the header (unstorage's) read without renewing.
+            raise UnsupportedError(f"the server at {self._http.origin} does not renew TTLs")
+        return response.content
+
+    # -- streams ------------------------------------------------------------------------------
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        return await self._http.open(key, chunk_size, headers=_RAW)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        # httpx sends an async iterator as a chunked body; should the chunks fail, the body
+        # never ends, and the server drops the partial value.
+        response = await self._answer("PUT", key, content=chunks, headers=_put_headers(ttl))
+        return parse_etag(response.headers.get("etag"))
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -249,8 +268,8 @@ class HttpDriver(Driver):
         self, body: bytes, first: str, *, splittable: bool = False
     ) -> httpx.Response | None:
         """POST a batch; None when it must go key by key (no batch route, or too big)."""
-        response = await self._send(
-            "POST", self._url("", base=True, query=BATCH_QUERY), content=body
+        response = await self._http.send(
+            "POST", self._http.url("", base=True, query=BATCH_QUERY), content=body
         )
         status = response.status_code
         if status in (404, 405, 501) and error_code(response.content, response.headers) is None:
@@ -269,9 +288,9 @@ class HttpDriver(Driver):
         self, base: str = "", *, max_depth: int | None = None
     ) -> AsyncIterator[str]:
         params = {} if max_depth is None else {MAX_DEPTH_QUERY: str(max_depth)}
-        strip = len(self._prefix)
+        prefix = self._http.prefix
         reader = ListingReader()
-        url = self._url(base, base=True)
+        url = self._http.url(base, base=True)
         try:
             async with self.client.stream("GET", url, params=params) as response:
                 if response.status_code >= 300:
@@ -290,46 +309,69 @@ class HttpDriver(Driver):
                         # fails after the 200 went out).
                         raise ProtocolError("the server cut the listing short") from exc
                     for key in reader.feed(line):
-                        if key.startswith(self._prefix):
-                            yield key[strip:]
+                        if key.startswith(prefix):
+                            yield key[len(prefix) :]
         except httpx.PoolTimeout as exc:
-            raise self._pool_exhausted() from exc
+            raise self._http.pool_exhausted() from exc
         reader.finish()
 
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        params = {LIMIT_QUERY: str(limit)}
+        if cursor is not None:
+            params[CURSOR_QUERY] = cursor
+        if max_depth is not None:
+            params[MAX_DEPTH_QUERY] = str(max_depth)
+        url = self._http.url(base, base=True)
+        response = await self._answer("GET", base, url=url, params=params)
+        page = parse_page(response.content)
+        if page is None:  # a whole listing: the server has no pages (unstorage's)
+            return await Driver.list_page(
+                self, base, limit=limit, cursor=cursor, max_depth=max_depth
+            )
+        keys, following = page
+        prefix = self._http.prefix
+        return [key[len(prefix) :] for key in keys if key.startswith(prefix)], following
+
     async def clear(self, base: str = "") -> None:
-        await self._request("DELETE", base, url=self._url(base, base=True))
+        await self._http.request("DELETE", base, url=self._http.url(base, base=True))
 
     # -- meta ---------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> dict[str, Any]:
-        response = await self._request("HEAD", key, missing_ok=True)
+        response = await self._http.request("HEAD", key, missing_ok=True)
         return {} if response is None else meta_of_headers(response.headers)
 
     async def get_user_meta(self, key: str) -> bytes | None:
-        url = self._url(key, query=META_QUERY)
-        response = await self._request("GET", key, url=url, missing_ok=True)
+        url = self._http.url(key, query=META_QUERY)
+        response = await self._http.request("GET", key, url=url, missing_ok=True)
         return None if response is None else response.content
 
     async def set_user_meta(self, key: str, data: bytes) -> None:
-        url = self._url(key, query=META_QUERY)
-        await self._request("PUT", key, url=url, content=data, headers={"content-type": OCTET})
+        url = self._http.url(key, query=META_QUERY)
+        await self._http.request("PUT", key, url=url, content=data, headers={"content-type": OCTET})
 
     async def remove_user_meta(self, key: str) -> None:
-        await self._request("DELETE", key, url=self._url(key, query=META_QUERY))
+        await self._http.request("DELETE", key, url=self._http.url(key, query=META_QUERY))
 
     async def dispose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.close()
 
     def __repr__(self) -> str:
         return f"<HttpDriver {self.base!r}>"
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes tens of milliseconds; one context serves every client.
-    return ssl.create_default_context()
+_RAW = {"accept": OCTET}
+
+
+def _if_match(etag: str) -> str:
+    return "*" if etag == "*" else format_etag(etag)
 
 
 def _put_headers(ttl: float | None) -> dict[str, str]:

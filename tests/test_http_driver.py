@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -105,7 +106,7 @@ def test_url_query_options_become_driver_options() -> None:
     driver = create_driver("https://example.invalid/base/path?timeout=3&max_connections=7")
     assert isinstance(driver, HttpDriver)
     assert driver.base == "https://example.invalid/base/path/"
-    assert driver.capabilities == Capabilities(ttl=True, conditional=True)
+    assert driver.capabilities == Capabilities(ttl=True, conditional=True, bounded=True)
 
 
 def test_read_only_in_the_url_puts_the_read_only_layer_in_front() -> None:
@@ -197,6 +198,10 @@ class _Slow(MemoryDriver):
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         await asyncio.sleep(1.0)
         return await super().get_item_with_etag(key)
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        await asyncio.sleep(1.0)
+        return await super().get_meta(key)
 
 
 async def test_three_hundred_concurrent_reads_through_one_driver_all_succeed(
