@@ -96,9 +96,7 @@ async def test_a_conflict_in_a_shared_transaction_fails_only_its_own_write(
         *(db.set_item(f"j:{i}", b"v") for i in range(20)),
         return_exceptions=True,
     )
-    assert [type(result) for result in results if isinstance(result, Exception)] == [
-        ConflictError
-    ]
+    assert [type(result) for result in results if isinstance(result, Exception)] == [ConflictError]
     assert await db.get_item("taken") == b"old"
     assert len(await db.get_keys()) == 41
 

@@ -1,0 +1,262 @@
+"""What is special about sqlite streams: a write goes to a spool file beside the database and
+is filled into the row's blob in one transaction; a read goes through a blob on its own
+snapshot; memory stays flat both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+import sys
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from drivers._sqlite_engine import SqliteEngine
+from drivers._sqlite_schema import check_table
+from drivers._sqlite_streams import Streams
+from drivers.sqlite import SqliteDriver
+from storage import ConflictError, DriverError, Storage, create_storage
+from storage.streams import StreamAbortedError
+
+MB = 1024 * 1024
+PROC = os.path.isdir("/proc/self/fd")  # where this process's open files can be seen (Linux)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDriver]:
+    driver = SqliteDriver(tmp_path / "store.db", sweep_interval=0)
+    yield driver
+    await driver.dispose()
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        await asyncio.sleep(0)
+        yield part
+
+
+async def _failing(*parts: bytes) -> AsyncIterator[bytes]:
+    async for part in _chunks(*parts):
+        yield part
+    raise StreamAbortedError("the writer's block failed")
+
+
+async def _read(chunks: AsyncIterator[bytes] | None) -> bytes:
+    assert chunks is not None
+    return b"".join([chunk async for chunk in chunks])
+
+
+def _spools(directory: Path) -> list[str]:
+    """This process's open files in ``directory`` (anonymous ones included), by /proc."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(directory)) and not target.split(" ")[0].endswith(
+            ("store.db", "store.db-wal", "store.db-shm")
+        ):
+            found.append(target)
+    return found
+
+
+async def test_a_streamed_value_is_one_blob_in_the_row(db: SqliteDriver) -> None:
+    etag = await db.write_chunks("blob", _chunks(b"abc" * 1000, b"", b"def" * 1000), ttl=100)
+    with sqlite3.connect(db.path) as conn:
+        value, version, kind = conn.execute(
+            "SELECT value, version, typeof(value) FROM unistorage WHERE key = 'blob'"
+        ).fetchone()
+    assert (value, str(version), kind) == (b"abc" * 1000 + b"def" * 1000, etag, "blob")
+    assert 90 < (await db.get_meta("blob"))["ttl"] <= 100
+
+
+async def test_a_value_read_in_chunks_comes_in_chunks_of_the_size_asked(
+    db: SqliteDriver,
+) -> None:
+    await db.set_item("blob", bytes(range(256)) * 100)
+    chunks = await db.read_chunks("blob", 1000)
+    assert chunks is not None
+    sizes = [len(chunk) async for chunk in chunks]
+    assert sizes == [1000] * 25 + [600]
+    assert await db.read_chunks("missing", 1000) is None
+
+
+@pytest.mark.skipif(not PROC, reason="needs /proc (Linux)")
+async def test_the_spool_lives_beside_the_database_until_the_stream_ends(
+    tmp_path: Path, db: SqliteDriver
+) -> None:
+    await db.set_item("warm", b"v")
+    seen: list[list[str]] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        await asyncio.sleep(0.05)  # the spool job has run
+        seen.append(_spools(tmp_path))
+        yield b"y" * 1000
+
+    await db.write_chunks("blob", chunks())
+    assert len(seen[0]) == 1
+    assert "(deleted)" in seen[0][0] or "#" in seen[0][0]  # anonymous: no name on the disk
+    assert _spools(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == ["store.db", "store.db-shm", "store.db-wal"]
+
+
+async def test_a_failed_stream_drops_its_spool_and_writes_nothing(
+    tmp_path: Path, db: SqliteDriver
+) -> None:
+    await db.set_item("blob", b"old")
+    with pytest.raises(StreamAbortedError):
+        await db.write_chunks("blob", _failing(b"partial" * 1000, b"more" * 1000))
+    assert await db.get_item("blob") == b"old"
+    with pytest.raises(StreamAbortedError):
+        await db.write_chunks("new", _failing(b"partial"))
+    assert await db.has_item("new") is False
+    if PROC:
+        assert _spools(tmp_path) == []
+
+
+async def test_a_stream_reads_the_value_stored_when_it_began(db: SqliteDriver) -> None:
+    old = os.urandom(300_000)
+    await db.set_item("blob", old)
+    chunks = await db.read_chunks("blob", 100_000)
+    assert chunks is not None
+    first = await anext(chunks)
+    await db.set_item("blob", b"new")  # the writer goes on meanwhile
+    await db.remove_item("blob")
+    rest = b"".join([chunk async for chunk in chunks])
+    assert first + rest == old
+    assert await db.read_chunks("blob", 100_000) is None
+
+
+async def test_a_value_removed_as_its_stream_opens_is_a_conflict(db: SqliteDriver) -> None:
+    await db.set_item("blob", b"v" * 1000)
+    chunks = await db.read_chunks("blob", 100)
+    await db.remove_item("blob")
+    with pytest.raises(ConflictError):
+        await _read(chunks)
+
+
+async def test_a_stream_closed_early_lets_the_database_checkpoint(db: SqliteDriver) -> None:
+    await db.set_item("blob", b"v" * 100_000)
+    chunks = await db.read_chunks("blob", 1000)
+    assert chunks is not None
+    await anext(chunks)
+    await db.set_item("other", b"w")
+    with sqlite3.connect(db.path, timeout=0) as conn:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert busy == 1  # the stream's snapshot holds the WAL
+    await chunks.aclose()  # type: ignore[attr-defined]
+    with sqlite3.connect(db.path, timeout=0) as conn:
+        assert conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() == (0, 0, 0)
+
+
+async def test_a_stream_of_a_disposed_driver_fails_cleanly(db: SqliteDriver) -> None:
+    await db.set_item("blob", b"v" * 10_000)
+    chunks = await db.read_chunks("blob", 1000)
+    assert chunks is not None
+    await anext(chunks)
+    await db.dispose()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        await anext(chunks)
+    assert await db.get_item("blob") == b"v" * 10_000  # a disposed driver opens again
+
+
+async def test_streams_work_on_an_in_memory_database() -> None:
+    driver = SqliteDriver(":memory:", sweep_interval=0)
+    try:
+        etag = await driver.write_chunks("blob", _chunks(b"a" * 5000, b"b" * 5000))
+        assert (await driver.get_meta("blob"))["etag"] == etag
+        assert await _read(await driver.read_chunks("blob", 3000)) == b"a" * 5000 + b"b" * 5000
+    finally:
+        await driver.dispose()
+
+
+async def test_without_blob_io_streams_are_stored_and_read_whole(tmp_path: Path) -> None:
+    """The path for Python 3.10, which has no ``Connection.blobopen``."""
+    path = str(tmp_path / "old.db")
+    engine = SqliteEngine(
+        path, setup=lambda conn: check_table(conn, path=path, table="t", read_only=False)
+    )
+    streams = Streams("t", busy_timeout=1.0, blobs=False)
+    try:
+        etag = await streams.write(engine, "k", _chunks(b"a" * 3000, b"b" * 3000), None)
+        with sqlite3.connect(path) as conn:
+            row = conn.execute("SELECT value, version FROM t WHERE key = 'k'").fetchone()
+        assert row == (b"a" * 3000 + b"b" * 3000, int(etag))
+        chunks = await streams.read(engine, "k", 4000)
+        assert chunks is not None
+        assert [len(chunk) async for chunk in chunks] == [4000, 2000]
+        assert await streams.read(engine, "missing", 4000) is None
+        with pytest.raises(StreamAbortedError):
+            await streams.write(engine, "k", _failing(b"c" * 3000), None)
+        assert await _read(await streams.read(engine, "k", 10_000)) == row[0]
+    finally:
+        await engine.close()
+
+
+async def test_a_database_that_cannot_store_the_stream_fails_with_a_driver_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "small.db"
+    driver = SqliteDriver(path, sweep_interval=0)
+    storage = create_storage(driver)
+    try:
+        await storage.set_item("warm", 1)
+        with sqlite3.connect(path) as conn:  # the file may not grow past what it holds now
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        await driver._engine.call(lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
+        with pytest.raises(DriverError, match="full"):
+            async with storage.open_write("blob") as writer:
+                await writer.write(b"x" * MB)
+        assert await storage.has_item("blob") is False
+        assert await storage.get_item("warm") == 1
+    finally:
+        await driver.dispose()
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+_VALUE = 40 * MB
+_CHUNK = 64 * 1024
+
+
+def _part(index: int) -> bytes:
+    return hashlib.sha256(index.to_bytes(4, "big")).digest() * (_CHUNK // 32)
+
+
+async def _stream_in_and_out(storage: Storage, key: str, size: int) -> tuple[str, str]:
+    written = hashlib.sha256()
+    async with storage.open_write(key) as writer:
+        for index in range(size // _CHUNK):
+            part = _part(index)
+            written.update(part)
+            await writer.write(part)
+    read = hashlib.sha256()
+    async with storage.open_read(key, chunk_size=_CHUNK) as reader:
+        async for chunk in reader:
+            read.update(chunk)
+    return written.hexdigest(), read.hexdigest()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="blob I/O needs Python 3.11")
+async def test_streaming_a_value_twenty_times_the_memory_allowed_keeps_memory_flat(
+    tmp_path: Path,
+) -> None:
+    async with create_storage(SqliteDriver(tmp_path / "big.db", sweep_interval=0)) as storage:
+        await _stream_in_and_out(storage, "warm", 4 * _CHUNK)  # the thread, statements, caches
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            written, read = await _stream_in_and_out(storage, "big", _VALUE)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert written == read
+        assert (await storage.get_meta("big"))["size"] == _VALUE
+        assert peak - before < 2 * MB  # 20x smaller than the value
