@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tracemalloc
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -10,9 +13,11 @@ import pytest
 
 from drivers.http import HttpDriver
 from drivers.memory import MemoryDriver
+from drivers.s3 import S3Driver
 from storage import (
     Capabilities,
     ConflictError,
+    Driver,
     DriverError,
     InvalidKeyError,
     ReadOnlyError,
@@ -22,6 +27,7 @@ from storage import (
 )
 from storage.layers import ReadOnly
 from tests.fixtures.http import ServerThread
+from tests.fixtures.s3 import S3_BUCKET
 from tests.servers import free_port
 
 
@@ -231,3 +237,172 @@ async def test_a_request_that_finds_no_free_connection_in_time_fails_clearly() -
 def test_pool_options_out_of_range_are_refused(options: str) -> None:
     with pytest.raises(ValueError, match=r"max_connections|pool_timeout"):
         create_driver(f"http://127.0.0.1:1/?{options}")
+
+
+# -- the full surface over the protocol (issue 12) --------------------------------------------
+
+
+async def test_increment_touch_and_renewed_reads_are_one_request_each(
+    server: ServerThread,
+) -> None:
+    async with create_storage(f"{server.url}/atomic") as storage:
+        assert await storage.increment("hits", 5, ttl=100) == 5
+        assert await storage.increment("hits", -2) == 3
+        assert 90 < (await storage.get_meta("hits"))["ttl"] <= 100
+        await storage.set_item("session", {"user": 1}, ttl=10)
+        assert await storage.touch("session", 200) is True
+        assert await storage.get_item("session", renew_ttl=300) == {"user": 1}
+        assert 290 < (await storage.get_meta("session"))["ttl"] <= 300
+        assert await storage.touch("absent", 5) is False
+
+
+async def test_pages_come_from_the_servers_own_pages(server: ServerThread) -> None:
+    async with (
+        create_storage(f"{server.url}/paged") as storage,
+        create_storage(server.url) as root,
+    ):
+        await storage.set_items({f"k{n:02d}": n for n in range(25)})
+        await root.set_item("pagedx", 1)  # beside the prefix, never in its pages
+        keys, cursor = await storage.list_keys(limit=10)
+        assert keys == [f"k{n:02d}" for n in range(10)]
+        assert cursor is not None
+        rest, end = await storage.list_keys(limit=100, cursor=cursor)
+        assert (rest, end) == ([f"k{n:02d}" for n in range(10, 25)], None)
+
+
+class _Counting(Driver):
+    """Keeps only the size of a value streamed into it, and streams that many bytes back."""
+
+    name = "counting"
+    capabilities = Capabilities(bounded=True)
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+
+    async def get_item(self, key: str) -> bytes | None:
+        size = self.sizes.get(key)
+        return None if size is None else bytes(size)
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self.sizes[key] = len(value)
+
+    async def remove_item(self, key: str) -> None:
+        self.sizes.pop(key, None)
+
+    async def iter_keys(
+        self, base: str = "", *, max_depth: int | None = None
+    ) -> AsyncIterator[str]:
+        for key in list(self.sizes):
+            yield key
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        return {"size": self.sizes[key]} if key in self.sizes else {}
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        size = self.sizes.get(key)
+        if size is None:
+            return None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, size, chunk_size):
+                yield bytes(min(chunk_size, size - start))
+
+        return chunks()
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        self.sizes[key] = sum([len(chunk) async for chunk in chunks])
+        return None
+
+
+async def test_streaming_through_server_and_driver_keeps_memory_flat() -> None:
+    allowed = 4 * 1024 * 1024
+    size = 20 * allowed
+    chunk = 256 * 1024
+    backend = _Counting()
+    with ServerThread(create_storage(backend), max_body=size) as running:
+        async with create_storage(running.url) as storage:
+            await storage.has_item("big")  # the connection (and TLS defaults) set up first
+            tracemalloc.start()  # the server's thread is traced too
+            try:
+                async with storage.open_write("big") as writer:
+                    for _ in range(size // chunk):
+                        await writer.write(bytes(chunk))  # a new chunk each time
+                write_peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.reset_peak()
+                read = 0
+                async with storage.open_read("big") as reader:
+                    async for part in reader:
+                        read += len(part)
+                read_peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+    assert backend.sizes["big"] == read == size
+    assert write_peak < allowed, f"writing grew {write_peak / 2**20:.1f} MiB"
+    assert read_peak < allowed, f"reading grew {read_peak / 2**20:.1f} MiB"
+
+
+async def test_a_stream_over_the_servers_body_limit_is_a_driver_error_and_stores_nothing() -> None:
+    with ServerThread(max_body=1024 * 1024) as running:
+        async with create_storage(running.url) as storage:
+            await storage.set_item_raw("blob", b"old")
+
+            async def stream_too_much() -> None:
+                async with storage.open_write("blob") as writer:
+                    for _ in range(40):  # 2.5 MiB
+                        await writer.write(bytes(64 * 1024))
+
+            with pytest.raises(DriverError):
+                await stream_too_much()
+            assert await storage.get_item_raw("blob") == b"old"
+
+
+async def test_a_stream_through_the_server_lands_in_s3_in_parts(s3_shared_client: Any) -> None:
+    backend = S3Driver(
+        S3_BUCKET, f"t-{uuid.uuid4().hex[:12]}", client=s3_shared_client, part_size=5 * 2**20
+    )
+    payload = os.urandom(11 * 2**20)
+    with ServerThread(create_storage(backend), max_body=len(payload)) as running:
+        async with create_storage(running.url) as storage:
+            async with storage.open_write("video") as writer:
+                for start in range(0, len(payload), 1 << 20):
+                    await writer.write(payload[start : start + (1 << 20)])
+            assert writer.etag is not None
+            assert writer.etag.endswith("-3")  # S3's multipart ETag, through the server
+            async with storage.open_read("video") as reader:
+                assert await reader.read() == payload
+            await storage.clear()
+
+
+# -- against a server that speaks only unstorage's protocol -----------------------------------
+
+
+async def test_against_unstorages_server_atomic_operations_are_unsupported(
+    unstorage_origin: str,
+) -> None:
+    async with create_storage(unstorage_origin) as storage:
+        await storage.set_item("k", 1, ttl=60)
+        with pytest.raises(UnsupportedError):
+            await storage.increment("n")
+        with pytest.raises(UnsupportedError):
+            await storage.touch("k", 60)
+        with pytest.raises(UnsupportedError):
+            await storage.get_item("k", renew_ttl=60)  # never a read that silently did not renew
+        await storage.clear()
+
+
+async def test_against_unstorages_server_pages_and_streams_still_work(
+    unstorage_origin: str,
+) -> None:
+    async with create_storage(unstorage_origin) as storage:
+        await storage.set_items({f"p:{n}": n for n in range(5)})
+        keys, cursor = await storage.list_keys("p", limit=3)
+        rest, end = await storage.list_keys("p", limit=3, cursor=cursor)
+        assert (sorted(keys + rest), end) == ([f"p:{n}" for n in range(5)], None)
+        async with storage.open_write("blob") as writer:
+            await writer.write(b"streamed ")
+            await writer.write(b"bytes")
+        async with storage.open_read("blob") as reader:
+            assert await reader.read() == b"streamed bytes"
+        await storage.clear()
