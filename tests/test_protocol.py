@@ -17,6 +17,7 @@ from storage import (
     UnsupportedError,
 )
 from storage.protocol import (
+    MAX_PAGE,
     Code,
     EntityTag,
     HttpStatusError,
@@ -27,20 +28,29 @@ from storage.protocol import (
     accepts,
     batch_body,
     code_of,
+    counter_body,
     error_body,
     error_fields,
     error_of_answer,
     format_etag,
     key_path,
     media_type,
+    page_body,
     parse_batch,
     parse_batch_values,
+    parse_by,
+    parse_counter,
     parse_etag,
     parse_etags,
+    parse_limit,
     parse_max_depth,
+    parse_page,
+    parse_touched,
     parse_ttl,
     read_put_body,
+    remove_if,
     status_of,
+    touched_body,
     value_body,
 )
 from storage.values import default_serializer
@@ -261,3 +271,93 @@ def test_an_answer_without_a_code_is_read_by_its_status() -> None:
     assert isinstance(error_of_answer(400, b"{}", "k"), InvalidArgumentError)
     assert isinstance(error_of_answer(501, b"", "k"), UnsupportedError)
     assert isinstance(error_of_answer(500, b"oops", "k"), HttpStatusError)
+
+
+# -- the storage surface (issue 12) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "by"), [("", 1), ("5", 5), ("-7", -7), ("+2", 2), ("9" * 40, int("9" * 40))]
+)
+def test_an_increment_takes_any_integer_and_defaults_to_one(raw: str, by: int) -> None:
+    assert parse_by(raw) == by
+
+
+@pytest.mark.parametrize("raw", ["1.5", "x", "1e3", " 1", "--1"])
+def test_an_increment_by_anything_else_is_an_invalid_argument(raw: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        parse_by(raw)
+
+
+def test_counter_and_touch_answers_read_back() -> None:
+    for value in (0, -3, 2**70):
+        assert parse_counter(counter_body(value)) == value
+    assert parse_touched(touched_body(True)) is True
+    assert parse_touched(touched_body(False)) is False
+    with pytest.raises(ProtocolError):
+        parse_counter(b'"1"')
+    with pytest.raises(ProtocolError):
+        parse_touched(b'{"found": 1}')
+
+
+def test_a_page_reads_back_and_a_whole_listing_is_told_apart() -> None:
+    body = page_body(["a:b", "c"], "next")
+    assert orjson.loads(body) == {"keys": ["a/b", "c"], "cursor": "next"}
+    assert parse_page(body) == (["a:b", "c"], "next")
+    assert parse_page(page_body([], None)) == ([], None)
+    assert parse_page(b'["a", "b"]') is None  # a server without pages ignored ?limit
+    for malformed in (b'{"keys": [1]}', b'{"keys": [], "cursor": 3}', b"nope"):
+        with pytest.raises(ProtocolError):
+            parse_page(malformed)
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "ten", "1" * 10])
+def test_a_page_limit_is_a_positive_integer(raw: str) -> None:
+    assert parse_limit("25") == 25
+    assert MAX_PAGE >= 1000
+    with pytest.raises(InvalidArgumentError):
+        parse_limit(raw)
+
+
+class _Versions:
+    """One key's state for `remove_if`: whether it exists, its version, the removes asked."""
+
+    def __init__(self, etag: str | None) -> None:
+        self.etag = etag
+        self.removes: list[str | None] = []
+
+    async def probe(self) -> tuple[bool, str | None]:
+        return self.etag is not None, self.etag
+
+    async def remove(self, if_match: str | None) -> None:
+        if if_match not in (None, "*", self.etag) or (if_match and self.etag is None):
+            raise ConflictError("k")
+        self.removes.append(if_match)
+        self.etag = None
+
+
+@pytest.mark.parametrize(
+    ("headers", "etag", "removes", "fails"),
+    [
+        ({}, "1", [None], False),
+        ({"if-match": '"1"'}, "1", ["1"], False),
+        ({"if-match": '"2"'}, "1", [], True),
+        ({"if-match": "*"}, "1", ["*"], False),
+        ({"if-match": "*"}, None, [], True),
+        ({"if-match": '"0", "1"'}, "1", ["1"], False),
+        ({"if-none-match": "*"}, "1", [], True),
+        ({"if-none-match": "*"}, None, [], False),
+        ({"if-none-match": '"2"'}, "1", ["1"], False),
+    ],
+)
+async def test_a_conditional_remove_removes_only_what_its_headers_allow(
+    headers: dict[str, str], etag: str | None, removes: list[str | None], fails: bool
+) -> None:
+    key = _Versions(etag)
+    conditions = Preconditions.from_headers(headers)
+    if fails:
+        with pytest.raises(ConflictError):
+            await remove_if("k", conditions, key.probe, key.remove)
+    else:
+        await remove_if("k", conditions, key.probe, key.remove)
+    assert key.removes == removes
