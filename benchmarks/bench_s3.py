@@ -1,4 +1,5 @@
-"""S3: batches against the sequential loop, and a streamed listing of 10,000 keys.
+"""S3: batches against the sequential loop, a streamed listing of 10,000 keys, and a 256 MB
+value streamed up and down against boto3's own file copy (upload_file / download_file).
 
 Starts its own S3-compatible server (moto's server mode, over HTTP) like the test fixtures.
 moto serves from one Python process, so it caps the rate every subject here can reach.
@@ -7,6 +8,9 @@ moto serves from one Python process, so it caps the rate every subject here can 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -16,7 +20,7 @@ from drivers.s3 import S3Driver
 from storage import create_storage
 from tests.servers import MotoServer
 
-from .harness import Bench
+from .harness import Bench, Subject
 
 BUCKET = "unistorage-bench"
 VALUE: dict[str, Any] = {"id": 1, "name": "user-1", "tags": ["a", "b"], "score": 1.5}
@@ -24,6 +28,10 @@ KEYS = 1000
 LISTED = 10_000
 BATCH = "1000 keys set+get"
 LISTING = "listing 10,000 keys"
+STREAMED_MB = 256
+UPLOAD = "256 MB file up (MB)"
+DOWNLOAD = "256 MB file down (MB)"
+_READ = 1024 * 1024  # bytes per file read, as a producer of chunks
 
 
 async def _peak_kib(body: Callable[[], Awaitable[int]]) -> float:
@@ -109,6 +117,71 @@ async def _listing(bench: Bench, client: Any, count: int) -> None:
     await driver.dispose()
 
 
+def _random_file(path: str, megabytes: int) -> None:
+    with open(path, "wb") as out:
+        for _ in range(megabytes):
+            out.write(os.urandom(1024 * 1024))
+
+
+async def _streams(bench: Bench, client: Any, megabytes: int) -> None:
+    """A file copied into S3 and back: boto3's managed transfer (multipart, 10 threads) against
+    `Storage.open_write` fed from the file and `Storage.open_read` written to one."""
+    directory = tempfile.mkdtemp(prefix="unistorage-bench-")
+    source, target = os.path.join(directory, "source"), os.path.join(directory, "target")
+    await asyncio.to_thread(_random_file, source, megabytes)
+    storage = create_storage(S3Driver(BUCKET, "streams", client=client))
+
+    async def raw_up() -> int:
+        await asyncio.to_thread(client.upload_file, source, BUCKET, "raw/streamed")
+        return megabytes
+
+    async def raw_down() -> int:
+        await asyncio.to_thread(client.download_file, BUCKET, "raw/streamed", target)
+        return megabytes
+
+    async def ours_up() -> int:
+        file = await asyncio.to_thread(open, source, "rb")
+        try:
+            async with storage.open_write("streamed") as writer:
+                while chunk := await asyncio.to_thread(file.read, _READ):
+                    await writer.write(chunk)
+        finally:
+            await asyncio.to_thread(file.close)
+        return megabytes
+
+    async def ours_down() -> int:
+        file = await asyncio.to_thread(open, target, "wb")
+        try:
+            async with storage.open_read("streamed", chunk_size=_READ) as reader:
+                async for chunk in reader:
+                    await asyncio.to_thread(file.write, chunk)
+        finally:
+            await asyncio.to_thread(file.close)
+        return megabytes
+
+    try:
+        await bench.rounds(
+            UPLOAD,
+            [
+                Subject("raw boto3 upload_file", raw_up, floor=True, unit="MB"),
+                Subject("unistorage open_write", ours_up, ours=True, unit="MB"),
+            ],
+            rounds=3,
+        )
+        await bench.rounds(
+            DOWNLOAD,
+            [
+                Subject("raw boto3 download_file", raw_down, floor=True, unit="MB"),
+                Subject("unistorage open_read", ours_down, ours=True, unit="MB"),
+            ],
+            rounds=3,
+        )
+    finally:
+        await storage.clear()
+        await storage.dispose()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 async def run(bench: Bench) -> None:
     server = MotoServer().start()
     try:
@@ -116,5 +189,6 @@ async def run(bench: Bench) -> None:
         client.create_bucket(Bucket=BUCKET)
         await _batches(bench, client, bench.n(KEYS))
         await _listing(bench, client, bench.n(LISTED))
+        await _streams(bench, client, bench.n(STREAMED_MB))
     finally:
         server.close()
