@@ -1,7 +1,7 @@
 """Start real servers on free local ports: redis-server, a Redis Cluster, and moto's S3 server.
 
 Shared by the test fixtures and the benchmarks. Every server runs as a child process in a
-temporary directory, without persistence, and is stopped by `stop`.
+temporary directory, without persistence (redis: unless ``durable``), and is stopped by `stop`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -90,15 +91,23 @@ def _redis_binary(name: str) -> str:
 
 
 class RedisServer:
-    """One redis-server process on a free port, no persistence; `stop` / `start` keep the port."""
+    """One redis-server process on a free port, no persistence; `stop` / `start` keep the port.
 
-    def __init__(self, directory: Path | None = None, *, cluster: bool = False) -> None:
+    ``durable=True`` turns the append-only file on with an fsync per write, so every
+    acknowledged write survives `kill` and comes back at the next `start` (same port, same
+    directory).
+    """
+
+    def __init__(
+        self, directory: Path | None = None, *, cluster: bool = False, durable: bool = False
+    ) -> None:
         self.binary = _redis_binary("redis-server")
         self._owned_dir = directory is None
         self.directory = (
             Path(tempfile.mkdtemp(prefix="unistorage-redis-")) if directory is None else directory
         )
         self.cluster = cluster
+        self.durable = durable
         self.port = free_port(bus_offset=10000 if cluster else None)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -114,11 +123,13 @@ class RedisServer:
             "--bind", _HOST,
             "--dir", str(self.directory),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.durable else "no",
             "--protected-mode", "no",
             "--daemonize", "no",
             "--logfile", "redis.log",
         ]  # fmt: skip
+        if self.durable:
+            args += ["--appendfsync", "always"]
         if self.cluster:
             args += [
                 "--cluster-enabled", "yes",
@@ -136,6 +147,13 @@ class RedisServer:
         _terminate(self.process)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL the process, as a crash would (data survives only with ``durable``)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=5)
+        self.process = None
+
     def close(self) -> None:
         """Stop and remove the temporary directory."""
         self.stop()
@@ -144,16 +162,19 @@ class RedisServer:
 
 
 class RedisCluster:
-    """A Redis Cluster of ``primaries`` redis-server nodes (no replicas), created by redis-cli."""
+    """A Redis Cluster of ``primaries`` redis-server nodes (no replicas), created by redis-cli.
 
-    def __init__(self, primaries: int = 3) -> None:
+    ``durable`` as for `RedisServer`: a node killed and started again rejoins with its data.
+    """
+
+    def __init__(self, primaries: int = 3, *, durable: bool = False) -> None:
         self.cli = _redis_binary("redis-cli")
         self.directory = Path(tempfile.mkdtemp(prefix="unistorage-cluster-"))
         self.nodes: list[RedisServer] = []
         for index in range(primaries):
             node_dir = self.directory / f"node{index}"
             node_dir.mkdir()
-            self.nodes.append(RedisServer(node_dir, cluster=True))
+            self.nodes.append(RedisServer(node_dir, cluster=True, durable=durable))
 
     @property
     def url(self) -> str:
@@ -179,13 +200,14 @@ class RedisCluster:
                 capture_output=True,
                 timeout=_START_TIMEOUT,
             )
-            self._wait_ok()
+            self.wait_ok()
         except BaseException:
             self.close()
             raise
         return self
 
-    def _wait_ok(self) -> None:
+    def wait_ok(self) -> None:
+        """Wait until every node reports ``cluster_state:ok`` (after a start or a restart)."""
         deadline = time.monotonic() + _START_TIMEOUT
         pending = list(self.nodes)
         while pending and time.monotonic() < deadline:
