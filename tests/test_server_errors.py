@@ -40,7 +40,7 @@ class _Leaky(MemoryDriver):
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         raise PermissionError(self.detail)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
         raise PermissionError(self.detail)
 
 
