@@ -11,6 +11,7 @@ failing midway drops the connection, so no client takes a value cut short for th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable
 from typing import Any
@@ -79,7 +80,7 @@ class Items:
             meta = await storage.get_native_meta(key)
             size = meta.get("size")
             if not (isinstance(size, int) and size <= STREAMED):
-                await self._stream(key, conditions, meta, renewed, send)
+                await self._stream(request, key, conditions, meta, renewed, send)
                 return
         # Value and version in one read: the ETag names exactly the body it comes with.
         data, etag = await storage.get_item_raw_with_etag(key)
@@ -96,6 +97,7 @@ class Items:
 
     async def _stream(
         self,
+        request: Request,
         key: str,
         conditions: Preconditions,
         meta: dict[str, Any],
@@ -116,7 +118,7 @@ class Items:
                         etag = size = None  # neither names the body for sure
                     headers = [*meta_headers(meta, etag, size), *renewed]
                     if not await _not_modified(send, key, conditions, etag, headers):
-                        await _send_stream(send, key, reader, headers)
+                        await _send_stream(request, send, key, reader, headers)
                     return
             except NotFoundError:
                 raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key) from None
@@ -204,7 +206,11 @@ class Items:
 
 
 async def _send_stream(
-    send: Send, key: str, chunks: AsyncIterable[bytes], headers: list[tuple[str, str]]
+    request: Request,
+    send: Send,
+    key: str,
+    chunks: AsyncIterable[bytes],
+    headers: list[tuple[str, str]],
 ) -> None:
     # No Content-Length: a layer's reported size need not be the bytes it streams, and a
     # chunked body that never ends properly is a cut every client sees.
@@ -212,6 +218,18 @@ async def _send_stream(
         (n.encode("latin-1"), v.encode("latin-1")) for n, v in [*headers, ("content-type", OCTET)]
     ]
     await send({"type": "http.response.start", "status": 200, "headers": raw})
+    # A client that goes away stops the stream: the rest of the value is never read.
+    pumping = asyncio.ensure_future(_pump(send, key, chunks))
+    watching = asyncio.ensure_future(_gone(request))
+    try:
+        await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, watching):
+            task.cancel()
+        await asyncio.gather(pumping, watching, return_exceptions=True)
+
+
+async def _pump(send: Send, key: str, chunks: AsyncIterable[bytes]) -> None:
     try:
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -221,6 +239,12 @@ async def _send_stream(
         logger.exception("streaming %r failed midway; connection aborted", key)
         return
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _gone(request: Request) -> None:
+    """Return once the client has disconnected (a GET's empty body is read on the way)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _ok(send: Send, etag: str | None) -> None:

@@ -3,6 +3,7 @@ ETags from PUT, increment, touch, renewed reads, pages of a listing, and streame
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -209,3 +210,38 @@ def test_a_driver_that_streams_is_used_for_values_of_unknown_size() -> None:
         got = http.get("/small", headers=OCTET)
         assert got.content == b"abc"
         assert got.headers["etag"] == http.head("/small").headers["etag"]
+
+
+class _Endless(MemoryDriver):
+    """A value that never ends, counting the chunks read from it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced = 0
+
+    async def get_meta(self, key: str) -> dict[str, object]:
+        return {"etag": "1"}  # no size: the server streams it
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                self.produced += 1
+                yield bytes(chunk_size)
+                await asyncio.sleep(0)
+
+        return chunks()
+
+
+async def test_a_client_that_goes_away_stops_the_stream_it_was_reading() -> None:
+    endless = _Endless()
+    with ServerThread(create_storage(endless)) as running:
+        async with (
+            httpx.AsyncClient(base_url=running.url) as http,
+            http.stream("GET", "/forever", headers=OCTET) as response,
+        ):
+            assert response.status_code == 200
+            await anext(response.aiter_bytes())
+        await asyncio.sleep(0.5)
+        stopped_at = endless.produced
+        await asyncio.sleep(0.5)
+        assert endless.produced == stopped_at
