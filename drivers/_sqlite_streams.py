@@ -116,13 +116,18 @@ class Streams:
 
 class _Spool:
     """The chunks of a value being written, in an anonymous temporary file (made at the first
-    chunk, in the writer thread; gone from the disk once closed)."""
+    chunk, in the writer thread; gone from the disk once closed).
 
-    __slots__ = ("_directory", "_file", "size")
+    A spool closed early (its writer cancelled while the value was being stored) refuses to
+    be read, so that the store fails and rolls back instead of keeping a blob of zeros.
+    """
+
+    __slots__ = ("_closed", "_directory", "_file", "size")
 
     def __init__(self, directory: str | None) -> None:
         self._directory = directory
         self._file: io.BufferedRandom | None = None
+        self._closed = False
         #: Bytes spooled so far.
         self.size = 0
 
@@ -130,6 +135,8 @@ class _Spool:
         """The job that adds ``chunk`` to the spool."""
 
         def work(*_: object) -> None:
+            if self._closed:
+                raise ValueError("the stream's spool was dropped")
             if self._file is None:
                 self._file = _temporary(self._directory)
             self._file.write(chunk)
@@ -137,25 +144,31 @@ class _Spool:
 
         return work
 
+    def _opened(self) -> io.BufferedRandom | None:
+        if self._closed:
+            raise ValueError("the stream's spool was dropped before its value was stored")
+        if self._file is not None:
+            self._file.seek(0)
+        return self._file
+
     def copy_into(self, blob: sqlite3.Blob) -> None:
         """Write the spooled bytes into ``blob`` from its start, `FILL_CHUNK` at a time."""
-        if self._file is None:
+        file = self._opened()
+        if file is None:
             return
-        self._file.seek(0)
         buffer = bytearray(FILL_CHUNK)
         view = memoryview(buffer)
-        while count := self._file.readinto(buffer):
+        while count := file.readinto(buffer):
             blob.write(view[:count])
 
     def read_all(self) -> bytes:
         """The spooled bytes, whole (the path without blobs)."""
-        if self._file is None:
-            return b""
-        self._file.seek(0)
-        return self._file.read()
+        file = self._opened()
+        return b"" if file is None else file.read()
 
     def close(self, *_: object) -> None:
         """Drop the spool; closing again does nothing."""
+        self._closed = True
         file, self._file = self._file, None
         if file is not None:
             file.close()
@@ -172,7 +185,17 @@ def _temporary(directory: str | None) -> io.BufferedRandom:
 class _BlobReader:
     """One stream's connection, read transaction and blob, used only in the writer thread."""
 
-    __slots__ = ("_blob", "_chunk_size", "_conn", "_file", "_key", "_locate", "_table", "_timeout")
+    __slots__ = (
+        "_blob",
+        "_chunk_size",
+        "_closed",
+        "_conn",
+        "_file",
+        "_key",
+        "_locate",
+        "_table",
+        "_timeout",
+    )
 
     def __init__(
         self, file: str, timeout: float, table: str, locate: str, key: str, chunk_size: int
@@ -185,9 +208,12 @@ class _BlobReader:
         self._chunk_size = chunk_size
         self._conn: sqlite3.Connection | None = None
         self._blob: sqlite3.Blob | None = None
+        self._closed = False
 
     def next(self, *_: object) -> bytes:
-        """The job that reads the next chunk (``b""`` at the end)."""
+        """The job that reads the next chunk (``b""`` at the end, or once closed)."""
+        if self._closed:
+            return b""
         if self._blob is None:
             self._blob = self._open()
         return self._blob.read(self._chunk_size)
@@ -208,6 +234,7 @@ class _BlobReader:
 
     def close(self, *_: object) -> None:
         """Close the blob and the connection (ending the snapshot); again does nothing."""
+        self._closed = True
         blob, self._blob = self._blob, None
         conn, self._conn = self._conn, None
         if blob is not None:

@@ -18,15 +18,11 @@ driver creates in its constructor and closes in ``dispose``; the driver holds th
 watchers, and hands the engine work functions, its table check and a callback for events.
 
 Table ``<table>(key TEXT PRIMARY KEY, value BLOB, expires REAL, mtime REAL, version INTEGER)``;
-``expires`` is a Unix time or NULL, ``version`` a random number per write (the etag; every
-write returns it). Keys are only ever bound as parameters; prefix listings use the range
-``base <= key < base[:-1] + ";"``, and a page of `list_page` is one query over that range
-after the cursor, which is the last key of the page before.
-
-Native beyond the basics: compare-and-set (``if_match``, ``"*"``, create-only) and conditional
-removes as single statements, `increment` as a read and a write in the writer thread's
-transaction, `touch` as an update of the expiry alone (drivers/_sqlite_atomic.py), and streams
-through a spool file and SQLite's incremental blob I/O (drivers/_sqlite_streams.py).
+``expires`` is a Unix time or NULL, ``version`` a random number per write (the etag, which
+every write returns). Keys are only ever bound as parameters; listings and pages are ranges
+of the key (drivers/_sqlite_listing.py). Compare-and-set, conditional removes, increment and
+touch are each one job in the writer thread (drivers/_sqlite_atomic.py); streams go through a
+spool file and SQLite's blob I/O, on connections of the writer thread (drivers/_sqlite_streams.py).
 """
 
 from __future__ import annotations

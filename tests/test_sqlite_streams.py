@@ -5,6 +5,7 @@ snapshot; memory stays flat both ways."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -118,6 +119,35 @@ async def test_a_failed_stream_drops_its_spool_and_writes_nothing(
     assert await db.has_item("new") is False
     if PROC:
         assert _spools(tmp_path) == []
+
+
+async def test_a_writer_cancelled_at_any_moment_leaves_the_old_value_or_the_whole_new_one(
+    db: SqliteDriver,
+) -> None:
+    new = os.urandom(2 * MB)
+    parts = [new[start : start + 256 * 1024] for start in range(0, len(new), 256 * 1024)]
+    busy = True
+
+    async def keep_the_writer_busy() -> None:  # so jobs queue up behind one another
+        while busy:
+            await asyncio.gather(*(db.set_item(f"other:{i}", b"v" * 1000) for i in range(50)))
+
+    load = asyncio.ensure_future(keep_the_writer_busy())
+    try:
+        for attempt in range(40):
+            await db.set_item("blob", b"old")
+            task = asyncio.ensure_future(db.write_chunks("blob", _chunks(*parts)))
+            await asyncio.sleep(attempt * 0.001)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            stored = await db.get_item("blob")
+            assert stored in (b"old", new)  # never a blob of zeros, never a part
+    finally:
+        busy = False
+        await load
+    if PROC:
+        assert _spools(Path(db.path).parent) == []
 
 
 async def test_a_stream_reads_the_value_stored_when_it_began(db: SqliteDriver) -> None:
