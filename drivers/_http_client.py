@@ -121,7 +121,7 @@ class HttpClient:
             if status == 404:
                 return None
             raise error_of_answer(status, response.content, key, response.headers)
-        return _body(response, chunk_size)
+        return _Body(response, chunk_size)
 
     async def close(self) -> None:
         """Close the pool (a later request opens a new one)."""
@@ -130,11 +130,27 @@ class HttpClient:
             self._client = None
 
 
-async def _body(response: httpx.Response, chunk_size: int) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.aiter_bytes(chunk_size):
-            yield chunk
-    except httpx.TransportError as exc:
-        raise ProtocolError("the server cut the value short") from exc
-    finally:
-        await response.aclose()
+class _Body:
+    """A streamed response body as chunks; closing it gives its connection back, even when no
+    chunk was ever read (an unstarted generator's ``finally`` would never run)."""
+
+    def __init__(self, response: httpx.Response, chunk_size: int) -> None:
+        self._response = response
+        self._chunks = response.aiter_bytes(chunk_size)
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await anext(self._chunks)
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except httpx.TransportError as exc:
+            await self.aclose()
+            raise ProtocolError("the server cut the value short") from exc
+
+    async def aclose(self) -> None:
+        """Give the connection back (harmless when already closed)."""
+        await self._response.aclose()

@@ -145,7 +145,7 @@ class LruDriver(Driver):
         live = self._live
         return [None if (entry := live(key)) is None else entry.value for key in keys]
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         return str(self._write(key, value, ttl).version)
 
     async def set_items(

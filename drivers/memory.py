@@ -163,7 +163,7 @@ class MemoryDriver(Driver):
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def set_item_nowait(self, key: str, value: bytes) -> str:
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
         if self._listening or self._expires:
             return str(self._write(key, value, None))
         stamp = time.time_ns()  # _stamp() inlined: this is the hottest write path
@@ -174,7 +174,7 @@ class MemoryDriver(Driver):
         self._stamps[key] = stamp
         return str(stamp)
 
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
         return str(self._write(key, value, ttl))
 
     async def set_items(

@@ -139,9 +139,15 @@ class Storage:
         except Exception as exc:
             self._fail(mount, "has_item", full, exc)
 
-    async def get_item_raw(self, key: str, default: bytes | None = None) -> bytes | None:
-        """The stored bytes of ``key`` (no serializer), or ``default``."""
+    async def get_item_raw(
+        self, key: str, default: bytes | None = None, *, renew_ttl: TTL = None
+    ) -> bytes | None:
+        """The stored bytes of ``key`` (no serializer), or ``default``; ``renew_ttl`` as for
+        `get_item`."""
         full = self._key(key)
+        if renew_ttl is not None:
+            found = await self._get_renewed(full, renew_ttl)
+            return default if found is None else found
         mount = self._table.route(full)
         try:
             data = await mount.driver.get_item(full[len(mount.base) :])
@@ -615,7 +621,14 @@ class Storage:
         try:
             yield reader
         finally:
-            await reader.aclose()
+            try:
+                await reader.aclose()
+            finally:
+                # The wrapper may never have started: the driver's own iterator is closed too,
+                # so that what it holds (a file, a pooled connection) goes back.
+                closer = getattr(chunks, "aclose", None)
+                if closer is not None:
+                    await closer()
 
     def open_write(self, key: str, *, ttl: TTL = None) -> Writer:
         """``async with storage.open_write(key) as writer``: ``await writer.write(data)`` as

@@ -406,3 +406,14 @@ async def test_against_unstorages_server_pages_and_streams_still_work(
         async with storage.open_read("blob") as reader:
             assert await reader.read() == b"streamed bytes"
         await storage.clear()
+
+
+async def test_a_stream_opened_and_left_unread_gives_its_connection_back(
+    server: ServerThread,
+) -> None:
+    async with create_storage(f"{server.url}/unread?max_connections=1&pool_timeout=2") as storage:
+        await storage.set_item_raw("big", b"x" * 100_000)
+        for _ in range(3):
+            async with storage.open_read("big"):
+                pass  # left without reading a byte
+        assert await storage.get_item_raw("big") == b"x" * 100_000
