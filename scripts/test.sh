@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need (redis-server,
-# PostgreSQL, Chromium, node and npm packages, a virtual environment), runs the linters and
-# type checker,
-# then pytest. The tests start their own servers (redis-server, a 3-node Redis Cluster, an
-# S3-compatible server, the unistorage HTTP server) on free ports and stop them afterwards.
+# PostgreSQL, Chromium, node and npm packages, a virtual environment), runs the linters and the
+# type checker, then pytest. The tests start their own servers (redis-server, a 3-node Redis
+# Cluster, PostgreSQL, an S3-compatible server, the unistorage HTTP server) on free ports and
+# stop them afterwards.
 #
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh -k redis -x     # extra arguments go to pytest
