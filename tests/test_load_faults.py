@@ -112,6 +112,7 @@ class Tally:
     survived: int = 0
     recovery: float = 0.0  # longest time from a heal to acknowledged writes again
     server_down: int = 0  # faults in progress that take the server process down
+    server_up_at: float = float("-inf")  # when the server last came back from such a fault
     unexpected_disconnects: int = 0
 
 
@@ -154,6 +155,8 @@ class Load:
             await asyncio.to_thread(fault.heal)
             tally.server_down -= fault.kills_server
             healed = time.monotonic()
+            if fault.kills_server:
+                tally.server_up_at = healed
             self._resume_at = len(tally.acked) + RESUMED
             self._resumed.clear()
             with contextlib.suppress(TimeoutError):
@@ -225,7 +228,8 @@ class Load:
             return None
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             tally.connection_errors[type(exc).__name__] += 1
-            if not tally.server_down:
+            # Expected only for a request begun before the server came back from its crash.
+            if not tally.server_down and start > tally.server_up_at:
                 tally.unexpected_disconnects += 1
             return None
         finally:
