@@ -443,3 +443,43 @@ async def test_a_hung_s3_endpoint_fails_requests_cleanly_within_their_timeout(
     tmp_path: Path,
 ) -> None:
     _assert_contract(*await _exercise("s3_hung", tmp_path))
+
+
+async def test_the_fault_proxy_passes_delays_refuses_drops_and_swallows_connections() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+        writer.close()
+
+    backend = await asyncio.start_server(echo, "127.0.0.1", 0)
+    proxy = FaultProxy("127.0.0.1", backend.sockets[0].getsockname()[1]).start()
+
+    async def round_trip() -> tuple[bytes | str, float]:
+        start = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"ping")
+            answer: bytes | str = await asyncio.wait_for(reader.read(4), 1)
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            answer = type(exc).__name__
+        return answer, time.monotonic() - start
+
+    try:
+        assert (await round_trip())[0] == b"ping"
+        proxy.delay(150)
+        answer, took = await round_trip()
+        assert answer == b"ping"
+        assert took >= 0.3  # 150 ms each way
+        proxy.delay(0)
+        await asyncio.to_thread(proxy.refuse)
+        assert (await round_trip())[0] == "ConnectionRefusedError"
+        await asyncio.to_thread(proxy.drop)
+        assert (await round_trip())[0] in (b"", "ConnectionResetError")
+        await asyncio.to_thread(proxy.blackhole)
+        assert (await round_trip())[0] == "TimeoutError"
+        await asyncio.to_thread(proxy.passthrough)
+        assert (await round_trip())[0] == b"ping"
+    finally:
+        await asyncio.to_thread(proxy.close)
+        backend.close()
