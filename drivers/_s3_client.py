@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drivers._s3_names import bare_etag
-from storage import ConflictError, DriverError
+from storage import ConflictError, DriverError, InvalidArgumentError
 
 __all__ = ["MARKERS", "Found", "S3Client", "deadline_of"]
 
@@ -72,7 +72,10 @@ class S3Client:
     ``client`` is used as is (and left open by `close`); otherwise one is built from the
     endpoint, credentials and timeouts. ``max_workers`` threads call S3, and as many pooled
     connections serve them (fewer threads when a given client has a smaller pool), so every
-    thread has a connection and none is opened only to be discarded.
+    thread has a connection and none is opened only to be discarded. A call waits at most
+    ``pool_timeout`` seconds for a free thread, then fails with `DriverError`: an endpoint that
+    hangs holds its threads until botocore's timeouts end them, and the calls queued behind
+    them must not wait for all of those in turn.
     """
 
     def __init__(
@@ -92,8 +95,12 @@ class S3Client:
         read_timeout: float = 5.0,
         max_attempts: int = 2,
         checksums: Literal["when_required", "when_supported"] = "when_required",
+        pool_timeout: float = 5.0,
     ) -> None:
+        if not (isinstance(pool_timeout, (int, float)) and pool_timeout > 0):
+            raise InvalidArgumentError(f"pool_timeout is seconds > 0, not {pool_timeout!r}")
         self.bucket = bucket
+        self.pool_timeout = float(pool_timeout)
         self.prefix = prefix
         self._owned = client is None
         if client is None:
@@ -127,6 +134,8 @@ class S3Client:
         #: The boto3 client itself, for the calls that have no method here.
         self.api: Any = client
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="unistorage-s3")
+        self._workers = max_workers
+        self._free: asyncio.Semaphore | None = None  # made on first use, in the caller's loop
         self._bucket_checked = False
         self._bucket_lock = asyncio.Lock()
 
@@ -152,8 +161,28 @@ class S3Client:
             async with self._bucket_lock:  # one HEAD, not one per call of the first batch
                 if not self._bucket_checked:
                     await self._check_bucket(loop, operation, key)
+        free = self._free
+        if free is None:
+            free = self._free = asyncio.Semaphore(self._workers)
         try:
-            return await loop.run_in_executor(self._pool, functools.partial(call, **kwargs))
+            await asyncio.wait_for(free.acquire(), self.pool_timeout)
+        except asyncio.TimeoutError:
+            raise DriverError(
+                "s3",
+                operation,
+                key,
+                f"no S3 worker came free within {self.pool_timeout:g} s (all {self._workers} "
+                "are busy: a slow or hung endpoint, or raise max_workers or pool_timeout)",
+            ) from None
+        try:
+            work = self._pool.submit(functools.partial(call, **kwargs))
+        except BaseException:
+            free.release()
+            raise
+        # The slot comes back when the thread is done, not when a cancelled caller leaves.
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(free.release))
+        try:
+            return await asyncio.wrap_future(work)
         except ClientError as exc:
             if conditional and key is not None and _code(exc) in _PRECONDITION | _MISSING:
                 raise ConflictError(key) from exc

@@ -65,7 +65,8 @@ class S3Driver(Driver):
 
     ``max_workers`` (default 16) is both the number of threads that call S3 and the size of
     botocore's connection pool (``max_pool_connections``); with ``client``, the threads are
-    capped at that client's pool size. Calls beyond them queue for a thread instead of failing.
+    capped at that client's pool size. Calls beyond them queue for a thread instead of failing,
+    for at most ``pool_timeout`` seconds (default 5), then raise `DriverError`.
     ``part_size`` (default 8 MiB, at least 5 MiB) is the part of a multipart upload: a
     streamed write holds at most two parts in memory.
     """
@@ -93,6 +94,7 @@ class S3Driver(Driver):
         max_attempts: int = 2,
         checksums: Literal["when_required", "when_supported"] = "when_required",
         part_size: int = 8 * 1024 * 1024,
+        pool_timeout: float = 5.0,
     ) -> None:
         if not bucket:
             raise InvalidArgumentError("the s3 driver needs a bucket")
@@ -115,6 +117,7 @@ class S3Driver(Driver):
             read_timeout=read_timeout,
             max_attempts=max_attempts,
             checksums=checksums,
+            pool_timeout=pool_timeout,
         )
 
     @classmethod

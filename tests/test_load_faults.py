@@ -431,14 +431,6 @@ async def test_acknowledged_writes_survive_backend_crashes_under_load(
     _assert_contract(*await _exercise(kind, tmp_path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the s3 driver queues calls for its threads without a bound: with the endpoint hung, "
-    "a request waits behind every call in front of it (hundreds of requests time out after "
-    "10 s) although each S3 call gives up within a second; a bounded wait for a thread, as "
-    "redis's pool_timeout, would fail them cleanly",
-)
 async def test_a_hung_s3_endpoint_fails_requests_cleanly_within_their_timeout(
     tmp_path: Path,
 ) -> None:
