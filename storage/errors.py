@@ -108,18 +108,35 @@ class DriverError(StorageError):
 def fail(driver: str, operation: str, key: str | None, exc: BaseException) -> NoReturn:
     """Raise what a driver's failure means to the caller: the one place errors are translated.
 
-    A `StorageError` passes through (a conflict or read-only refusal is named again with the
-    caller's ``key``, not the mount-relative one the driver saw); anything else becomes a
-    `DriverError` naming ``driver``, ``operation`` and ``key``, with ``exc`` chained.
+    A `StorageError` passes through, named again with the caller's ``key`` where it named the
+    mount-relative one the driver saw; anything else becomes a `DriverError` naming
+    ``driver``, ``operation`` and ``key``, with ``exc`` chained.
     """
     if isinstance(exc, StorageError):
-        if key is not None and getattr(exc, "key", key) != key:
-            if type(exc) is ConflictError:
-                raise ConflictError(key, exc.detail) from exc
-            if type(exc) is ReadOnlyError:
-                raise ReadOnlyError(key, exc.driver) from exc
+        named = getattr(exc, "key", None)
+        if key is not None and isinstance(named, str) and named != key:
+            raise _renamed(exc, named, key) from exc
         raise exc
     if not isinstance(exc, Exception):
         raise exc  # cancellation and interpreter exits are not backend failures
     message = str(exc) or type(exc).__name__
     raise DriverError(driver, operation, key, message) from exc
+
+
+def _renamed(exc: StorageError, old: str, new: str) -> StorageError:
+    """A copy of ``exc`` that names key ``new`` where it named ``old`` (message included).
+
+    Built without calling the class's ``__init__`` (whose arguments differ per class): the
+    same type, the same attributes, the key and the message's quoted key replaced.
+    """
+    args = tuple(
+        arg.replace(repr(old), repr(new)) if isinstance(arg, str) else arg for arg in exc.args
+    )
+    try:
+        renamed = StorageError.__new__(type(exc), *args)
+        renamed.__dict__.update(exc.__dict__)
+        renamed.args = args
+        renamed.key = new  # type: ignore[attr-defined]
+    except Exception:  # an exotic error class: better the mount-relative key than none
+        return exc
+    return renamed

@@ -10,6 +10,7 @@ import pytest
 from drivers.memory import MemoryDriver
 from storage import (
     Capabilities,
+    ConflictError,
     Driver,
     DriverError,
     InvalidArgumentError,
@@ -18,7 +19,7 @@ from storage import (
     UnsupportedError,
     create_storage,
 )
-from storage.layers import ReadOnly, Timeout
+from storage.layers import Limit, LimitError, ReadOnly, Timeout
 from storage.storage import DEFAULT_DEADLINE
 
 
@@ -275,3 +276,16 @@ async def test_a_driver_that_does_not_bound_its_calls_gets_the_default_deadline(
     assert await storage.get_item("k") == 1
     bare = create_storage(_Unbounded(), deadline=None)
     assert isinstance(bare.get_mount("").driver, _Unbounded)
+
+
+async def test_errors_from_a_mounted_layer_name_the_callers_key() -> None:
+    storage = create_storage(mounts={"side": Limit(MemoryDriver(), max_value_size=3)})
+    with pytest.raises(LimitError) as refused:
+        await storage.set_item_raw("side:k", b"12345")
+    assert refused.value.key == "side:k"
+    assert "'side:k'" in str(refused.value)
+    await storage.set_item("side:c", 1)
+    view = storage.namespace("side")
+    with pytest.raises(ConflictError) as conflict:
+        await view.set_item("c", 2, if_none_match=True)
+    assert conflict.value.key == "c"
