@@ -1,4 +1,5 @@
-"""Walking an fs store: listing keys, clearing a base, sweeping expired values.
+"""Walking an fs store: listing keys (all of them, or a page in key order), clearing a base,
+sweeping expired values.
 
 Plain functions over a `Tree` (the store's open directories and layout). Every directory is opened
 below the store's root without following a link (drivers._fs_beneath), so a link is never
@@ -9,11 +10,13 @@ skipped, and logged once (`Layout.key_of`).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterator
 
 from drivers import _fs_read as read
 from drivers._fs_beneath import MISSING, close_unless, entries, open_parent, remove_tree
-from drivers._fs_layout import MORE, SELF, Place
+from drivers._fs_layout import MORE, SELF, Place, decode_name
 from drivers._fs_tree import Tree
 from drivers._fs_write import remove, remove_side
 
@@ -69,6 +72,90 @@ def walk(tree: Tree, base: str, max_depth: int | None, now: float) -> Iterator[s
                 key = _live(tree, [*rel, name], True, now)
             if key is not None:
                 yield key
+
+
+def page(
+    tree: Tree, base: str, after: str | None, limit: int, max_depth: int | None, now: float
+) -> tuple[list[str], str | None]:
+    """Up to ``limit`` live keys under ``base`` greater than ``after``, in key order, and the
+    cursor of the next page (its last key; None when nothing follows)."""
+    keys = list(itertools.islice(ordered(tree, base, after, max_depth, now), limit + 1))
+    if len(keys) > limit:
+        return keys[:limit], keys[limit - 1]
+    return keys, None
+
+
+# What an entry of the walk's heap stands for. A directory ``s`` is two entries: the key
+# ``s`` itself (its ``%`` file) sorts as ``s``, the keys below it as ``s:``, and keys such as
+# ``s-x`` or ``s0`` (characters below ``:``) come between the two.
+_FILE, _TIMED_FILE, _OWN_VALUE, _DIRECTORY, _CHAIN = range(5)
+
+
+def ordered(
+    tree: Tree, base: str, after: str | None, max_depth: int | None, now: float
+) -> Iterator[str]:
+    """The live keys under ``base`` greater than ``after`` (all for None), in key order.
+
+    File names do not sort as the keys they encode (``%2E``, an escaped ``.``, sorts before
+    ``-``), so each directory's names are decoded, and a heap keyed by the key text each
+    entry starts with yields the keys in order: a file's text is its key, a directory's is
+    the prefix of every key below it, which is read only when that prefix comes up. A
+    directory whose keys all sort at or before ``after`` is never read, and the walk stops as
+    soon as the caller has the keys it wants: a page reads the directories on its way and
+    those it lists, never the whole tree.
+    """
+    layout = tree.layout
+    heap: list[tuple[str, int, int, list[str], int]] = []
+    order = itertools.count()
+
+    def wanted(prefix: str) -> bool:  # may a key starting with ``prefix`` follow ``after``?
+        return after is None or prefix > after or after.startswith(prefix)
+
+    def expand(rel: list[str], prefix: str, done: int) -> None:
+        timed = tree.side >= 0 and (not rel or read.has_side_dir(tree, rel))
+        found: list[tuple[str, int, int, list[str], int]] = []
+        for name, is_dir, is_file in _scan(tree.root, rel):
+            if name == SELF or layout.ignored(name) or not (is_dir or is_file):
+                continue  # its own value is its parent's entry; links and FIFOs are no keys
+            chain = is_dir and name.endswith(MORE)
+            try:
+                text = prefix + decode_name(name[:-2] if chain else name)
+            except UnicodeDecodeError:
+                if is_file:
+                    layout.key_of([*rel, name])  # logged once as a foreign name
+                continue  # no key lies below a name that is not UTF-8
+            names = [*rel, name]
+            if is_file:
+                if after is None or text > after:
+                    found.append((text, next(order), _TIMED_FILE if timed else _FILE, names, 0))
+            elif chain:  # the next chunk of a long name: the segment goes on in there
+                if wanted(text):
+                    found.append((text, next(order), _CHAIN, names, done))
+            else:
+                if after is None or text > after:
+                    found.append((text, next(order), _OWN_VALUE, names, 0))
+                if (max_depth is None or done < max_depth) and wanted(text + ":"):
+                    found.append((text + ":", next(order), _DIRECTORY, names, done + 1))
+        if len(found) > len(heap):
+            heap.extend(found)
+            heapq.heapify(heap)
+        else:
+            for entry in found:
+                heapq.heappush(heap, entry)
+
+    expand(layout.names(base[:-1]) if base else [], base, 0)
+    while heap:
+        text, _, kind, names, done = heapq.heappop(heap)
+        key: str | None = None
+        if kind <= _TIMED_FILE:  # _FILE or _TIMED_FILE
+            key = _live(tree, names, kind == _TIMED_FILE, now)
+        elif kind == _OWN_VALUE:
+            if read.holds_value(tree, names):
+                key = _live(tree, names, True, now)
+        else:
+            expand(names, text, done)
+        if key is not None:
+            yield key
 
 
 def clear(tree: Tree, base: str, now: float) -> list[str]:

@@ -1,9 +1,10 @@
 """The file layer of the fs driver: one object that owns a store's files and threads.
 
 `FsFiles` opens the store (a `Tree`: its directories, layout and locks) and a `Pool` of
-worker threads; `close` closes both. Its blocking methods each do one whole read or one whole
-atomic write (plain functions in drivers._fs_read, _fs_write and _fs_listing); `run` hands one
-to a worker thread, and `peek` alone runs on the event loop.
+worker threads; `close` closes both. Its blocking methods each do one whole read, one whole
+atomic write or one read-modify-write under a key's lock (plain functions in drivers._fs_read,
+_fs_write, _fs_atomic and _fs_listing); `run` hands one to a worker thread, and `peek` alone
+runs on the event loop. Streams (drivers._fs_streams) are several such calls in a row.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from drivers import _fs_atomic as atomic
 from drivers import _fs_listing as listing
 from drivers import _fs_read as read
 from drivers import _fs_write as write
@@ -151,6 +153,23 @@ class FsFiles:
                 return None
         return info
 
+    def increment(self, key: str, by: int, ttl: float | None) -> int:
+        """Add ``by`` to the JSON integer at ``key`` under its lock (created at 0 with
+        ``ttl``; a live key keeps its expiry); the new value."""
+        return atomic.increment(self.tree, key, by, ttl)
+
+    def touch(self, key: str, ttl: float) -> bool:
+        """Renew the TTL of the live ``key`` (its sidecar alone: value and etag unchanged)."""
+        return atomic.touch(self.tree, key, ttl)
+
+    def get_touch(self, key: str, ttl: float) -> bytes | None:
+        """`touch`, returning the value renewed (None when missing or expired)."""
+        return atomic.get_touch(self.tree, key, ttl)
+
+    def open_value(self, key: str) -> int | None:
+        """A descriptor open on the live value of ``key``, for a stream (None when missing)."""
+        return read.open_value(self.tree, key)
+
     def set_user_meta(self, key: str, data: bytes) -> None:
         """Store the user meta of ``key`` beside it."""
         write.write_side(self.tree, self.tree.layout.place(key), "%m", data)
@@ -164,6 +183,13 @@ class FsFiles:
     def walk(self, base: str, max_depth: int | None) -> Iterator[str]:
         """The live keys under ``base``, reading only its subtree, never through a link."""
         return listing.walk(self.tree, base, max_depth, time.time())
+
+    def page(
+        self, base: str, after: str | None, limit: int, max_depth: int | None
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` keys under ``base`` after the key ``after``, in key order, and the
+        next page's cursor, reading only the directories the page needs."""
+        return listing.page(self.tree, base, after, limit, max_depth, time.time())
 
     def clear(self, base: str) -> list[str]:
         """Delete every key under ``base`` and their sidecars; return the keys deleted."""

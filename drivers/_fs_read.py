@@ -62,6 +62,44 @@ def _read_at(root: int, raw: bytes) -> tuple[bytes, os.stat_result] | None:
         os.close(fd)
 
 
+def read_value(tree: Tree, key: str) -> tuple[bytes, os.stat_result] | None:
+    """The content of ``key``'s value file and the stat of that very file, expired or not."""
+    return _read_at(tree.root, tree.layout.place(key).raw)
+
+
+def open_value(tree: Tree, key: str) -> int | None:
+    """A descriptor open on ``key``'s live value file (None when missing or expired).
+
+    Values are replaced by renaming a new file over them, so the descriptor goes on reading
+    the version it opened, whole, whatever is written or removed meanwhile.
+    """
+    fd = find(tree.root, tree.layout.place(key).raw, READ)
+    if fd < 0:
+        if -fd in MISSING:
+            return None
+        raise OSError(-fd, os.strerror(-fd), key)
+    keep = False
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):  # a key that is also a directory: its value is '%'
+            outer = fd
+            try:
+                fd = os.open(SELF, READ, dir_fd=outer)
+            except OSError as exc:
+                fd = -1
+                if exc.errno in MISSING:
+                    return None
+                raise
+            finally:
+                os.close(outer)
+            info = os.fstat(fd)
+        keep = stat.S_ISREG(info.st_mode) and not expired(tree, key, info)
+    finally:
+        if not keep and fd >= 0:
+            os.close(fd)
+    return fd if keep else None
+
+
 def value_stat(tree: Tree, key: str) -> os.stat_result | None:
     """The stat of the file holding ``key``'s value (None when there is none)."""
     rel = tree.layout.place(key).rel

@@ -32,7 +32,8 @@ from drivers._fs_layout import SELF, Place, etag_of
 from drivers._fs_tree import Tree
 
 _counter = itertools.count()
-_TRIES = 50
+#: Attempts of a write whose directories keep disappearing before it fails.
+TRIES = 50
 # Temporary names start with the pid (so a restart can tell a dead writer's files); getpid is
 # a system call, so it is read once, and again in a forked child.
 _pid = [os.getpid()]
@@ -44,21 +45,32 @@ def _unique() -> str:
     return f"{_pid[0]}.{threading.get_ident()}.{next(_counter)}"
 
 
-def write_temp(tree: Tree, value: bytes) -> tuple[str, os.stat_result]:
-    """A new file in ``tmp`` holding ``value``; on failure (say, a full disk) it is gone."""
+def open_temp(tree: Tree) -> tuple[str, int]:
+    """A new, empty file in ``tmp``: its name and a descriptor open for writing."""
     name = _unique()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    fd = os.open(name, flags, 0o666, dir_fd=tree.tmp)
+    return name, os.open(name, flags, 0o666, dir_fd=tree.tmp)
+
+
+def seal_temp(tree: Tree, fd: int) -> os.stat_result:
+    """Finish a temporary file written through ``fd`` (a unique mtime where the clock is
+    coarse, fsync when durable); its stat, whose etag the value will have."""
+    if tree.coarse_clock:  # a unique mtime, so that the etag is new (see Tree)
+        stamp = time.time_ns() // 1000 * 1000 + next(_counter) % 1000
+        os.utime(fd, ns=(stamp, stamp))
+    if tree.durable:
+        os.fsync(fd)
+    return os.fstat(fd)
+
+
+def write_temp(tree: Tree, value: bytes) -> tuple[str, os.stat_result]:
+    """A new file in ``tmp`` holding ``value``; on failure (say, a full disk) it is gone."""
+    name, fd = open_temp(tree)
     try:
         view = memoryview(value)
         while view:
             view = view[os.write(fd, view) :]
-        if tree.coarse_clock:  # a unique mtime, so that the etag is new (see Tree)
-            stamp = time.time_ns() // 1000 * 1000 + next(_counter) % 1000
-            os.utime(fd, ns=(stamp, stamp))
-        if tree.durable:
-            os.fsync(fd)
-        info = os.fstat(fd)
+        info = seal_temp(tree, fd)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=tree.tmp)
@@ -72,34 +84,64 @@ def place(
     tree: Tree, key: str, value: bytes, ttl: float | None, check: Callable[[], None] | None
 ) -> str:
     """Write ``value`` at ``key`` atomically; return its etag (see `FsFiles.set`)."""
-    where = tree.layout.place(key)
     temp, info = write_temp(tree, value)
+    return place_temp(tree, key, temp, info, ttl, check)
+
+
+def place_temp(
+    tree: Tree,
+    key: str,
+    temp: str,
+    info: os.stat_result,
+    ttl: float | None,
+    check: Callable[[], None] | None = None,
+) -> str:
+    """Rename the finished temporary file ``temp`` (whose stat is ``info``) to ``key`` under
+    the key's lock, with its TTL sidecar; return its etag. ``check`` runs under the lock first
+    (conditional writes). The temporary file is gone afterwards, placed or not."""
+    where = tree.layout.place(key)
     placed = False
     locks = tree.locks
     try:
-        for _ in range(_TRIES):
+        for _ in range(TRIES):
             stripe = locks.acquire(where.raw)
             try:
                 if check is not None:
                     check()
-                if ttl is not None:
-                    record = f"{time.time() + ttl!r} {info.st_ino} {info.st_mtime_ns}"
-                    write_side(tree, where, "%t", record.encode())
-                if _install(tree, temp, where):
+                expires = None if ttl is None else time.time() + ttl
+                if commit(tree, key, where, temp, info, expires):
                     placed = True
-                    if tree.on_change is not None:
-                        tree.on_change("update", key, info.st_ino)
-                    if ttl is None:
-                        remove_side(tree, where, "%t")
                     return etag_of(info)
             finally:
                 locks.release(stripe)
-            _make_parents(tree, where.names)
+            make_parents(tree, where.names)
         raise OSError(errno.EAGAIN, f"could not place {where.rel!r}: its directories keep changing")
     finally:
         if not placed:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=tree.tmp)
+
+
+def commit(
+    tree: Tree, key: str, where: Place, temp: str, info: os.stat_result, expires: float | None
+) -> bool:
+    """Under ``key``'s lock (held by the caller): rename ``temp`` to ``where`` with a TTL
+    sidecar naming it (``expires`` is a time, None for none) and report the change.
+
+    False when a directory on the way is missing: the caller releases the lock, calls
+    `make_parents` and tries again (the sidecar written meanwhile names ``temp``'s inode, so
+    it is ignored until then).
+    """
+    if expires is not None:
+        record = f"{expires!r} {info.st_ino} {info.st_mtime_ns}"
+        write_side(tree, where, "%t", record.encode())
+    if not _install(tree, temp, where):
+        return False
+    if tree.on_change is not None:
+        tree.on_change("update", key, info.st_ino)
+    if expires is None:
+        remove_side(tree, where, "%t")
+    return True
 
 
 def _install(tree: Tree, temp: str, where: Place) -> bool:
@@ -133,8 +175,9 @@ def _install(tree: Tree, temp: str, where: Place) -> bool:
     return True
 
 
-def _make_parents(tree: Tree, names: list[str]) -> None:
-    """Create the directories above ``names``; callers retry if a removal races this."""
+def make_parents(tree: Tree, names: list[str]) -> None:
+    """Create the directories above ``names`` (no lock held); callers retry if a removal
+    races this."""
     root = tree.root
     fd = root
     try:
@@ -194,7 +237,7 @@ def write_side(tree: Tree, where: Place, kind: str, data: bytes) -> None:
     names = where.names
     target = [*names[:-1], names[-1] + kind]
     try:
-        for _ in range(_TRIES):
+        for _ in range(TRIES):
             try:
                 parent = open_parent(side, target)
             except OSError as exc:

@@ -49,6 +49,7 @@ from urllib.parse import unquote, urlsplit
 from drivers._fs_layout import INTERNAL, encode_segment
 from drivers._fs_locks import HAS_LOCKS
 from drivers._fs_ops import DEFER, FsFiles
+from drivers._fs_streams import ChunkReader, Spool
 from drivers._fs_watch import FsWatcher
 from storage import (
     Capabilities,
@@ -188,6 +189,54 @@ class FsDriver(Driver):
             self._files.set_conditional, key, value, ttl, if_match, if_none_match
         )
 
+    async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
+        """Read, add and rewrite atomically under the key's lock (threads and processes)."""
+        if not self.capabilities.conditional:
+            return await super().increment(key, by, ttl=ttl)  # refused: no cross-process lock
+        return await self._run(self._files.increment, key, by, ttl)
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        """Rewrite the TTL sidecar alone, under the key's lock: the value, its mtime and its
+        etag stay as they are (an etag taken before still matches)."""
+        if not self.capabilities.conditional:
+            return await super().touch(key, ttl)
+        return await self._run(self._files.touch, key, ttl)
+
+    async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
+        """Read the value and renew its TTL sidecar in one thread hop, under the key's lock."""
+        if not self.capabilities.conditional:
+            return await super().get_item_touch(key, ttl)
+        return await self._run(self._files.get_touch, key, ttl)
+
+    async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
+        """The open value file read a chunk per worker hop (see drivers._fs_streams); the
+        version opened is read whole, whatever is written meanwhile."""
+        files = self._files
+        opening = files.run(files.open_value, key)
+        try:
+            fd = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # the file may open after all: close it then
+            opening.add_done_callback(_close_opened)
+            raise
+        return None if fd is None else ChunkReader(files.run, fd, chunk_size)
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str:
+        """Append the chunks to a temporary file in the store's ``tmp`` directory and rename
+        it into place when they end, as `set_item` does; when they fail, it is removed."""
+        files = self._files
+        spool = Spool(files.tree)
+        try:
+            await spool.fill(files.run, chunks)
+            return await self._run(spool.place, key, ttl)
+        finally:
+            if not spool.settled:
+                try:
+                    await files.run(spool.drop)  # after an append still running
+                except RuntimeError:  # the worker threads are gone: nothing appends now
+                    spool.drop()
+
     async def remove_item(self, key: str) -> None:
         await self._run(self._files.remove, key)
 
@@ -205,6 +254,19 @@ class FsDriver(Driver):
         while page := await self._run(lambda: list(itertools.islice(walker, _PAGE))):
             for key in page:
                 yield key
+
+    async def list_page(
+        self,
+        base: str = "",
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_depth: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """A sorted walk of only the directories the page needs, resuming after ``cursor``
+        (the last key of the page before): a key present for the whole listing is listed
+        exactly once, whatever is written meanwhile (see drivers._fs_listing.ordered)."""
+        return await self._run(self._files.page, base, cursor, limit, max_depth)
 
     async def get_keys(self, base: str = "", *, max_depth: int | None = None) -> list[str]:
         return await self._run(lambda: list(self._files.walk(base, max_depth)))
@@ -256,3 +318,11 @@ class FsDriver(Driver):
         self._watchers.clear()
         await self._watcher.close()
         await self._files.close()
+
+
+def _close_opened(opening: asyncio.Future[int | None]) -> None:
+    """Close the descriptor a cancelled `FsDriver.read_chunks` opened after all."""
+    if not opening.cancelled() and opening.exception() is None:
+        fd = opening.result()
+        if fd is not None:
+            os.close(fd)
