@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
@@ -85,7 +86,8 @@ class RedisDriver(Driver):
     ``redis.asyncio.Redis`` / ``RedisCluster`` without ``decode_responses``, left open on
     dispose). ``notify_keyspace_events=True`` lets `watch` turn
     keyspace notifications on in the server (otherwise the server must be configured for them).
-    Short socket timeouts and one retry bound how long a dead or hung server takes to fail.
+    Short socket timeouts and one retry of a failed connection (never of a reply that timed
+    out, which may have run) bound how long a dead or hung server takes to fail.
     ``scan_count`` is the most keys one SCAN call visits (listing, clear, `list_page`).
 
     ``max_connections`` (default 50) bounds the connections to the server (to each node of a
@@ -127,7 +129,13 @@ class RedisDriver(Driver):
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=socket_connect_timeout,
                 # Few, short retries: a dead server must surface as an error within seconds.
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+                # Only a connection that failed is retried, never a reply that timed out: the
+                # command may have run, and INCRBY or a compare-and-set must not run twice.
+                retry=Retry(
+                    ExponentialBackoff(cap=0.5, base=0.05),
+                    retries,
+                    supported_errors=(RedisConnectionError,),
+                ),
                 max_connections=max_connections,
                 pool_timeout=pool_timeout,
                 **client_options,

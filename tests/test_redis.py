@@ -162,6 +162,27 @@ async def test_a_hung_server_gives_a_driver_error_instead_of_a_hang(
         await storage.dispose()
 
 
+async def test_an_increment_whose_reply_timed_out_is_not_sent_again(
+    lone_server: RedisServer,
+) -> None:
+    # The command reaches a frozen server and runs when it wakes; a retry on the timeout
+    # would have sent it a second time and counted twice.
+    assert lone_server.process is not None
+    storage = create_storage(RedisDriver(lone_server.url, socket_timeout=0.3, retries=1))
+    try:
+        await storage.increment("hits")
+        lone_server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(DriverError):
+                await storage.increment("hits")
+        finally:
+            lone_server.process.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.2)
+        assert await storage.get_item("hits") == 2
+    finally:
+        await storage.dispose()
+
+
 async def test_watch_sees_writes_from_other_clients_and_expiry(
     driver_redis: RedisDriver, raw: Redis
 ) -> None:
