@@ -2,12 +2,13 @@
 
 A counter made by ``increment`` is stored as the number attribute ``counter`` (no ``value``),
 and reads render it as JSON integer text, the form the Storage contract stores. Adding to it is
-one UpdateItem ``ADD``, conditioned on the item being a live counter whose result keeps within
-DynamoDB's 38 digits (and, when the increment may create the key, on no text value being
-there). Everything else takes a compare-and-set round: a missing or expired key is created
-(with the increment's TTL) by a create-only write; a value written as JSON integer text is
-replaced, conditioned on its version, by a number (or by text again past 38 digits). Contended
-rounds back off and retry, at most `storage.atomic.CAS_ATTEMPTS` times.
+one UpdateItem ``ADD``, conditioned on the item being a live counter whose result stays in the
+signed 64-bit range (JSON integer text past it is not an int to the default serializer), and,
+when the increment may create the key, on no text value being there. Everything else takes a
+compare-and-set round: a missing or expired key is created (with the increment's TTL) by a
+create-only write; a value written as JSON integer text is replaced, conditioned on its
+version, by a number. Contended rounds back off and retry, at most
+`storage.atomic.CAS_ATTEMPTS` times; a result outside 64 bits is an `InvalidArgumentError`.
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ from drivers._dynamodb_items import (
     number,
     value_of,
 )
-from storage import ConflictError
-from storage.atomic import CAS_ATTEMPTS, decode_counter, encode_counter
+from storage import ConflictError, InvalidArgumentError
+from storage.atomic import CAS_ATTEMPTS, decode_counter
 
 __all__ = ["Counters"]
 
-#: Counters stay below this magnitude: 38 significant digits, DynamoDB's precision.
-_LIMIT = 10**38
+#: What a counter may hold: signed 64-bit integers (DynamoDB numbers hold 38 digits).
+_INT64 = range(-(2**63), 2**63)
 
 
-def _native(value: int) -> bool:
-    return -_LIMIT < value < _LIMIT
+def _checked(key: str, by: int, value: int) -> int:
+    if value not in _INT64:
+        raise InvalidArgumentError(
+            f"incrementing {key!r} by {by} would leave the signed 64-bit range of counters"
+        )
+    return value
 
 
 class Counters:
@@ -55,18 +60,19 @@ class Counters:
     async def increment(self, key: str, by: int, deadline: float | None) -> int:
         """Add ``by`` to the counter at ``key`` (created at 0, with ``deadline`` if given; an
         existing key keeps its own) and return the new value."""
+        if by not in _INT64:
+            raise InvalidArgumentError(f"counters are added to by 64-bit integers, not by {by}")
         for attempt in range(CAS_ATTEMPTS):
-            if _native(by):
-                added = await self._add(key, by, may_create=deadline is None)
-                if added is not None:
-                    return added
+            added = await self._add(key, by, may_create=deadline is None)
+            if added is not None:
+                return added
             response = await self._db.request(
                 "increment", key, "get_item", Key=item_key(key), ConsistentRead=self._consistent
             )
             item: dict[str, Any] = response.get("Item") or {}
             now = time.time()
             current = value_of(item, now)
-            value = decode_counter(key, current) + by
+            value = _checked(key, by, decode_counter(key, current) + by)
             try:
                 if current is None:
                     await self._create(key, value, deadline, now)
@@ -83,10 +89,10 @@ class Counters:
         ``may_create``, absent)."""
         item = item_key(key)
         now = time.time()
-        in_range = "(#n < :hi AND #n > :lo)"
+        in_range = "#n BETWEEN :lo AND :hi"  # the sum stays a 64-bit integer
         if may_create:
             # A new item gets no deadline: that is what an increment without a TTL creates.
-            condition = f"attribute_not_exists(#v) AND (attribute_not_exists(#n) OR {in_range})"
+            condition = f"attribute_not_exists(#v) AND (attribute_not_exists(#n) OR ({in_range}))"
         else:
             condition = f"attribute_exists(#n) AND {in_range}"
         update = "ADD #n :by SET #ver = :ver, #m = :now"
@@ -106,8 +112,8 @@ class Counters:
                         ":ver": {"S": new_version()},
                         ":now": number(now),
                         ":key": {"B": key.encode()},
-                        ":hi": {"N": str(_LIMIT - max(by, 0))},
-                        ":lo": {"N": str(-_LIMIT - min(by, 0))},
+                        ":lo": {"N": str(_INT64.start - min(by, 0))},
+                        ":hi": {"N": str(_INT64.stop - 1 - max(by, 0))},
                     },
                     UpdateExpression=update,
                     ConditionExpression=f"{condition} AND {LIVE}",
@@ -124,23 +130,13 @@ class Counters:
             key,
             "put_item",
             conditional=True,
-            Item=new_item(
-                key,
-                value if _native(value) else encode_counter(value),
-                new_version(),
-                deadline,
-                now,
-            ),
+            Item=new_item(key, value, new_version(), deadline, now),
             **expression({":now": number(now)}, ConditionExpression=ABSENT),
         )
 
     async def _replace(self, key: str, value: int, version: str, now: float) -> None:
-        """Replace the value of version ``version`` by ``value``, keeping its deadline;
-        `ConflictError` if another write came first."""
-        if _native(value):
-            update = "SET #n = :n, #ver = :ver, #m = :now REMOVE #v"
-        else:
-            update = "SET #v = :v, #ver = :ver, #m = :now REMOVE #n"
+        """Replace the value of version ``version`` by the counter ``value``, keeping its
+        deadline; `ConflictError` if another write came first."""
         await self._db.request(
             "increment",
             key,
@@ -150,12 +146,11 @@ class Counters:
             **expression(
                 {
                     ":n": {"N": str(value)},
-                    ":v": {"B": encode_counter(value)},
                     ":ver": {"S": new_version()},
                     ":now": number(now),
                     ":etag": {"S": version},
                 },
-                UpdateExpression=update,
+                UpdateExpression="SET #n = :n, #ver = :ver, #m = :now REMOVE #v",
                 ConditionExpression=f"#ver = :etag AND {LIVE}",
             ),
         )

@@ -22,7 +22,8 @@ What is native: compare-and-set is a ``ConditionExpression`` on the random ``ver
 attribute (``if_match="*"``: the item exists; create-only: it does not), for writes and
 removes; ``increment`` is one UpdateItem ``ADD`` on a number attribute, and ``get_item``
 renders such a counter as the JSON integer text the Storage contract stores (a value written
-as text is incremented by compare-and-set once, then kept as a number); ``touch`` and
+as text is incremented by compare-and-set once, then kept as a number; counters are signed
+64-bit, as on redis); ``touch`` and
 ``get_item(renew_ttl=)`` are one conditional UpdateItem of the deadline. TTL is DynamoDB's
 own, on ``expires`` (epoch seconds), which ``create=true`` turns on; DynamoDB deletes expired
 items late (within days), so every read, condition and listing treats an item past its
