@@ -18,9 +18,16 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+)
 
-from storage import ConflictError, DriverError
+from storage import ConflictError, DriverError, InvalidArgumentError
 
 __all__ = ["DynamoClient"]
 
@@ -93,16 +100,22 @@ class DynamoClient:
                 region_name=region,
                 profile_name=profile,
             )
-            client = session.client(
-                "dynamodb",
-                endpoint_url=endpoint_url,
-                config=Config(
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                    retries={"max_attempts": max_attempts, "mode": "standard"},
-                    max_pool_connections=max_workers,
-                ),
-            )
+            try:
+                client = session.client(
+                    "dynamodb",
+                    endpoint_url=endpoint_url,
+                    config=Config(
+                        connect_timeout=connect_timeout,
+                        read_timeout=read_timeout,
+                        retries={"max_attempts": max_attempts, "mode": "standard"},
+                        max_pool_connections=max_workers,
+                    ),
+                )
+            except NoRegionError:
+                raise InvalidArgumentError(
+                    "the dynamodb driver needs a region: pass region= (?region= in a URL) "
+                    "or set AWS_DEFAULT_REGION"
+                ) from None
         else:
             max_workers = min(max_workers, client.meta.config.max_pool_connections)
         #: The boto3 client itself.
@@ -164,7 +177,11 @@ class DynamoClient:
             if code in _THROTTLED:
                 return f"throttled by DynamoDB ({code}): {exc}"
             return str(exc)
-        return f"cannot reach {self.api.meta.endpoint_url}: {exc}"
+        if isinstance(exc, (ConnectionError, HTTPClientError)):
+            return f"cannot reach {self.api.meta.endpoint_url}: {exc}"
+        if isinstance(exc, NoCredentialsError):
+            return f"{exc}: pass access_key_id= and secret_access_key=, or configure boto3"
+        return str(exc)
 
     # -- the table --------------------------------------------------------------------------
 

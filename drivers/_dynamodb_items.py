@@ -4,9 +4,10 @@ Every item has the binary key attributes ``pk`` (the key's first segment, as UTF
 (the whole key, as UTF-8), so the keys under a base share a partition and sort by their bytes.
 A partition or sort key longer than DynamoDB takes (2048 and 1024 bytes) keeps its head, then
 the byte 0xFF (never in UTF-8, so no whole key can look like it) and a SHA-256 of the whole;
-the key itself then also goes in ``key``. The value is ``value`` (bytes), or ``counter`` (a
-number) for counters made by ``increment``; ``version`` is the etag, ``mtime`` and ``expires``
-epoch seconds (``expires`` is the native TTL attribute).
+the key itself then also goes in ``key`` (such keys sort by the digest after their head, so
+listings keep key order only within the limits). The value is ``value`` (bytes), or
+``counter`` (a number) for counters made by ``increment``; ``version`` is the etag, ``mtime``
+and ``expires`` epoch seconds (``expires`` is the native TTL attribute).
 
 Expressions name attributes through ``#placeholders`` (several names are reserved words);
 `expression` adds exactly the names an expression uses, as DynamoDB insists.
@@ -119,10 +120,12 @@ def new_item(
     item["mtime"] = number(time.time() if now is None else now)
     if deadline is not None:
         item["expires"] = number(deadline)
-    size = item_size(item)
+    # Room is kept for a deadline, so that a touch never pushes a stored item over the limit.
+    size = item_size(item if deadline is not None else {**item, "expires": item["mtime"]})
     if size > MAX_ITEM_BYTES:
+        shown = key if len(key) <= 80 else key[:80] + "..."
         raise InvalidArgumentError(
-            f"the value of {key!r} makes a {size}-byte DynamoDB item; items hold at most "
+            f"the value of {shown!r} makes a {size}-byte DynamoDB item; items hold at most "
             f"{MAX_ITEM_BYTES} bytes (400 KB, attribute names and the key included)"
         )
     return item

@@ -3,34 +3,34 @@
 Key layout. Each item's partition key ``pk`` is the key's first segment and its sort key ``sk``
 the whole key, both binary UTF-8 (``drivers._dynamodb_items``). So the keys under any non-empty
 base live in one partition, in byte order, and listing a base is one Query with
-``begins_with(sk, base)`` that reads those keys and nothing else; no listing of a base ever
-Scans. Listing the root (the whole table) is a Scan: it reads the same items a Query of every
-partition would, without a registry of partitions to keep in step with every write. Any key is
-stored losslessly: a partition or sort key past DynamoDB's 2048 / 1024 bytes keeps its head
-plus a digest and the whole key rides along in another attribute.
+``begins_with(sk, base)`` that reads those keys and nothing else: no listing of a base Scans.
+Listing the root (the whole table) is a Scan: it reads the items a Query of every partition
+would, without a registry of partitions to keep in step with every write (a GSI over all keys
+would double every write and be one hot partition itself). Every key is stored losslessly: a
+partition or sort key past DynamoDB's 2048 / 1024 bytes keeps its head plus a digest, and the
+whole key rides along in another attribute.
 
-Limits of that choice. A partition key value is served by one partition up to about 3,000
-reads and 1,000 writes per second; DynamoDB splits a busy one by sort-key range, but keys that
-share a first segment (``session:...``, ``cache:...``) still share one hot key, and many
-distinct first segments spread best. So mount the driver where the keys below it vary in their
-first segment: with ``mounts={"session": "dynamodb://sessions"}`` every session is its own
-partition, while a root driver holding ``session:<id>`` keys puts them all in one. The driver
-creates no local secondary index, so the 10 GB limit per item collection does not apply.
-Listing the root reads (and bills) the whole table; a Query or Scan page reads at most 1 MB.
+Limits of that choice. One partition key value is served by one partition, about 3,000 reads
+and 1,000 writes a second; DynamoDB may split a busy item collection by sort-key range, but
+keys sharing a first segment (``session:...``, ``cache:...``) share one partition key. Spread
+them by mounting the driver below that segment: with ``mounts={"session":
+"dynamodb://sessions"}`` each session is its own partition, while a root driver holding
+``session:<id>`` keys puts them all in one. No local secondary index is created, so the 10 GB
+limit per item collection does not apply. Listing the root reads (and bills) the whole table;
+every page reads at most 1 MB. ``max_depth`` is filtered by the core, after the Query.
 
-What is native: compare-and-set is a ``ConditionExpression`` on the random ``version``
+What is native. Compare-and-set is a ``ConditionExpression`` on the random ``version``
 attribute (``if_match="*"``: the item exists; create-only: it does not), for writes and
-removes; ``increment`` is one UpdateItem ``ADD`` on a number attribute, and ``get_item``
-renders such a counter as the JSON integer text the Storage contract stores (a value written
-as text is incremented by compare-and-set once, then kept as a number; counters are signed
-64-bit, as on redis); ``touch`` and
-``get_item(renew_ttl=)`` are one conditional UpdateItem of the deadline. TTL is DynamoDB's
-own, on ``expires`` (epoch seconds), which ``create=true`` turns on; DynamoDB deletes expired
-items late (within days), so every read, condition and listing treats an item past its
-deadline as absent. Batches are BatchGetItem / BatchWriteItem, with unprocessed keys and items
-sent again (``drivers._dynamodb_batch``). An item over 400 KB, measured as DynamoDB measures
-it, is refused with `storage.InvalidArgumentError` before any request. User meta lives in
-sibling items. Reads are strongly consistent unless ``consistent_reads=false``.
+removes. ``increment`` is one UpdateItem ``ADD`` on a number attribute, which ``get_item``
+renders as the JSON integer text the Storage contract stores (``drivers._dynamodb_counter``;
+signed 64-bit, as on redis). ``touch`` and ``get_item(renew_ttl=)`` are one conditional
+UpdateItem of the deadline. TTL is DynamoDB's own, on ``expires`` (epoch seconds), which
+``create=true`` turns on; DynamoDB deletes expired items late (within days), so reads,
+conditions and listings treat an item past its deadline as absent. Batches are BatchGetItem /
+BatchWriteItem, with unprocessed keys and items sent again (``drivers._dynamodb_batch``). An
+item over 400 KB, measured as DynamoDB measures it, is refused with
+`storage.InvalidArgumentError` before any request. User meta lives in sibling items; there is
+no watch. Reads are strongly consistent unless ``consistent_reads=false``.
 """
 
 from __future__ import annotations

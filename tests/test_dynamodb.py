@@ -90,6 +90,9 @@ async def test_keys_past_dynamodbs_key_limits_round_trip_and_list_exactly(
     assert sorted(await storage.get_keys()) == sorted(keys)
     assert sorted(await storage.get_keys(head)) == [head + ":1", head + ":2:deep"]
     assert await storage.get_keys("x" * 3000) == ["x" * 3000 + ":a"]
+    assert await storage.increment(head + ":count", 3) == 3  # an item UpdateItem creates
+    assert sorted(await storage.get_keys(head, max_depth=0)) == [head + ":1", head + ":count"]
+    await storage.remove_item(head + ":count")
     await storage.remove_item(head + ":1")
     assert sorted(await storage.get_keys("h")) == [head + ":2:deep", head + "x:3"]
 
@@ -307,6 +310,16 @@ async def test_a_table_with_another_key_schema_is_refused(dynamodb_client: Any) 
         await driver.set_item("k", b"v")
     await driver.dispose()
     dynamodb_client.delete_table(TableName=table)
+
+
+def test_a_driver_without_a_region_is_refused_when_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(InvalidArgumentError, match="region"):
+        DynamoDriver("table", endpoint_url="http://127.0.0.1:1")
 
 
 def _driver_at(endpoint_url: str, **options: Any) -> DynamoDriver:
