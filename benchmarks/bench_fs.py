@@ -1,5 +1,7 @@
 """Storage + fs driver against a naive aiofiles loop (the floor), one thread hop per operation,
-and unstorage's fs driver on node, all writing the same JSON value to files."""
+and unstorage's fs driver on node, all writing the same JSON value to files; and a 256 MB
+value streamed into the store from a file and out of it into one, against copying the file
+(shutil.copyfile, and a plain read/write loop), in alternating rounds."""
 
 from __future__ import annotations
 
@@ -16,11 +18,15 @@ from drivers.fs import FsDriver
 from storage import create_storage
 
 from . import workload
-from .harness import Bench, node_available, run_node
+from .harness import Bench, Subject, node_available, run_node
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
 SEQUENTIAL = 3000
 ROUNDS = 5
+STREAMED_MB = 256
+STREAM_IN = "256 MB file in (MB)"
+STREAM_OUT = "256 MB file out (MB)"
+_READ = 1024 * 1024  # bytes per file read, as a producer of chunks
 
 
 def _fresh(root: str, name: str) -> str:
@@ -110,6 +116,75 @@ async def _aiofiles_batches(bench: Bench, root: str, rounds: int) -> None:
     )
 
 
+def _random_file(path: str, megabytes: int) -> None:
+    with open(path, "wb") as out:
+        for _ in range(megabytes):
+            out.write(os.urandom(1024 * 1024))
+
+
+def _copy_loop(source: str, target: str) -> None:
+    with open(source, "rb") as reading, open(target, "wb") as writing:
+        while chunk := reading.read(_READ):
+            writing.write(chunk)
+
+
+async def _streams(bench: Bench, root: str, megabytes: int) -> None:
+    """A file streamed into the store (`Storage.open_write` fed from it) and out of it
+    (`Storage.open_read` written to a file), each against copying the file."""
+    directory = _fresh(root, "streams")
+    source, target = os.path.join(directory, "source"), os.path.join(directory, "target")
+    await asyncio.to_thread(_random_file, source, megabytes)
+    storage = create_storage(FsDriver(os.path.join(directory, "store"), sweep_interval=0))
+    await storage.set_item("warm", 1)
+
+    async def copyfile() -> int:
+        await asyncio.to_thread(shutil.copyfile, source, target)
+        return megabytes
+
+    async def copy_loop() -> int:
+        await asyncio.to_thread(_copy_loop, source, target)
+        return megabytes
+
+    async def ours_in() -> int:
+        file = await asyncio.to_thread(open, source, "rb")
+        try:
+            async with storage.open_write("streamed") as writer:
+                while chunk := await asyncio.to_thread(file.read, _READ):
+                    await writer.write(chunk)
+        finally:
+            await asyncio.to_thread(file.close)
+        return megabytes
+
+    async def ours_out() -> int:
+        file = await asyncio.to_thread(open, target, "wb")
+        try:
+            async with storage.open_read("streamed", chunk_size=_READ) as reader:
+                async for chunk in reader:
+                    await asyncio.to_thread(file.write, chunk)
+        finally:
+            await asyncio.to_thread(file.close)
+        return megabytes
+
+    try:
+        await ours_in()  # the value ours_out reads
+        for case, ours, name in (
+            (STREAM_IN, ours_in, "unistorage open_write"),
+            (STREAM_OUT, ours_out, "unistorage open_read"),
+        ):
+            await bench.rounds(
+                case,
+                [
+                    Subject("shutil.copyfile", copyfile, floor=True, unit="MB"),
+                    Subject("read/write loop (1 MiB)", copy_loop, unit="MB"),
+                    Subject(name, ours, ours=True, unit="MB"),
+                ],
+                rounds=5,
+            )
+    finally:
+        await storage.dispose()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 async def run(bench: Bench) -> None:
     n = bench.n(SEQUENTIAL)
     rounds = bench.n(ROUNDS)
@@ -119,6 +194,7 @@ async def run(bench: Bench) -> None:
         await _to_thread(bench, root, n)
         await _unistorage(bench, root, n, rounds)
         await _aiofiles_batches(bench, root, rounds)
+        await _streams(bench, root, bench.n(STREAMED_MB))
         if node_available():
             for row in run_node("fs.mjs", os.path.join(root, "node"), str(n)):
                 bench.add(row["case"], row["subject"], row["ops"], row["seconds"])

@@ -58,6 +58,8 @@ class Pool:
                 outcome = (None, exc)
             with contextlib.suppress(RuntimeError):  # the caller's loop is closed
                 future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
+            # An idle thread must not keep the last job's data alive (a stream's chunks).
+            del job, function, future, outcome
 
     async def close(self) -> None:
         """Let queued work finish, stop every thread and wait for them; harmless twice."""

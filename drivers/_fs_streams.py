@@ -3,8 +3,9 @@
 Writing: a `Spool` is a new file in the store's ``tmp`` directory, as every atomic write
 makes. The chunks are appended to it in the worker threads while the next ones arrive (at
 most `AHEAD` bytes wait for the write in progress), and when they end the file is renamed
-into place under the key's lock, exactly as `set_item` places a value (fsync when durable,
-the TTL sidecar, the watch event). When the chunks fail (the writer's block raised, or the
+into place under the key's lock, as `set_item` places a value (fsync when durable, the TTL
+sidecar, the watch event; without durable, swapped with the value it replaces, see
+`drivers._fs_write.commit`). When the chunks fail (the writer's block raised, or the
 disk is full), the file is removed and nothing has changed.
 
 Reading: a `ChunkReader` holds the value's open file. A value is replaced by renaming a new
@@ -32,7 +33,7 @@ T = TypeVar("T")
 #: Runs a blocking call in the store's worker threads (`FsFiles.run`).
 Submit = Callable[..., "asyncio.Future[Any]"]
 #: Bytes of chunks gathered while the spool writes the ones before.
-AHEAD = 1024 * 1024
+AHEAD = 512 * 1024
 
 
 def _quiet(future: asyncio.Future[Any]) -> None:
@@ -117,7 +118,8 @@ class Spool:
                 raise
             self._name = None
             self._settled = True
-            return write.place_temp(self._tree, key, name, info, ttl)  # removes it on failure
+            tree = self._tree  # placing removes the file on failure
+            return write.place_temp(tree, key, name, info, ttl, swap=not tree.durable)
 
     def drop(self) -> None:
         """Close and remove the file unless it was placed; harmless twice."""

@@ -1,4 +1,5 @@
-"""An fs write that fails half-way leaves no temporary file behind (issue 10, defect 13).
+"""An fs write (whole or streamed) that fails half-way leaves no temporary file behind
+(issue 10, defect 13).
 
 For real: a tiny tmpfs that fills up (needs root, as in CI), and a file-size limit
 (RLIMIT_FSIZE, which makes a write fail with EFBIG) in a subprocess, which needs nothing.
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from drivers.fs import INTERNAL, FsDriver
+from storage import DriverError, Storage, create_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +53,26 @@ async def test_a_write_that_fills_the_disk_removes_its_temporary_file(small_disk
         assert await driver.get_item("small") == b"still writes"
     finally:
         await driver.dispose()
+
+
+async def _stream(storage: Storage, key: str, size: int) -> None:
+    async with storage.open_write(key) as writer:
+        for _ in range(size // (64 * 1024)):
+            await writer.write(os.urandom(64 * 1024))
+
+
+async def test_a_stream_that_fills_the_disk_fails_cleanly_and_changes_nothing(
+    small_disk: Path,
+) -> None:
+    async with create_storage(FsDriver(small_disk / "store", sweep_interval=0)) as storage:
+        await storage.set_item_raw("big", b"old")
+        with pytest.raises(DriverError, match="No space left"):
+            await _stream(storage, "big", 16 * 64 * 1024)
+        assert os.listdir(small_disk / "store" / INTERNAL / "tmp") == []
+        assert await storage.get_item_raw("big") == b"old"
+        async with storage.open_write("big") as writer:  # the space came back
+            await writer.write(b"new")
+        assert await storage.get_item_raw("big") == b"new"
 
 
 _LIMITED = """
