@@ -1,5 +1,7 @@
 """Storage + sqlite driver against aiosqlite (a commit per write), diskcache, and one raw
-``executemany`` transaction, all on WAL databases in a temporary directory."""
+``executemany`` transaction, all on WAL databases in a temporary directory; then the native
+increment against raw read-and-update transactions and the compare-and-set default, and
+streams against a raw sqlite3 insert and select of the whole value."""
 
 from __future__ import annotations
 
@@ -9,21 +11,31 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Awaitable, Callable
 
 import aiosqlite
 import diskcache
 
 from drivers.sqlite import SqliteDriver
 from storage import create_storage
+from storage.atomic import cas_increment
 
 from . import workload
-from .harness import Bench
+from .harness import Bench, Subject
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
 SEQUENTIAL = 5000
 WRITERS = 100
 CONCURRENT = 20_000
 ROUNDS = 10
+INCREMENTS = 5000
+INCREMENTERS = 100
+STREAMED_MB = 64
+MB = 1024 * 1024
+STREAM_CHUNK = 256 * 1024
+INCR = f"increments of one key, {INCREMENTERS} tasks"
+STREAM_IN = "stream a value in (MB)"
+STREAM_OUT = "stream a value out (MB)"
 CONC = f"{WRITERS} concurrent writer tasks"
 SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB)"
 UPSERT = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -137,6 +149,107 @@ async def _unistorage(bench: Bench, files: _Files, n: int, total: int, rounds: i
     await bench.measure(BATCHES, "unistorage sqlite", batches, ours=True)
 
 
+async def _increments(bench: Bench, files: _Files, total: int) -> None:
+    """One counter: a raw read-and-update transaction per increment (what a caller writes by
+    hand, sequential), the driver's native increment and the compare-and-set default, each
+    from concurrent tasks."""
+
+    async def raw() -> int:
+        db = sqlite3.connect(files.fresh(), isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(SCHEMA)
+        for _ in range(total):
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT value FROM kv WHERE key = 'n'").fetchone()
+            db.execute(UPSERT, ("n", str(int(row[0] if row else 0) + 1).encode()))
+            db.execute("COMMIT")
+        db.close()
+        return total
+
+    async def tasks(add: Callable[[], Awaitable[int]]) -> int:
+        async def task() -> None:
+            for _ in range(total // INCREMENTERS):
+                await add()
+
+        await asyncio.gather(*(task() for _ in range(INCREMENTERS)))
+        return total // INCREMENTERS * INCREMENTERS
+
+    async def native() -> int:
+        async with create_storage(SqliteDriver(files.fresh())) as storage:
+            return await tasks(lambda: storage.increment("n"))
+
+    async def by_cas() -> int:
+        driver = SqliteDriver(files.fresh())
+        try:
+            return await tasks(lambda: cas_increment(driver, "n", 1, None))
+        finally:
+            await driver.dispose()
+
+    await bench.rounds(
+        INCR,
+        [
+            Subject("sqlite3 transaction per increment", raw, floor=True),
+            Subject("unistorage sqlite increment", native, ours=True),
+            Subject("compare-and-set loop (the default)", by_cas),
+        ],
+        rounds=3,
+    )
+
+
+async def _streams(bench: Bench, files: _Files, megabytes: int) -> None:
+    """A value of ``megabytes`` MB: raw sqlite3 inserts and selects it whole (memory holds it
+    all); Storage streams it in and out in chunks (memory flat)."""
+    value = os.urandom(megabytes * MB)
+    raw_path, ours_path = files.fresh(), files.fresh()
+    raw_db = sqlite3.connect(raw_path, isolation_level=None)
+    raw_db.execute("PRAGMA journal_mode = WAL")
+    raw_db.execute("PRAGMA synchronous = NORMAL")
+    raw_db.execute(SCHEMA)
+    storage = create_storage(SqliteDriver(ours_path))
+
+    async def raw_in() -> int:
+        raw_db.execute(UPSERT, ("big", value))
+        return megabytes
+
+    async def raw_out() -> int:
+        raw_db.execute("SELECT value FROM kv WHERE key = 'big'").fetchone()
+        return megabytes
+
+    async def ours_in() -> int:
+        async with storage.open_write("big") as writer:
+            for start in range(0, len(value), STREAM_CHUNK):
+                await writer.write(value[start : start + STREAM_CHUNK])
+        return megabytes
+
+    async def ours_out() -> int:
+        async with storage.open_read("big", chunk_size=STREAM_CHUNK) as reader:
+            async for _ in reader:
+                pass
+        return megabytes
+
+    try:
+        await bench.rounds(
+            STREAM_IN,
+            [
+                Subject("sqlite3 insert of the whole value", raw_in, floor=True, unit="MB"),
+                Subject("unistorage sqlite open_write", ours_in, ours=True, unit="MB"),
+            ],
+            rounds=3,
+        )
+        await bench.rounds(
+            STREAM_OUT,
+            [
+                Subject("sqlite3 select of the whole value", raw_out, floor=True, unit="MB"),
+                Subject("unistorage sqlite open_read", ours_out, ours=True, unit="MB"),
+            ],
+            rounds=3,
+        )
+    finally:
+        raw_db.close()
+        await storage.dispose()
+
+
 async def run(bench: Bench) -> None:
     files = _Files()
     n, total, rounds = bench.n(SEQUENTIAL), bench.n(CONCURRENT), bench.n(ROUNDS)
@@ -145,5 +258,7 @@ async def run(bench: Bench) -> None:
         _diskcache(bench, files, total)
         _executemany(bench, files, rounds)
         await _unistorage(bench, files, n, total, rounds)
+        await _increments(bench, files, bench.n(INCREMENTS))
+        await _streams(bench, files, bench.n(STREAMED_MB))
     finally:
         shutil.rmtree(files.root, ignore_errors=True)

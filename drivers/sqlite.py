@@ -279,7 +279,9 @@ class SqliteDriver(Driver):
     ) -> AsyncIterator[str]:
         cursor: str | None = None
         while True:
-            keys, cursor = await self.list_page(base, limit=_PAGE, cursor=cursor)
+            keys, cursor = await self.list_page(
+                base, limit=_PAGE, cursor=cursor, max_depth=max_depth
+            )
             for key in keys:
                 yield key
             if cursor is None:

@@ -239,3 +239,12 @@ async def test_expired_keys_are_left_out_of_pages(db: SqliteDriver) -> None:
     await db.set_item("e:3", b"v")
     await asyncio.sleep(0.2)
     assert await db.list_page("e:", limit=1) == (["e:3"], None)
+
+
+async def test_iter_keys_goes_page_by_page_and_leaves_deeper_keys_in_the_database(
+    db: SqliteDriver,
+) -> None:
+    shallow = [f"d:{i:04d}" for i in range(1500)]
+    await db.set_items([(key, b"v") for key in shallow] + [(k + ":x", b"v") for k in shallow])
+    assert [key async for key in db.iter_keys("d:", max_depth=0)] == shallow
+    assert len([key async for key in db.iter_keys("d:")]) == 3000
