@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from drivers._dynamodb_client import Send
 from storage import DriverError
 
-__all__ = ["GET_CHUNK", "WRITE_CHUNK", "Send", "get_all", "write_all"]
+__all__ = ["GET_CHUNK", "WRITE_CHUNK", "get_all", "write_all"]
 
 #: The most keys one BatchGetItem takes, and the most requests one BatchWriteItem takes.
 GET_CHUNK = 100
@@ -25,9 +25,6 @@ WRITE_CHUNK = 25
 _ROUNDS = 8
 _PAUSE = 0.02
 _MAX_PAUSE = 1.0
-
-#: Sends one batch request: ``send(action, RequestItems=...)`` -> the response.
-Send = Callable[..., Awaitable[dict[str, Any]]]
 
 
 async def _pause(stalled: int) -> None:

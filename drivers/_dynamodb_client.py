@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,7 +30,7 @@ from botocore.exceptions import (
 
 from storage import ConflictError, DriverError, InvalidArgumentError
 
-__all__ = ["DynamoClient"]
+__all__ = ["DynamoClient", "Send"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ _ATTRIBUTES = [
     {"AttributeName": "pk", "AttributeType": "B"},
     {"AttributeName": "sk", "AttributeType": "B"},
 ]
+#: One request with its operation and key bound: ``send(action, **params)`` -> the response
+#: (`DynamoClient.request` through ``functools.partial``, or a stand-in in tests).
+Send = Callable[..., Awaitable[dict[str, Any]]]
 _BATCH_ACTIONS = frozenset({"batch_get_item", "batch_write_item"})
 _DENIED = frozenset(
     {

@@ -13,16 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from drivers._dynamodb_client import Send
 from drivers._dynamodb_items import deadline_of, expression, key_of, listed_prefix, partition
 from storage import InvalidArgumentError
 
 __all__ = ["Page", "decode_cursor", "encode_cursor", "page"]
-
-#: Sends one request: ``send(action, **params)`` -> the response.
-Send = Callable[..., Awaitable[dict[str, Any]]]
 
 
 class Page:

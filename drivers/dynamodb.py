@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from drivers._dynamodb_batch import GET_CHUNK, WRITE_CHUNK, get_all, write_all
-from drivers._dynamodb_client import DynamoClient
+from drivers._dynamodb_client import DynamoClient, Send
 from drivers._dynamodb_counter import Counters
 from drivers._dynamodb_items import (
     ABSENT,
@@ -78,15 +78,22 @@ def _deadline(ttl: float | None) -> float | None:
 
 
 class DynamoDriver(Driver):
-    """Keys in the DynamoDB table ``table``; ``endpoint_url`` for DynamoDB Local and the like.
+    """Keys in one DynamoDB table, on AWS or any DynamoDB-compatible endpoint.
 
-    Credentials and region come the usual boto3 ways unless given. ``client`` (a boto3
-    DynamoDB client) is used as is and left open on dispose. ``create`` creates the table if it
-    is missing (on-demand billing, TTL on). ``consistent_reads`` (default true) makes reads and
-    listings strongly consistent (twice the read cost). ``max_workers`` (default 16) is both
-    the number of threads that call DynamoDB and the connection pool size. ``connect_timeout``
-    and ``read_timeout`` are seconds; ``max_attempts`` (default 2) counts botocore's tries per
-    request, throttled ones included: raise it for a provisioned table that throttles.
+    Failures of the backend raise `DriverError`. Options:
+
+    - ``table``: the table's name (3-255 of ``A-Z a-z 0-9 _ . -``).
+    - ``endpoint_url``: another endpoint than AWS's (DynamoDB Local, moto).
+    - ``region``, ``access_key_id``, ``secret_access_key``, ``session_token``, ``profile``:
+      where and as whom; unset ones come the usual boto3 ways (environment, config files).
+    - ``client``: a boto3 DynamoDB client to use as is (left open on dispose).
+    - ``create``: create the table when it is missing (on-demand billing, TTL on).
+    - ``consistent_reads``: strongly consistent reads and listings (default; twice the read
+      cost of eventually consistent ones).
+    - ``max_workers``: threads that call DynamoDB, and the size of the connection pool (16).
+    - ``connect_timeout``, ``read_timeout``: seconds botocore waits (2 and 5).
+    - ``max_attempts``: botocore's tries per request, throttled ones included (2): raise it
+      for a provisioned table that throttles.
     """
 
     name = "dynamodb"
@@ -202,7 +209,7 @@ class DynamoDriver(Driver):
 
     async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
         unique = list(dict.fromkeys(keys))
-        send = functools.partial(self._db.request, "get_items", None)
+        send = self._send("get_items")
         requests = [
             {
                 "Keys": [item_key(key) for key in unique[start : start + GET_CHUNK]],
@@ -234,7 +241,7 @@ class DynamoDriver(Driver):
         await self._write(deletes, "remove_items")
 
     async def _write(self, requests: list[dict[str, Any]], operation: str) -> None:
-        send = functools.partial(self._db.request, operation, None)
+        send = self._send(operation)
         await asyncio.gather(
             *(
                 write_all(send, self.table, requests[start : start + WRITE_CHUNK], operation)
@@ -321,7 +328,7 @@ class DynamoDriver(Driver):
 
     # -- listing ------------------------------------------------------------------------------
 
-    def _send(self, operation: str) -> Any:
+    def _send(self, operation: str) -> Send:
         return functools.partial(self._db.request, operation, None)
 
     async def iter_keys(
