@@ -197,7 +197,7 @@ async def prepare_table(connection: asyncpg.Connection, table: str) -> None:
             "SELECT pg_advisory_xact_lock(hashtext($1))", "unistorage:" + table
         )
         found = await connection.fetchrow(
-            "SELECT c.oid, c.relkind, obj_description(c.oid, 'pg_class') AS comment "
+            "SELECT c.oid, c.relkind::text AS relkind, obj_description(c.oid, 'pg_class') AS comment "
             "FROM pg_class c WHERE c.oid = to_regclass($1)",
             quote(table),
         )

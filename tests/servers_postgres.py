@@ -82,6 +82,18 @@ def _server_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(_FALLBACK_USER)
 
 
+def _children(pid: int) -> list[int]:
+    """The pids of the processes whose parent is ``pid`` (from /proc)."""
+    found: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command name in parentheses may hold spaces: the fields after it are fixed.
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, served on a free port of 127.0.0.1.
 
@@ -144,7 +156,7 @@ class PostgresServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
-                start_new_session=True,  # its own process group: `kill` takes every backend
+                start_new_session=True,  # no terminal signals from the test run
                 user=None if account is None else account.pw_uid,
                 group=None if account is None else account.pw_gid,
                 extra_groups=None if account is None else [],
@@ -177,25 +189,40 @@ class PostgresServer:
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self._kill_group(process)
+            self._kill_all(process)
 
     def kill(self) -> None:
-        """SIGKILL the server and all its backends at once, as a crash would."""
+        """SIGKILL the server and every backend at once, as a crash would."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            self._kill_group(process)
+            self._kill_all(process)
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and every backend: connections stay open, nothing answers."""
+        assert self.process is not None
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT what `freeze` stopped."""
+        assert self.process is not None
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     @staticmethod
-    def _kill_group(process: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    def _kill_all(process: subprocess.Popen[bytes]) -> None:
+        # Every backend is a process group of its own (postgres calls setsid), so each is
+        # killed by its pid, then waited for: a new server refuses to start beside them.
+        backends = _children(process.pid)
+        for pid in [process.pid, *backends]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the backends, which are not our children
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                return
+        while backends and time.monotonic() < deadline:
+            backends = [pid for pid in backends if Path(f"/proc/{pid}").exists()]
             time.sleep(0.02)
 
     def close(self) -> None:
