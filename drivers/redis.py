@@ -1,4 +1,5 @@
-"""The redis driver: keys in Redis or a Redis Cluster, through redis-py's asyncio client.
+"""The redis driver: keys in Redis or Valkey, standalone or a cluster, through redis-py's
+asyncio client.
 
 Every key is stored as ``<base><key>`` (UTF-8) holding the raw value bytes. Batches take one
 round trip (MGET, MSET or a pipeline; in a cluster one command per hash slot, grouped per node);
@@ -7,7 +8,8 @@ in the server: a native command where Redis has one (SET NX/XX for create-only a
 only-if-present writes, INCRBY, PEXPIRE, GETEX, UNLINK), a Lua script where a step compares an
 etag (`drivers._redis_scripts`). The etag is the SHA-1 of the stored value. User meta lives in
 a sibling key (the default of `storage.Driver`): it may sit in another slot, and that is fine,
-because meta and value are never written in one atomic step. Needs Redis 6.2 or later (GETEX).
+because meta and value are never written in one atomic step. Needs Redis 6.2 or later (GETEX),
+or any Valkey (tested with 8.1), which the ``valkey://`` schemes name (`drivers._redis_url`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeAlias, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -30,6 +32,7 @@ from drivers import _redis_scripts as scripts
 from drivers._redis_listing import scan_page
 from drivers._redis_pool import WaitingConnectionPool, WaitingRedisCluster
 from drivers._redis_scripts import etag
+from drivers._redis_url import SCHEMES, client_url, split_options
 from drivers._redis_watch import KeyspaceListener
 from storage import (
     Capabilities,
@@ -40,7 +43,6 @@ from storage import (
     WatchCallback,
     Watchers,
 )
-from storage.driver import parse_url_options
 
 __all__ = ["RedisDriver"]
 
@@ -48,10 +50,6 @@ logger = logging.getLogger(__name__)
 
 _Client: TypeAlias = "Redis | RedisCluster"
 
-# Options read from a URL's query string by the driver; everything else goes to redis-py.
-_DRIVER_OPTIONS = frozenset(
-    {"base", "scan_count", "retries", "notify_keyspace_events", "max_connections", "pool_timeout"}
-)
 _CLEAR_CHUNK = 1000
 _GLOB = re.compile(r"([\\*?\[\]])")
 # Redis counts in signed 64-bit integers.
@@ -80,12 +78,14 @@ def _counter_error(key: str, by: int, exc: ResponseError) -> InvalidArgumentErro
 
 
 class RedisDriver(Driver):
-    """Keys in one Redis server or a Redis Cluster, under an optional ``base`` prefix.
+    """Keys in one Redis or Valkey server or a cluster of them, under an optional ``base``
+    prefix.
 
-    ``url`` (``redis://``, ``rediss://``, ``redis+cluster://``) or ``client`` (a
-    ``redis.asyncio.Redis`` / ``RedisCluster`` without ``decode_responses``, left open on
-    dispose). ``notify_keyspace_events=True`` lets `watch` turn
-    keyspace notifications on in the server (otherwise the server must be configured for them).
+    ``url`` (``redis://``, ``rediss://`` for TLS, ``redis+cluster://``; for Valkey the same
+    URLs, options and all, may say ``valkey://``, ``valkeys://``, ``valkey+cluster://``) or
+    ``client`` (a ``redis.asyncio.Redis`` / ``RedisCluster`` without ``decode_responses``, left
+    open on dispose). ``notify_keyspace_events=True`` lets `watch` turn keyspace
+    notifications on in the server (otherwise the server must be configured for them).
     Short socket timeouts and one retry of a failed connection (never of a reply that timed
     out, which may have run) bound how long a dead or hung server takes to fail.
     ``scan_count`` is the most keys one SCAN call visits (listing, clear, `list_page`).
@@ -101,7 +101,7 @@ class RedisDriver(Driver):
     """
 
     name = "redis"
-    schemes = ("redis", "rediss", "redis+cluster")
+    schemes = SCHEMES
     # Bounded: socket timeouts, one retry and a pool wait of pool_timeout end every call.
     capabilities = Capabilities(ttl=True, conditional=True, watch=True, bounded=True)
 
@@ -160,21 +160,19 @@ class RedisDriver(Driver):
 
     @staticmethod
     def _connect(url: str, **options: Any) -> _Client:
-        scheme = urlsplit(url).scheme
-        if scheme == "redis+cluster":
-            return WaitingRedisCluster.from_url("redis" + url[len(scheme) :], **options)
-        return Redis.from_pool(WaitingConnectionPool.from_url(url, **options))
+        target, cluster = client_url(url)
+        if cluster:
+            return WaitingRedisCluster.from_url(target, **options)
+        return Redis.from_pool(WaitingConnectionPool.from_url(target, **options))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisDriver:
         """Build from a URL; ``base``, ``scan_count``... in the query go to the driver."""
-        parts = urlsplit(url)
-        if parts.scheme not in cls.schemes:
-            raise InvalidArgumentError(f"the redis driver does not read {parts.scheme!r} URLs")
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        own = parse_url_options(urlencode([(k, v) for k, v in pairs if k in _DRIVER_OPTIONS]))
-        rest = urlencode([(k, v) for k, v in pairs if k not in _DRIVER_OPTIONS])
-        return cls(urlunsplit(parts._replace(query=rest)), **{**own, **options})
+        scheme = urlsplit(url).scheme
+        if scheme not in cls.schemes:
+            raise InvalidArgumentError(f"the redis driver does not read {scheme!r} URLs")
+        rest, own = split_options(url)
+        return cls(rest, **{**own, **options})
 
     def _key(self, key: str) -> bytes:
         return (self._prefix + key).encode()

