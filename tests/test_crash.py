@@ -3,7 +3,9 @@
 A writer subprocess is killed with SIGKILL in the middle of rewriting many keys, many times; then
 every key holds a whole value of some generation (never a torn one), listings hold only the keys,
 and the store opens and writes normally. Two processes writing at once lose no acknowledged
-write, and compare-and-set from two processes counts exactly.
+write, and compare-and-set from two processes counts exactly. On fs, a stream killed half-way
+leaves the old value (its temporary file goes when the store reopens), and an incrementer
+killed half-way leaves a whole counter and no lock held.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from drivers.fs import INTERNAL
-from storage import Driver, create_driver
+from storage import Driver, create_driver, create_storage
 from tests.crash_writer import KEYS, generation_of, value_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,3 +187,80 @@ async def test_fs_etag_reads_and_conditional_writes_from_two_processes_count_exa
         assert await driver.get_item("counter") == b"200"
     finally:
         await driver.dispose()
+
+
+_STREAMER = """
+import asyncio, sys
+from storage import create_storage
+
+async def main():
+    async with create_storage(sys.argv[1]) as storage:
+        async with storage.open_write("streamed") as writer:
+            for number in range(1_000_000):
+                await writer.write(b"n" * 65536)
+                if number == 16:
+                    print("streaming", flush=True)
+
+asyncio.run(main())
+"""
+
+_INCREMENTER = """
+import asyncio, sys
+from storage import create_storage
+
+async def main():
+    async with create_storage(sys.argv[1]) as storage:
+        async def add():
+            while True:
+                await storage.increment("counter")
+        tasks = [asyncio.ensure_future(add()) for _ in range(8)]
+        await asyncio.sleep(0.2)
+        print("counting", flush=True)
+        await asyncio.gather(*tasks)
+
+asyncio.run(main())
+"""
+
+
+def _start_then_kill(script: str, url: str, delay: float) -> None:
+    """Run ``script`` on ``url`` until it prints its first line, ``delay`` more, SIGKILL it."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip(), "the child died before it began"
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+async def test_fs_a_stream_killed_midway_leaves_the_old_value_and_no_temporary_file(
+    tmp_path: Path,
+) -> None:
+    url = _url("fs", tmp_path)
+    rng = random.Random(3)
+    for _ in range(4):
+        driver = _open(url)
+        await driver.set_item("streamed", b"old")
+        await driver.dispose()
+        await asyncio.to_thread(_start_then_kill, _STREAMER, url, rng.uniform(0.0, 0.1))
+        driver = _open(url)  # the dead writer's temporary file goes as the store opens
+        try:
+            assert os.listdir(tmp_path / "store" / INTERNAL / "tmp") == []
+            assert await driver.get_item("streamed") == b"old"
+        finally:
+            await driver.dispose()
+
+
+async def test_fs_an_incrementer_killed_midway_leaves_a_whole_counter_and_no_lock_held(
+    tmp_path: Path,
+) -> None:
+    url = _url("fs", tmp_path)
+    for delay in (0.0, 0.05, 0.1):
+        await asyncio.to_thread(_start_then_kill, _INCREMENTER, url, delay)
+        async with create_storage(url) as storage:
+            before = await storage.get_item("counter")
+            assert isinstance(before, int)
+            assert before > 0
+            assert await storage.increment("counter") == before + 1  # no lock left held
+        assert os.listdir(tmp_path / "store" / INTERNAL / "tmp") == []
