@@ -187,10 +187,10 @@ class LruDriver(Driver):
         current = self._live(key, touch=False)
         value = decode_counter(key, None if current is None else current.value) + by
         if current is None:
-            self._write(key, encode_counter(value), ttl)
+            self._write(key, encode_counter(value, key), ttl)
         else:  # the same expiry
             left = current.expires - time.monotonic() if current.expires else None
-            entry = self._write(key, encode_counter(value), None)
+            entry = self._write(key, encode_counter(value, key), None)
             if left is not None:
                 self._data[key] = entry._replace(expires=time.monotonic() + left)
         return value

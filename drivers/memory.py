@@ -226,10 +226,10 @@ class MemoryDriver(Driver):
         current = self.get_item_nowait(key)
         value = decode_counter(key, current) + by
         if current is None:
-            self._write(key, encode_counter(value), ttl)
+            self._write(key, encode_counter(value, key), ttl)
         else:  # keeps its expiry
             deadline = self._expires.get(key)
-            self._write(key, encode_counter(value), None)
+            self._write(key, encode_counter(value, key), None)
             if deadline is not None:
                 self._expires[key] = deadline
                 self._schedule(key, deadline)

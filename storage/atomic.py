@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from typing import Any, Protocol
-
-import orjson
 
 from .errors import ConflictError, InvalidArgumentError
 
@@ -50,21 +49,31 @@ class VersionedStore(Protocol):
     ) -> str | None: ...
 
 
+#: JSON's integer grammar; counters are signed 64-bit, as Redis' INCRBY keeps them.
+_INTEGER = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
+COUNTER_MIN, COUNTER_MAX = -(2**63), 2**63 - 1
+
+
 def decode_counter(key: str, data: bytes | None) -> int:
-    """The int a counter's stored JSON text holds (0 when absent); `InvalidArgumentError` else."""
+    """The int a counter's stored JSON text holds (0 when absent); `InvalidArgumentError` when
+    the value is not JSON integer text within 64 bits."""
     if data is None:
         return 0
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        value = None
-    if type(value) is not int:
-        raise InvalidArgumentError(f"{key!r} does not hold an integer, so it cannot be incremented")
-    return value
+    if _INTEGER.fullmatch(data):
+        value = int(data)
+        if COUNTER_MIN <= value <= COUNTER_MAX:
+            return value
+    raise InvalidArgumentError(
+        f"{key!r} does not hold a 64-bit integer, so it cannot be incremented"
+    )
 
 
-def encode_counter(value: int) -> bytes:
-    """A counter's stored form: JSON integer text, as the default serializer writes it."""
+def encode_counter(value: int, key: str = "") -> bytes:
+    """A counter's stored form: JSON integer text, as the default serializer writes it;
+    `InvalidArgumentError` past the signed 64-bit range (no counter silently overflows)."""
+    if not COUNTER_MIN <= value <= COUNTER_MAX:
+        where = f" {key!r}" if key else ""
+        raise InvalidArgumentError(f"incrementing{where} would pass the 64-bit range")
     return str(value).encode()
 
 
@@ -84,13 +93,13 @@ async def cas_increment(store: VersionedStore, key: str, by: int, ttl: float | N
         try:
             if data is None:
                 await store.set_item_conditional(
-                    key, encode_counter(value), ttl=ttl, if_none_match=True
+                    key, encode_counter(value, key), ttl=ttl, if_none_match=True
                 )
             else:
                 remaining = (await store.get_meta(key)).get("ttl")
                 keep = remaining if isinstance(remaining, (int, float)) and remaining > 0 else None
                 await store.set_item_conditional(
-                    key, encode_counter(value), ttl=keep, if_match=etag or "*"
+                    key, encode_counter(value, key), ttl=keep, if_match=etag or "*"
                 )
         except ConflictError:
             await _pause(attempt)

@@ -53,13 +53,16 @@ class Reader:
                 parts.append(chunk)
             self._buffer = b""
             return b"".join(parts)
-        while len(self._buffer) < n:
+        parts, held = [self._buffer], len(self._buffer)
+        while held < n:  # gathered in a list: joined once, not copied chunk after chunk
             chunk = await self._next()
             if chunk is None:
                 break
-            self._buffer += chunk
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
-        return data
+            parts.append(chunk)
+            held += len(chunk)
+        data = b"".join(parts)
+        self._buffer = data[n:]
+        return data[:n]
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()

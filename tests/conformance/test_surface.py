@@ -319,3 +319,16 @@ async def test_get_url_is_refused_where_a_driver_cannot_sign(
         return
     with pytest.raises(UnsupportedError):
         await storage.get_url("k", expires=60)
+
+
+async def test_counters_stay_within_64_bits(storage: Storage, driver: Driver) -> None:
+    if not _conditional(driver):
+        return
+    await storage.set_item("big", 2**63 - 2)
+    assert await storage.increment("big") == 2**63 - 1
+    with pytest.raises(InvalidArgumentError):
+        await storage.increment("big")
+    assert await storage.get_item("big") == 2**63 - 1
+    await storage.set_item("huge", 2**70)
+    with pytest.raises(InvalidArgumentError):
+        await storage.increment("huge")
