@@ -145,6 +145,15 @@ async def test_counters_are_exact_to_64_bits_and_refuse_to_leave_them(
         await driver_dynamodb.increment("c", 2**63)
 
 
+async def test_concurrent_increments_creating_a_key_with_a_ttl_count_exactly(
+    driver_dynamodb: DynamoDriver,
+) -> None:
+    # One create-only write wins; the others find its counter and ADD to it.
+    results = await asyncio.gather(*(driver_dynamodb.increment("w", 1, ttl=60) for _ in range(30)))
+    assert sorted(results) == list(range(1, 31))
+    assert 50 < (await driver_dynamodb.get_meta("w"))["ttl"] <= 60
+
+
 async def test_create_true_turns_on_dynamodbs_ttl_on_expires(
     driver_dynamodb: DynamoDriver, dynamodb_client: Any
 ) -> None:
