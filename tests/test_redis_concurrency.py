@@ -1,6 +1,7 @@
 """The redis driver under load: a bounded pool that waits, and compare-and-set that loses nothing.
 
-Every test runs against a standalone redis-server and against the 3-primary cluster.
+Every test runs against a standalone server and against a 3-primary cluster, of Redis and of
+Valkey (the ``engine`` fixtures of tests/fixtures/valkey.py).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,20 +29,13 @@ class Target:
     ports: list[int]
 
 
-@pytest.fixture
-def lone_server() -> Iterator[RedisServer]:
-    """A redis-server of this test alone, so that every connection it counts is ours."""
-    server = RedisServer().start()
-    yield server
-    server.close()
-
-
 @pytest.fixture(params=["standalone", "cluster"])
-def target(request: pytest.FixtureRequest) -> Target:
+def target(engine: str, request: pytest.FixtureRequest) -> Target:
     if request.param == "standalone":
-        server: RedisServer = request.getfixturevalue("lone_server")
+        # A server of this test alone, so that every connection it counts is ours.
+        server: RedisServer = request.getfixturevalue("lone_engine_server")
         return Target(server.url, [server.port])
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    cluster: RedisCluster = request.getfixturevalue("engine_cluster")
     return Target(cluster.url, [node.port for node in cluster.nodes])
 
 

@@ -1,8 +1,11 @@
 """The redis driver across processes: counters and locks shared by real separate processes.
 
-Each test runs against a standalone redis-server and against the 3-primary cluster. The child
-processes run `_child` from this module; they talk to the test over stdin and stdout, one word
-a line, so that every step of a race starts when the test says so.
+Each test runs against a standalone redis-server, the 3-primary Redis cluster and a standalone
+valkey-server (not also the Valkey cluster: these tests take seconds each, and the cluster
+client is the same redis-py code on both engines, which test_redis_concurrency.py runs on
+Valkey's cluster too). The child processes run `_child` from this module (over a `valkey://`
+URL for Valkey); they talk to the test over stdin and stdout, one word a line, so that every
+step of a race starts when the test says so.
 """
 
 from __future__ import annotations
@@ -116,14 +119,11 @@ class Child:
             self.process.wait()
 
 
-@pytest.fixture(params=["standalone", "cluster"])
+@pytest.fixture(params=["redis_server", "redis_cluster", "valkey_server"])
 def url(request: pytest.FixtureRequest) -> str:
-    """A URL of the standalone server or of the cluster, with a base of this test's own."""
-    if request.param == "standalone":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return f"{server.url}?base=p{uuid.uuid4().hex[:12]}"
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    return f"{cluster.url}?base=p{uuid.uuid4().hex[:12]}"
+    """A URL of a standalone server or of a cluster, with a base of this test's own."""
+    servers: RedisServer | RedisCluster = request.getfixturevalue(request.param)
+    return f"{servers.url}?base=p{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """What the redis driver makes special of the storage surface: etags other clients can compute,
 native conditional writes, INCRBY counters, PEXPIRE and GETEX, and SCAN-cursor pages.
 
-Tests over ``driver`` run against a standalone redis-server and the 3-primary cluster.
+Tests over ``driver`` run against a standalone server and a 3-primary cluster, of Redis and of
+Valkey; the others against both engines (the ``engine`` fixtures of tests/fixtures/valkey.py).
 """
 
 from __future__ import annotations
@@ -19,22 +20,30 @@ from tests.servers import RedisCluster, RedisServer
 
 
 @pytest.fixture(params=["standalone", "cluster"])
-def driver(request: pytest.FixtureRequest) -> RedisDriver:
-    name = "driver_redis" if request.param == "standalone" else "driver_redis_cluster"
-    found: RedisDriver = request.getfixturevalue(name)
+def topology(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def driver(engine: str, topology: str, request: pytest.FixtureRequest) -> RedisDriver:
+    suffix = "_cluster" if topology == "cluster" else ""
+    found: RedisDriver = request.getfixturevalue(f"driver_{engine}{suffix}")
     return found
 
 
 @pytest.fixture
 async def raw(
-    driver: RedisDriver, redis_server: RedisServer, redis_cluster: RedisCluster
+    engine: str, topology: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Redis | ClusterClient]:
     """A plain client of the same server or cluster as ``driver``, to look from outside."""
     client: Redis | ClusterClient
-    if isinstance(driver._client, ClusterClient):
-        client = ClusterClient.from_url(redis_cluster.url.replace("redis+cluster", "redis"))
+    if topology == "cluster":
+        cluster: RedisCluster = request.getfixturevalue(f"{engine}_cluster")
+        client = ClusterClient(host="127.0.0.1", port=cluster.nodes[0].port)
     else:
-        client = Redis.from_url(redis_server.url)
+        server: RedisServer = request.getfixturevalue(f"{engine}_server")
+        client = Redis(port=server.port)
     yield client
     await client.aclose()
 
@@ -198,9 +207,9 @@ async def test_pages_resume_from_scan_cursors_and_cover_every_key(driver: RedisD
 
 
 async def test_a_page_larger_than_scan_count_is_still_one_page(
-    redis_server: RedisServer,
+    engine_server: RedisServer,
 ) -> None:
-    driver = RedisDriver(redis_server.url, base="pages-big", scan_count=50)
+    driver = RedisDriver(engine_server.url, base="pages-big", scan_count=50)
     try:
         await driver.set_items([(f"k{n}", b"1") for n in range(400)])
         keys, cursor = await driver.list_page(limit=300)
@@ -215,10 +224,10 @@ async def test_a_page_larger_than_scan_count_is_still_one_page(
         await driver.dispose()
 
 
-async def test_a_sparse_base_is_paged_in_few_scan_calls(lone_redis: RedisServer) -> None:
-    async with Redis.from_url(lone_redis.url) as raw:
+async def test_a_sparse_base_is_paged_in_few_scan_calls(lone_engine_server: RedisServer) -> None:
+    async with Redis(port=lone_engine_server.port) as raw:
         await raw.mset({f"noise:{n}": b"x" for n in range(20_000)})
-        driver = RedisDriver(lone_redis.url)
+        driver = RedisDriver(lone_engine_server.url)
         try:
             await driver.set_items([(f"rare:{n}", b"1") for n in range(10)])
             await raw.config_resetstat()
@@ -238,33 +247,33 @@ async def test_a_sparse_base_is_paged_in_few_scan_calls(lone_redis: RedisServer)
 
 
 async def test_a_cluster_listing_walks_the_primaries_in_turn(
-    driver_redis_cluster: RedisDriver, redis_cluster: RedisCluster
+    engine_cluster_driver: RedisDriver, engine_cluster: RedisCluster
 ) -> None:
     keys = {f"c{n}" for n in range(600)}
-    await driver_redis_cluster.set_items([(key, b"1") for key in keys])
-    pages, cursors = await _every_page(driver_redis_cluster, "", 50)
+    await engine_cluster_driver.set_items([(key, b"1") for key in keys])
+    pages, cursors = await _every_page(engine_cluster_driver, "", 50)
     assert {key for page in pages for key in page} == keys
     named = [cursor.split("/")[1] for cursor in cursors if cursor is not None]
     order = list(dict.fromkeys(named))
     assert order == sorted(order), "primaries in address order, each finished before the next"
-    addresses = {f"127.0.0.1:{node.port}" for node in redis_cluster.nodes}
+    addresses = {f"127.0.0.1:{node.port}" for node in engine_cluster.nodes}
     assert set(order) <= addresses
     assert len(order) >= 2
 
 
 async def test_a_cluster_cursor_from_other_primaries_starts_the_listing_again(
-    driver_redis_cluster: RedisDriver,
+    engine_cluster_driver: RedisDriver,
 ) -> None:
     keys = {f"c{n}" for n in range(60)}
-    await driver_redis_cluster.set_items([(key, b"1") for key in keys])
-    _, cursor = await driver_redis_cluster.list_page(limit=10)
+    await engine_cluster_driver.set_items([(key, b"1") for key in keys])
+    _, cursor = await engine_cluster_driver.list_page(limit=10)
     assert cursor is not None
     _, address, position = cursor.split("/")
     stale = f"000000000000/{address}/{position}"
     listed: set[str] = set()
     next_cursor: str | None = stale
     while True:
-        page, next_cursor = await driver_redis_cluster.list_page(limit=10, cursor=next_cursor)
+        page, next_cursor = await engine_cluster_driver.list_page(limit=10, cursor=next_cursor)
         listed.update(page)
         if next_cursor is None:
             break
