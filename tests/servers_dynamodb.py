@@ -18,8 +18,12 @@ _START_TIMEOUT = 20.0
 
 # moto's server mode (its WSGI app on werkzeug, threaded) dispatching every request but
 # /moto-api straight to the DynamoDB app: moto's per-request service inference is skipped.
+# moto's backend is not thread-safe (two concurrent UpdateItems of one item can both add to
+# the old value), while DynamoDB applies each request to an item atomically: requests are
+# handled one at a time, over connections that stay concurrent.
 _MAIN = """
 import sys
+import threading
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication, MotoRequestHandler, create_backend_app,
@@ -32,6 +36,12 @@ class KeepAliveHandler(MotoRequestHandler):
         pass
 
 class DynamoDispatcher(DomainDispatcherApplication):
+    serial = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.serial:
+            return list(super().__call__(environ, start_response))
+
     def get_application(self, environ):
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             return super().get_application(environ)
