@@ -22,18 +22,26 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from drivers import _fs_write as write
 from drivers._fs_tree import Tree
 
 __all__ = ["AHEAD", "ChunkReader", "Spool"]
 
-T = TypeVar("T")
 #: Runs a blocking call in the store's worker threads (`FsFiles.run`).
 Submit = Callable[..., "asyncio.Future[Any]"]
 #: Bytes of chunks gathered while the spool writes the ones before.
 AHEAD = 512 * 1024
+_PREAD: Callable[[int, int, int], bytes] | None = getattr(os, "pread", None)
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes of ``fd`` from ``offset`` (one reader at a time: see the lock)."""
+    if _PREAD is not None:
+        return _PREAD(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows has no pread
+    return os.read(fd, size)  # pragma: no cover
 
 
 def _quiet(future: asyncio.Future[Any]) -> None:
@@ -190,11 +198,11 @@ class ChunkReader:
             if self._fd < 0:
                 return b""
             fd, size = self._fd, self._size
-            chunk = os.pread(fd, size, offset)
+            chunk = _pread(fd, size, offset)
             if 0 < len(chunk) < size:  # a short read need not be the end (NFS, FUSE)
                 parts = [chunk]
                 got = len(chunk)
-                while got < size and (more := os.pread(fd, size - got, offset + got)):
+                while got < size and (more := _pread(fd, size - got, offset + got)):
                     parts.append(more)
                     got += len(more)
                 chunk = b"".join(parts)

@@ -34,6 +34,19 @@ Each operation is one hop to a worker thread doing the whole read or the whole a
 where a cached file is read faster than a thread hop (measured in benchmarks/bench_fs.py).
 Watching uses watchfiles; changes made through this driver object are reported as soon as
 they return.
+
+The rest of the storage surface is native too (one hop each):
+
+- ``increment`` reads, adds and writes the counter atomically under the key's lock, which
+  excludes other threads and processes; ``touch`` and ``get_item_touch`` rewrite only the TTL
+  sidecar under that lock, so the value file, its mtime and its etag stay the same (an etag
+  read before a touch still matches after it).
+- ``list_page`` walks the tree in key order (names decoded, since escapes do not sort as the
+  characters they stand for), reading only the directories between the cursor, which is the
+  last key returned, and the end of the page (drivers._fs_listing.ordered).
+- Streams go through the worker threads a chunk at a time, never whole: a write fills a
+  temporary file in ``tmp`` and places it like any write, a read holds the value's open file,
+  so it reads one version whole (drivers._fs_streams).
 """
 
 from __future__ import annotations
