@@ -179,7 +179,7 @@ class NotifyListener:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(lost.wait(), timeout=5.0)
                     if not lost.is_set():
-                        await connection.execute("SELECT 1")
+                        await connection.execute("SELECT 1", timeout=5.0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
