@@ -14,7 +14,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -29,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from storage import ConflictError, DriverError, InvalidArgumentError
+from storage.workers import Workers, WorkersBusyError
 
 __all__ = ["DynamoClient", "Send"]
 
@@ -72,8 +72,9 @@ class DynamoClient:
     ``client`` is used as is (and left open by `close`); otherwise one is built from the
     endpoint, credentials and timeouts, with few attempts so that a dead endpoint fails within
     seconds. ``max_workers`` threads send requests and as many pooled connections serve them
-    (fewer threads when a given client has a smaller pool). ``create`` creates a missing table
-    (on-demand billing, TTL on ``expires``) instead of failing.
+    (fewer threads when a given client has a smaller pool); a request waits at most
+    ``pool_timeout`` seconds for a free one, then fails with `DriverError`. ``create`` creates
+    a missing table (on-demand billing, TTL on ``expires``) instead of failing.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class DynamoClient:
         read_timeout: float = 5.0,
         max_attempts: int = 2,
         create: bool = False,
+        pool_timeout: float = 5.0,
     ) -> None:
         self.table = table
         self.create = create
@@ -124,7 +126,7 @@ class DynamoClient:
             max_workers = min(max_workers, client.meta.config.max_pool_connections)
         #: The boto3 client itself.
         self.api: Any = client
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="unistorage-dynamodb")
+        self._workers = Workers(max_workers, name="unistorage-dynamodb", wait=pool_timeout)
         self._checked = False
         self._check_lock = asyncio.Lock()
 
@@ -158,17 +160,20 @@ class DynamoClient:
             raise DriverError("dynamodb", operation, key, self._explain(exc)) from exc
         except BotoCoreError as exc:
             raise DriverError("dynamodb", operation, key, self._explain(exc)) from exc
+        except WorkersBusyError as exc:
+            raise DriverError(
+                "dynamodb", operation, key, f"{exc}: a slow or hung endpoint (or raise max_workers)"
+            ) from exc
 
     def close(self) -> None:
         """Stop the threads (queued requests are dropped) and close the client if it is ours."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.close()
         if self._owned:
             self.api.close()
 
     async def _send(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         call = functools.partial(getattr(self.api, action), **params)
-        response: dict[str, Any] = await loop.run_in_executor(self._pool, call)
+        response: dict[str, Any] = await self._workers.run(call)
         return response
 
     def _explain(self, exc: Exception) -> str:

@@ -15,7 +15,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import boto3
@@ -23,7 +22,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drivers._s3_names import bare_etag
-from storage import ConflictError, DriverError, InvalidArgumentError
+from storage import ConflictError, DriverError
+from storage.workers import Workers, WorkersBusyError
 
 __all__ = ["MARKERS", "Found", "S3Client", "deadline_of"]
 
@@ -97,10 +97,7 @@ class S3Client:
         checksums: Literal["when_required", "when_supported"] = "when_required",
         pool_timeout: float = 5.0,
     ) -> None:
-        if not (isinstance(pool_timeout, (int, float)) and pool_timeout > 0):
-            raise InvalidArgumentError(f"pool_timeout is seconds > 0, not {pool_timeout!r}")
         self.bucket = bucket
-        self.pool_timeout = float(pool_timeout)
         self.prefix = prefix
         self._owned = client is None
         if client is None:
@@ -133,9 +130,7 @@ class S3Client:
             max_workers = min(max_workers, client.meta.config.max_pool_connections)
         #: The boto3 client itself, for the calls that have no method here.
         self.api: Any = client
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="unistorage-s3")
-        self._workers = max_workers
-        self._free: asyncio.Semaphore | None = None  # made on first use, in the caller's loop
+        self._workers = Workers(max_workers, name="unistorage-s3", wait=pool_timeout)
         self._bucket_checked = False
         self._bucket_lock = asyncio.Lock()
 
@@ -156,43 +151,26 @@ class S3Client:
         With ``conditional``, a failed precondition (412, S3's 409 for a concurrent
         conditional write, or a missing object under ``If-Match``) is a `ConflictError`.
         """
-        loop = asyncio.get_running_loop()
         if not self._bucket_checked:
             async with self._bucket_lock:  # one HEAD, not one per call of the first batch
                 if not self._bucket_checked:
-                    await self._check_bucket(loop, operation, key)
-        free = self._free
-        if free is None:
-            free = self._free = asyncio.Semaphore(self._workers)
+                    await self._check_bucket(operation, key)
         try:
-            await asyncio.wait_for(free.acquire(), self.pool_timeout)
-        except asyncio.TimeoutError:
-            raise DriverError(
-                "s3",
-                operation,
-                key,
-                f"no S3 worker came free within {self.pool_timeout:g} s (all {self._workers} "
-                "are busy: a slow or hung endpoint, or raise max_workers or pool_timeout)",
-            ) from None
-        try:
-            work = self._pool.submit(functools.partial(call, **kwargs))
-        except BaseException:
-            free.release()
-            raise
-        # The slot comes back when the thread is done, not when a cancelled caller leaves.
-        work.add_done_callback(lambda _: loop.call_soon_threadsafe(free.release))
-        try:
-            return await asyncio.wrap_future(work)
+            return await self._workers.run(functools.partial(call, **kwargs))
         except ClientError as exc:
             if conditional and key is not None and _code(exc) in _PRECONDITION | _MISSING:
                 raise ConflictError(key) from exc
             raise DriverError("s3", operation, key, self._explain(exc)) from exc
         except BotoCoreError as exc:
             raise DriverError("s3", operation, key, self._explain(exc)) from exc
+        except WorkersBusyError as exc:
+            raise DriverError(
+                "s3", operation, key, f"{exc}: a slow or hung endpoint (or raise max_workers)"
+            ) from exc
 
     def close(self) -> None:
         """Stop the threads (queued calls are dropped) and close the client if it is ours."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.close()
         if self._owned:
             self.api.close()
 
@@ -207,15 +185,11 @@ class S3Client:
             return f"cannot reach {self.api.meta.endpoint_url}: {exc}"
         return str(exc)
 
-    async def _check_bucket(
-        self, loop: asyncio.AbstractEventLoop, operation: str, key: str | None
-    ) -> None:
+    async def _check_bucket(self, operation: str, key: str | None) -> None:
         # HEAD answers a bare 404 for a missing bucket and a missing key alike; ask once up
         # front so that reads of a missing bucket fail instead of reporting absent keys.
         try:
-            await loop.run_in_executor(
-                self._pool, functools.partial(self.api.head_bucket, Bucket=self.bucket)
-            )
+            await self._workers.run(functools.partial(self.api.head_bucket, Bucket=self.bucket))
         except ClientError as exc:
             message = self._explain(exc)
             if _code(exc) in _MISSING:

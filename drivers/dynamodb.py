@@ -91,6 +91,7 @@ class DynamoDriver(Driver):
     - ``consistent_reads``: strongly consistent reads and listings (default; twice the read
       cost of eventually consistent ones).
     - ``max_workers``: threads that call DynamoDB, and the size of the connection pool (16).
+    - ``pool_timeout``: seconds a request waits for a free thread before `DriverError` (5).
     - ``connect_timeout``, ``read_timeout``: seconds botocore waits (2 and 5).
     - ``max_attempts``: botocore's tries per request, throttled ones included (2): raise it
       for a provisioned table that throttles.
@@ -118,6 +119,7 @@ class DynamoDriver(Driver):
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         max_attempts: int = 2,
+        pool_timeout: float = 5.0,
     ) -> None:
         if not isinstance(table, str) or not _TABLE.match(table):
             raise InvalidArgumentError(
@@ -139,6 +141,7 @@ class DynamoDriver(Driver):
             read_timeout=read_timeout,
             max_attempts=max_attempts,
             create=create,
+            pool_timeout=pool_timeout,
         )
         self._counters = Counters(self._db, consistent_reads)
 
