@@ -26,9 +26,9 @@ from . import workload
 from .harness import Bench, Subject
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
-SEQUENTIAL = 1_000
+SEQUENTIAL = 500
 BATCH_ROUNDS = 10
-ROUNDS = 9
+ROUNDS = 21
 
 Body = Callable[[], Awaitable[int]]
 

@@ -8,7 +8,7 @@ it takes back, one more round trip per call unless told not to). Measured on a s
 set+get: asyncpg's pool ran about a third of a bare connection's calls.
 
 Statements are bounded by a watchdog rather than by asyncpg's ``command_timeout``, which arms
-and cancels a timer for every statement (measured: a sixth of a bare connection's sequential
+and cancels a timer for every statement (measured: 10-15% of a bare connection's sequential
 rate): each call notes when it took its connection, and a check every quarter of the timeout
 terminates any connection whose call has run longer than ``command_timeout``; that call then
 fails with `TimeoutError`.

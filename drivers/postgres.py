@@ -73,18 +73,22 @@ _SWEEP_CHUNK = 5000
 class PostgresDriver(Driver):
     """Keys in one PostgreSQL table: version-column CAS, TTL column, LISTEN/NOTIFY watch.
 
-    ``url`` is a libpq-style URL (``postgresql://user:password@host:port/database``; its query
-    string goes to asyncpg, say ``sslmode``); `from_url` takes the options below from the
-    query string too: ``postgres://user@host/db?table=kv&max_connections=10&pool_timeout=5``.
+    `from_url` reads the options from the URL's query string as well:
+    ``postgres://user@host:5432/db?table=kv&max_connections=10&pool_timeout=5``.
 
-    ``table`` is the table's name (a plain identifier of at most 40 characters), created when
-    missing; a table of that name that is not a unistorage table is refused with
-    `storage.DriverError`. ``max_connections`` bounds this driver's connections (default 10;
-    `watch` holds one more); a call that finds them all busy waits up to ``pool_timeout``
-    seconds, then fails with `DriverError`. ``connect_timeout`` bounds opening a connection,
-    so a server that is down fails a call in at most that time (at once when refused);
-    ``command_timeout`` bounds every statement. ``sweep_interval`` is the seconds between
-    deletions of expired rows (0: never; reads hide them regardless).
+    Args:
+        url: a libpq-style URL, ``postgresql://user:password@host:port/database``; what its
+            query string holds goes to asyncpg (``sslmode``...).
+        table: the table's name, a plain identifier of at most 40 characters; created when
+            missing; a table of that name that is not a unistorage table is refused with
+            `storage.DriverError`.
+        max_connections: the most connections this driver opens (`watch` holds one more).
+        pool_timeout: seconds a call waits for a busy pool before failing with `DriverError`.
+        connect_timeout: seconds to open a connection, so a server that is down fails a call
+            within that time (at once when the connection is refused).
+        command_timeout: seconds any one statement may take before it fails.
+        sweep_interval: seconds between deletions of expired rows (0: never; reads hide
+            them regardless).
     """
 
     name = "postgres"

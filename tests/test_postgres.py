@@ -85,6 +85,8 @@ async def test_url_options_reach_the_driver_and_the_rest_goes_to_asyncpg(
         assert driver.url.endswith("?sslmode=disable")
         await storage.set_item("k", {"v": 1})
         assert await storage.get_item("k") == {"v": 1}
+        await driver.dispose()
+        assert await storage.get_item("k") == {"v": 1}  # a disposed driver opens a fresh pool
     with pytest.raises(InvalidArgumentError):
         PostgresDriver(postgres_server.url, table='kv"; DROP TABLE x; --')
 
