@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -36,8 +37,40 @@ def create_driver(name_or_url: str | Driver, **options: Any) -> Driver:
     layered.update({name: options.pop(name) for name in LAYER_OPTIONS if name in options})
     for name in _native_options(cls) & set(layered):
         options[name] = layered.pop(name)
-    driver = cls.from_url(url, **options) if sep else cls(**options)
+    try:
+        driver = cls.from_url(url, **options) if sep else cls(**options)
+    except TypeError as exc:
+        unknown = _UNEXPECTED.search(str(exc))
+        if unknown is None:
+            raise
+        raise _unknown_option(cls, unknown.group(1)) from exc
     return stack(driver, layered) if layered else driver
+
+
+_UNEXPECTED = re.compile(r"got an unexpected keyword argument '([^']+)'")
+
+
+def _unknown_option(cls: type[Driver], name: str) -> InvalidArgumentError:
+    """The error for an option no constructor takes, naming the ones the driver does take."""
+    known = sorted(_parameters(cls, keyword_only=True))
+    takes = f"{', '.join(known)} and the layer options" if known else "only the layer options"
+    return InvalidArgumentError(
+        f"the {cls.name} driver has no option {name!r} (it takes {takes} of docs/layers.md)"
+    )
+
+
+def _parameters(cls: type[Driver], *, keyword_only: bool = False) -> set[str]:
+    """The parameters of a driver's constructor that take a keyword (only those after ``*``)."""
+    try:
+        parameters = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return set()
+    return {
+        name
+        for name, parameter in parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        or (parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and not keyword_only)
+    }
 
 
 def _split_layer_options(url: str) -> tuple[str, dict[str, Any]]:
@@ -55,8 +88,4 @@ def _split_layer_options(url: str) -> tuple[str, dict[str, Any]]:
 
 def _native_options(cls: type[Driver]) -> set[str]:
     """The layer options a driver's constructor takes itself."""
-    try:
-        parameters = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return set()
-    return {name for name in LAYER_OPTIONS if name in parameters}
+    return _parameters(cls) & set(LAYER_OPTIONS)

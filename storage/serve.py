@@ -8,10 +8,12 @@ root and on every mount and serves their Prometheus text at ``GET /?metrics`` to
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
-from typing import TextIO
 
 from .driver import Driver
 from .errors import InvalidArgumentError, UnsupportedError
@@ -22,13 +24,25 @@ from .protocol import check_token
 from .server import StorageServer
 from .storage import Storage, create_storage
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORE", "TOKEN_ENV", "build", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_STORE",
+    "LOGGERS",
+    "METRICS_TOKEN_ENV",
+    "TOKEN_ENV",
+    "build",
+    "listen",
+    "serve",
+]
 
 DEFAULT_STORE = "sqlite:///.data/unistorage.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8585
 TOKEN_ENV = "UNISTORAGE_TOKEN"
 METRICS_TOKEN_ENV = "UNISTORAGE_METRICS_TOKEN"
+#: The loggers ``--log-level`` sets, besides uvicorn's (docs/logging.md).
+LOGGERS = ("storage", "drivers", "sessions")
 
 
 def _mounts(specs: Sequence[str]) -> list[tuple[str, str]]:
@@ -81,21 +95,71 @@ def build(args: argparse.Namespace) -> tuple[StorageServer, Storage]:
     return app, storage
 
 
-def serve(args: argparse.Namespace, out: TextIO) -> int:
-    """Run the server until interrupted; returns the exit status."""
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for the server, or `InvalidArgumentError` saying which
+    flag to change (a port that is taken, a host this machine does not have)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise InvalidArgumentError(f"--host {host!r} is not an address here: {exc}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidArgumentError(
+                f"port {port} on {host} is taken (another server listens there): "
+                "choose another with --port"
+            ) from None
+        raise InvalidArgumentError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): change --host or --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _log_to_stderr(level: str) -> None:
+    """Our loggers at ``level`` on stderr, beside uvicorn's own; other libraries at warning."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)-8s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until interrupted; returns the exit status.
+
+    Every check (tokens, mounts, URLs, the port) is made before the "serving" line and before
+    anything opens, so a refused start leaves nothing behind.
+    """
     try:
         import uvicorn
     except ImportError:
         raise UnsupportedError("serving needs uvicorn: pip install 'unistorage[server]'") from None
-    app, _ = build(args)
-    tokens = bool(args.token or os.environ.get(TOKEN_ENV) or args.read_token)
-    access = "read-only" if args.read_only else "read-write"
-    guard = "bearer tokens" if tokens else "no tokens: anyone who can connect"
-    store = args.root or DEFAULT_STORE
-    sys.stderr.write(
-        f"unistorage: serving {store} ({access}, {guard}) on http://{args.host}:{args.port}\n"
-    )
-    if not tokens and args.host not in ("127.0.0.1", "localhost", "::1"):
-        sys.stderr.write("unistorage: warning: an open server on a public address; use --token\n")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on")
+    _log_to_stderr(args.log_level)
+    sock = listen(args.host, args.port)
+    try:
+        app, _ = build(args)
+        tokens = bool(args.token or os.environ.get(TOKEN_ENV) or args.read_token)
+        access = "read-only" if args.read_only else "read-write"
+        guard = "bearer tokens" if tokens else "no tokens: anyone who can connect"
+        store = args.root or DEFAULT_STORE
+        sys.stderr.write(
+            f"unistorage: serving {store} ({access}, {guard}) on http://{args.host}:{args.port}\n"
+        )
+        if not tokens and args.host not in ("127.0.0.1", "localhost", "::1"):
+            sys.stderr.write(
+                "unistorage: warning: an open server on a public address; use --token\n"
+            )
+        config = uvicorn.Config(app, log_level=args.log_level, lifespan="on")
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0

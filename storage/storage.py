@@ -97,12 +97,16 @@ class Storage:
             ) from exc
 
     def _decode(self, key: str, data: bytes) -> Any:
+        # Bytes that are no serialized value were almost always written raw: say how to read them.
+        hint = "; bytes stored with set_item_raw are read with get_item_raw"
         try:
             return self._loads(data)
         except SerializationError as exc:
-            raise SerializationError(str(exc), key=key) from exc.__cause__
+            raise SerializationError(f"{exc}{hint}", key=key) from exc.__cause__
         except Exception as exc:
-            raise SerializationError(f"cannot decode the stored value: {exc}", key=key) from exc
+            raise SerializationError(
+                f"cannot decode the stored value: {exc}{hint}", key=key
+            ) from exc
 
     def _writable(self, mount: Mount, full: str, ttl: float | None) -> None:
         driver = mount.driver

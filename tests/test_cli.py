@@ -69,6 +69,7 @@ def test_invalid_json_is_a_usage_error(db: str, capsys: pytest.CaptureFixture[st
 def test_a_missing_key_exits_1_with_a_message_on_stderr(
     db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert main(["set", db, "present", "1"]) == 0
     assert main(["get", db, "absent"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""

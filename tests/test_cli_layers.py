@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from storage import create_storage
-from storage.cli import _parser, main
+from storage._cli_parser import parser as _parser
+from storage.cli import main
 from storage.layers import generate_key
 from storage.serve import build
 
