@@ -33,6 +33,7 @@ from storage.protocol import (
     META_QUERY,
     OCTET,
     RENEW_TTL_HEADER,
+    STORED_HEADER,
     TOUCH_QUERY,
     TTL_HEADER,
     HttpStatusError,
@@ -367,7 +368,8 @@ class HttpDriver(Driver):
         return f"<HttpDriver {self.base!r}>"
 
 
-_RAW = {"accept": OCTET}
+# The stored bytes exactly: without STORED_HEADER a server sends a stored string as its text.
+_RAW = {"accept": OCTET, STORED_HEADER: "1"}
 
 
 def _if_match(etag: str) -> str:

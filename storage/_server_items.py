@@ -24,6 +24,7 @@ from .protocol import (
     JSON,
     OCTET,
     RENEW_TTL_HEADER,
+    STORED_HEADER,
     TEXT,
     TTL_HEADER,
     Code,
@@ -37,6 +38,7 @@ from .protocol import (
     meta_headers,
     parse_by,
     parse_ttl,
+    raw_body,
     read_put_body,
     remove_if,
     touched_body,
@@ -66,7 +68,9 @@ class Items:
     # -- reads --------------------------------------------------------------------------------
 
     async def get(self, request: Request, key: str, send: Send) -> None:
-        """The value (raw with ``Accept: application/octet-stream``), with its meta headers."""
+        """The value (raw with ``Accept: application/octet-stream``: a string as its text, as
+        unstorage sends it, unless ``x-stored-bytes`` asks for the bytes as stored), with its
+        meta headers."""
         storage = self.storage
         conditions = Preconditions.from_headers(request.headers)
         renew = parse_ttl(request.headers.get(RENEW_TTL_HEADER))
@@ -91,7 +95,8 @@ class Items:
         if await _not_modified(send, key, conditions, etag, headers):
             return
         if raw:
-            await send_answer(send, 200, data, OCTET, headers)
+            body = data if STORED_HEADER in request.headers else raw_body(data)
+            await send_answer(send, 200, body, OCTET, headers)
         else:
             await send_answer(send, 200, *value_body(data, storage.serializer.loads), headers)
 

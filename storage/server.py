@@ -172,7 +172,7 @@ class StorageServer:
             return
         if method not in _READ and method not in _WRITE:
             allow = [("allow", "GET, HEAD, PUT, DELETE")]
-            raise HTTPError(Code.METHOD_NOT_ALLOWED, f"method not allowed: {method}", allow)
+            raise HTTPError(Code.METHOD_NOT_ALLOWED, f"Method Not Allowed: {method}", allow)
         # A GET that renews a TTL writes.
         self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
         if is_base_path(path):

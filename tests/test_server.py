@@ -88,10 +88,18 @@ def test_raw_bytes_round_trip_unchanged(http: httpx.Client) -> None:
 
 def test_text_that_is_not_json_is_stored_as_a_string(http: httpx.Client) -> None:
     http.put("/text/plain", content=b"hello world", headers={"content-type": "text/plain"})
-    assert http.get("/text/plain", headers=OCTET).content == b'"hello world"'
+    stored = http.get("/text/plain", headers={**OCTET, "x-stored-bytes": "1"})
+    assert stored.content == b'"hello world"'
     got = http.get("/text/plain")
     assert got.text == "hello world"
     assert got.headers["content-type"].startswith("text/plain")
+
+
+def test_a_string_read_raw_is_its_text_as_from_unstorage(http: httpx.Client) -> None:
+    http.put("/text/raw", content=b"hello")
+    assert http.get("/text/raw", headers=OCTET).content == b"hello"
+    http.put("/text/doc", content=b'{"a": "b"}')
+    assert http.get("/text/doc", headers=OCTET).content == b'{"a": "b"}'
 
 
 def test_json_bodies_are_stored_as_json_values(http: httpx.Client) -> None:
@@ -111,7 +119,7 @@ def test_a_json_string_body_reads_back_as_bare_text(http: httpx.Client) -> None:
 def test_missing_keys_are_404_with_a_json_error(http: httpx.Client) -> None:
     response = http.get("/does/not/exist")
     assert response.status_code == 404
-    assert _error(response)["statusMessage"] == "Not Found"
+    assert _error(response)["statusMessage"] == "KV value not found"
     assert http.head("/does/not/exist").status_code == 404
 
 

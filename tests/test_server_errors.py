@@ -173,12 +173,14 @@ def test_a_token_that_could_never_authenticate_is_refused_at_start(token: str) -
         StorageServer(create_storage(), read_tokens=[token])
 
 
-async def test_an_error_body_keeps_unstorages_fields_and_adds_a_code() -> None:
+async def test_an_error_body_has_the_fields_of_unstorage_1_and_2_and_adds_a_code() -> None:
     async with _served(create_storage()) as http:
         response = await http.get("/missing")
     assert response.json() == {
-        "statusCode": 404,
-        "statusMessage": "Not Found",
+        "statusCode": 404,  # unstorage 1 (h3)
+        "statusMessage": "KV value not found",
+        "status": 404,  # unstorage 2
+        "statusText": "KV value not found",
         "message": "KV value not found",
         "code": "not_found",
         "key": "missing",

@@ -1,9 +1,13 @@
-"""unstorage itself (npm, on node) against unistorage: its http driver uses our server unchanged,
-and our http driver uses its storage server. Needs ``npm install --prefix tests/node``."""
+"""unstorage itself (npm, on node) against unistorage, for unstorage 1.17 and 2.0 (beta): its
+http driver uses our server unchanged, and our http driver uses its storage server.
+
+Needs ``npm install --prefix tests/node`` (unstorage 2 is the npm alias ``unstorage2``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +23,7 @@ from tests.servers import free_port
 
 NODE_DIR = Path(__file__).parent / "node"
 SCRIPT = NODE_DIR / "interop.mjs"
+PACKAGES = {1: "unstorage", 2: "unstorage2"}
 
 
 @pytest.fixture(scope="module")
@@ -26,28 +31,45 @@ def node() -> str:
     binary = shutil.which("node")
     if binary is None:
         pytest.fail("node is not installed; the unstorage interop tests need node >= 18")
-    if not (NODE_DIR / "node_modules" / "unstorage" / "package.json").exists():
-        pytest.fail(f"unstorage is not installed; run: npm install --prefix {NODE_DIR}")
+    for package in PACKAGES.values():
+        if not (NODE_DIR / "node_modules" / package / "package.json").exists():
+            pytest.fail(f"{package} is not installed; run: npm install --prefix {NODE_DIR}")
     return binary
 
 
-def _client(node: str, url: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module", params=sorted(PACKAGES), ids=lambda major: f"unstorage{major}")
+def major(request: pytest.FixtureRequest) -> int:
+    """The major version of unstorage a test runs against."""
+    value: int = request.param
+    return value
+
+
+def _env(major: int) -> dict[str, str]:
+    return {**os.environ, "UNSTORAGE_MAJOR": str(major)}
+
+
+def _client(
+    node: str, major: int, url: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [node, str(SCRIPT), "client", url, *([token] if token else [])]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False, env=_env(major)
+    )
 
 
-async def test_unstorages_http_driver_uses_our_server_unchanged(node: str) -> None:
+async def test_unstorages_http_driver_uses_our_server_unchanged(node: str, major: int) -> None:
     with ServerThread(tokens=["tok"]) as server:
         async with create_storage(HttpDriver(base=server.url, token="tok")) as storage:
             await storage.set_item("py:str", "from python")
             await storage.set_item("py:obj", {"a": 1, "list": [1, "two", None]})
             await storage.set_item_raw("py:bin", bytes([0, 1, 2, 254, 255]))
 
-            result = await asyncio.to_thread(_client, node, server.url, "tok")
+            result = await asyncio.to_thread(_client, node, major, server.url, "tok")
             assert result.returncode == 0, result.stderr
             report = orjson.loads(result.stdout)
             assert report["ok"] is True
-            assert len(report["checks"]) == 14
+            assert report["major"] == major
+            assert len(report["checks"]) == 16
 
             # What unstorage wrote reads back in Python as the same values.
             assert await storage.get_item("node:str") == "hello from node"
@@ -59,18 +81,19 @@ async def test_unstorages_http_driver_uses_our_server_unchanged(node: str) -> No
             assert await storage.get_keys("node:dir") == []
 
 
-async def test_unstorage_without_the_token_is_refused(node: str) -> None:
+async def test_unstorage_without_the_token_is_refused(node: str, major: int) -> None:
     with ServerThread(tokens=["tok"]) as server:
-        result = await asyncio.to_thread(_client, node, server.url)
+        result = await asyncio.to_thread(_client, node, major, server.url)
     assert result.returncode == 1
     assert "401" in result.stderr
 
 
-@pytest.fixture
-def unstorage_server(node: str) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def unstorage_server(node: str, major: int) -> Iterator[str]:
+    """unstorage's own storage server (over its memory driver) of version ``major``."""
     port = free_port()
     process = subprocess.Popen(
-        [node, str(SCRIPT), "serve", str(port)], stdout=subprocess.PIPE, text=True
+        [node, str(SCRIPT), "serve", str(port)], stdout=subprocess.PIPE, text=True, env=_env(major)
     )
     try:
         assert process.stdout is not None

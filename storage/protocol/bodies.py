@@ -36,6 +36,7 @@ __all__ = [
     "parse_batch",
     "parse_batch_values",
     "parse_page",
+    "raw_body",
     "read_put_body",
     "value_body",
 ]
@@ -126,6 +127,22 @@ def value_body(data: bytes, loads: Callable[[bytes], Any]) -> tuple[bytes, str]:
     if isinstance(value, str):
         return value.encode("utf-8"), TEXT
     return data, JSON
+
+
+def raw_body(data: bytes) -> bytes:
+    """The body of a raw GET that did not ask for the stored bytes (`STORED_HEADER`).
+
+    A stored string is sent as its text, as unstorage's server sends one; any other value
+    as stored. Bytes that spell a JSON string literal read the same way: stored as a string,
+    the two cannot be told apart.
+    """
+    if data[:1] != b'"':
+        return data
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    return value.encode("utf-8") if isinstance(value, str) else data
 
 
 def _plain(value: Any) -> bool:

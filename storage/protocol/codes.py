@@ -141,9 +141,20 @@ def error_fields(exc: StorageError) -> dict[str, Any]:
 
 
 def error_body(status: int, code: str, message: str, **fields: Any) -> bytes:
-    """An error body: unstorage's ``statusCode``/``statusMessage``/``message`` plus ``code``."""
-    body = {"statusCode": status, "statusMessage": HTTPStatus(status).phrase, "message": message}
-    body["code"] = code
+    """An error body in the shapes of both unstorage servers, plus ``code``.
+
+    unstorage 1 (h3) answers ``{"statusCode", "statusMessage"}``, unstorage 2
+    ``{"status", "statusText", "message"}``; both put the error's own message, not the HTTP
+    reason phrase, in the text field.
+    """
+    body: dict[str, Any] = {
+        "statusCode": status,
+        "statusMessage": message,
+        "status": status,
+        "statusText": message,
+        "message": message,
+        "code": code,
+    }
     body.update({name: value for name, value in fields.items() if value is not None})
     return orjson.dumps(body)
 
@@ -175,7 +186,7 @@ def error_of_answer(
     code = payload.get("code") or (headers or {}).get(CODE_HEADER)
     if not isinstance(code, str):
         code = _CODE_OF_STATUS.get(status)
-    message = payload.get("message") or payload.get("statusMessage")
+    message = payload.get("message") or payload.get("statusMessage") or payload.get("statusText")
     if not isinstance(message, str):
         message = content[:200].decode("utf-8", "replace") or reason or HTTPStatus(status).phrase
     detail = payload.get("reason")

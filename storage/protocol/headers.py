@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ __all__ = [
     "OCTET",
     "RENEW_TTL_HEADER",
     "SIZE_HEADER",
+    "STORED_HEADER",
     "TEXT",
     "TTL_HEADER",
     "accepts",
@@ -54,6 +56,10 @@ CODE_HEADER = "x-error-code"
 #: On a GET: renew the key's TTL to these seconds as it is read (``get_item(renew_ttl=)``);
 #: the answer repeats it, so a client can tell a server that renewed from one that ignored it.
 RENEW_TTL_HEADER = "x-renew-ttl"
+#: On a raw GET (``Accept: application/octet-stream``): send the stored bytes exactly. Without
+#: it a stored string comes back as its text, as from unstorage's server (``PUT -d hello`` reads
+#: back ``hello``); unistorage's http driver always sends it, so every value round-trips.
+STORED_HEADER = "x-stored-bytes"
 META_QUERY = "meta"
 BATCH_QUERY = "batch"
 MAX_DEPTH_QUERY = "max_depth"
@@ -145,7 +151,8 @@ def check_token(token: object, what: str = "a bearer token") -> str:
 def meta_headers(
     meta: Mapping[str, Any], etag: str | None = None, size: int | None = None
 ) -> list[tuple[str, str]]:
-    """Headers for a key's native meta (``mtime``, ``ttl``), its version and its size."""
+    """Headers for a key's native meta (``mtime``, ``ttl`` in whole seconds), its version and
+    its stored size."""
     headers: list[tuple[str, str]] = []
     mtime = meta.get("mtime")
     if isinstance(mtime, datetime):
@@ -155,8 +162,10 @@ def meta_headers(
         headers.append(("last-modified", format_datetime(stamp, usegmt=True)))
     ttl = meta.get("ttl")
     if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < float("inf"):
-        headers.append((TTL_HEADER, f"{ttl:.3f}"))
-        headers.append(("cache-control", f"max-age={int(ttl)}"))
+        # Whole seconds, as unstorage sends and reads them (parseInt); rounded up, since 0
+        # means no TTL, and a cache may keep the value only while it surely lives.
+        headers.append((TTL_HEADER, str(math.ceil(ttl))))
+        headers.append(("cache-control", f"max-age={math.floor(ttl)}"))
     if etag is not None:
         headers.append(("etag", format_etag(etag)))
     if size is not None:

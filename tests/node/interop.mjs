@@ -5,12 +5,18 @@
 //                                        Python to read back, and checks every operation.
 //   node interop.mjs serve PORT          unstorage's own storage server (memory driver) on PORT,
 //                                        for unistorage's http driver; prints "listening" when up.
+//
+// UNSTORAGE_MAJOR=2 in the environment uses unstorage 2 (installed as the npm alias "unstorage2")
+// instead of unstorage 1.
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { createStorage } from "unstorage";
-import httpDriver from "unstorage/drivers/http";
-import memoryDriver from "unstorage/drivers/memory";
-import { createStorageServer } from "unstorage/server";
+
+const major = process.env.UNSTORAGE_MAJOR === "2" ? 2 : 1;
+const pkg = major === 2 ? "unstorage2" : "unstorage";
+const { createStorage } = await import(pkg);
+const httpDriver = (await import(`${pkg}/drivers/http`)).default;
+const memoryDriver = (await import(`${pkg}/drivers/memory`)).default;
+const server = await import(`${pkg}/server`);
 
 const [mode, target, token] = process.argv.slice(2);
 
@@ -81,6 +87,18 @@ async function client(base) {
     await storage.removeItem("node:gone");
     assert.equal(await storage.hasItem("node:gone"), false);
   });
+  await check("a string read raw is its text, as from unstorage's own server", async () => {
+    const raw = await storage.getItemRaw("node:str");
+    assert.equal(Buffer.from(raw).toString("utf8"), "hello from node");
+  });
+  await check("a missing key's error body has this unstorage's fields", async () => {
+    const response = await fetch(`${base}/node/absent`, { headers });
+    assert.equal(response.status, 404);
+    const body = await response.json();
+    const [status, text] = major === 2 ? ["status", "statusText"] : ["statusCode", "statusMessage"];
+    assert.equal(body[status], 404);
+    assert.equal(body[text], "KV value not found");
+  });
   await check("clear a base", async () => {
     // unstorage's storage.clear(base) only reaches drivers mounted at or under base, so a
     // root-mounted driver is asked directly: DELETE base/: is what clearing a base sends.
@@ -88,14 +106,35 @@ async function client(base) {
     assert.deepEqual(await storage.getKeys("node:dir"), []);
     assert.equal(await storage.getItem("node:str"), "hello from node");
   });
-  console.log(JSON.stringify({ ok: true, checks }));
+  console.log(JSON.stringify({ ok: true, major, checks }));
+}
+
+// unstorage 2's server is a fetch handler (Request in, Response out): node:http carries it.
+function nodeListener(handle) {
+  return async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    const body = req.method === "GET" || req.method === "HEAD" ? undefined : Buffer.concat(chunks);
+    const request = new Request(`http://${req.headers.host}${req.url}`, {
+      method: req.method,
+      headers: req.headers,
+      body,
+    });
+    const response = await handle(request);
+    res.writeHead(response.status, response.statusText, [...response.headers].flat());
+    res.end(req.method === "HEAD" ? undefined : Buffer.from(await response.arrayBuffer()));
+  };
 }
 
 function serve(port) {
   const storage = createStorage({ driver: memoryDriver() });
-  const server = createServer(createStorageServer(storage).handle);
-  server.listen(Number(port), "127.0.0.1", () => console.log("listening"));
-  process.on("SIGTERM", () => server.close(() => process.exit(0)));
+  const listener =
+    major === 2
+      ? nodeListener(server.createStorageHandler(storage))
+      : server.createStorageServer(storage).handle;
+  const http = createServer(listener);
+  http.listen(Number(port), "127.0.0.1", () => console.log("listening"));
+  process.on("SIGTERM", () => http.close(() => process.exit(0)));
 }
 
 if (mode === "client") {
