@@ -17,9 +17,21 @@ lost or a destroyed session written back.
 """
 
 from .cookies import CookieSettings
+from .guard import SessionUsageError
 from .ids import is_valid_id, new_id
 from .manager import Sessions
 from .middleware import SessionMiddleware
-from .session import Session
+from .session import FlashMessage, Session
+from .users import UserSession
 
-__all__ = ["CookieSettings", "Session", "SessionMiddleware", "Sessions", "is_valid_id", "new_id"]
+__all__ = [
+    "CookieSettings",
+    "FlashMessage",
+    "Session",
+    "SessionMiddleware",
+    "SessionUsageError",
+    "Sessions",
+    "UserSession",
+    "is_valid_id",
+    "new_id",
+]

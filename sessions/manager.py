@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Generic
+from collections.abc import Callable, MutableMapping
+from typing import Any, Generic, Protocol
 
 from storage import Storage
 
 from .cookies import CookieSettings, SameSite
 from .ids import MIN_ID_BYTES, is_valid_id
-from .records import Records
+from .records import Record, Records
 from .session import DataT, Session
+from .users import UserIndex, UserSession
 
 __all__ = ["Sessions"]
+
+
+class _HasScope(Protocol):
+    """A framework's request or connection object that carries its ASGI scope."""
+
+    @property
+    def scope(self) -> Any: ...
 
 
 class Sessions(Generic[DataT]):
@@ -39,6 +47,7 @@ class Sessions(Generic[DataT]):
         idle_timeout: float = 30 * 60,
         absolute_timeout: float = 8 * 60 * 60,
         touch_interval: float | None = None,
+        regenerate_grace: float = 60.0,
         id_bytes: int = 32,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -47,6 +56,7 @@ class Sessions(Generic[DataT]):
         for label, value in (
             ("idle_timeout", idle_timeout),
             ("absolute_timeout", absolute_timeout),
+            ("regenerate_grace", regenerate_grace),
         ):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{label} must be a finite number of seconds > 0")
@@ -57,6 +67,8 @@ class Sessions(Generic[DataT]):
         self.storage = storage.namespace(namespace)
         #: The storage I/O of session records (read, create, update, remove by digest).
         self.records = Records(self.storage)
+        #: The index from users to their live sessions (`login`, `revoke_all`).
+        self.users = UserIndex(self.storage, self.records, self._expired_now)
         self.cookie = CookieSettings(
             name=cookie_name,
             secure=secure,
@@ -68,10 +80,39 @@ class Sessions(Generic[DataT]):
         self.idle_timeout = float(idle_timeout)
         self.absolute_timeout = float(absolute_timeout)
         self.touch_interval = float(touch_interval)
+        #: Seconds an ID replaced by `Session.regenerate` is remembered, so that requests still
+        #: carrying it neither expire the new cookie nor start another session.
+        self.regenerate_grace = float(regenerate_grace)
         self.id_bytes = id_bytes
         self.clock = clock
 
+    def expired(self, record: Record, now: float) -> bool:
+        """True when ``record`` has passed its idle or absolute timeout at ``now``."""
+        return (
+            now - record.accessed >= self.idle_timeout
+            or now - record.created >= self.absolute_timeout
+        )
+
+    def _expired_now(self, record: Record) -> bool:
+        return self.expired(record, self.clock())
+
     # -- creating Session objects -----------------------------------------------------------------
+
+    def of(self, request: _HasScope | MutableMapping[str, Any]) -> Session[DataT]:
+        """The session `SessionMiddleware` put on ``request`` (a Starlette, FastAPI or Litestar
+        request, or an ASGI scope), typed ``Session[DataT]`` (``request.session`` is typed as
+        a dict by Starlette, which it is not).
+
+        Raises RuntimeError when no `SessionMiddleware` runs in front of the app.
+        """
+        scope = request if isinstance(request, MutableMapping) else request.scope
+        session = scope.get("session")
+        if not isinstance(session, Session):
+            raise RuntimeError(
+                "no unistorage session on this request: wrap the app in "
+                "sessions.SessionMiddleware(app, sessions)"
+            )
+        return session
 
     def valid_id(self, value: object) -> bool:
         """True when ``value`` is shaped like an ID this app issues (no storage call)."""
@@ -101,3 +142,19 @@ class Sessions(Generic[DataT]):
         instead of silently dropping the visitor's session.
         """
         return await session.commit()
+
+    # -- users ----------------------------------------------------------------------------------
+
+    async def user_sessions(self, user_id: str) -> list[UserSession]:
+        """The live sessions of ``user_id`` (since `Session.login`), oldest first."""
+        return await self.users.sessions(user_id)
+
+    async def revoke(self, user_id: str, handle: str) -> None:
+        """End one session of ``user_id`` by its `UserSession.handle` (log out one device)."""
+        await self.users.revoke(user_id, handle)
+
+    async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
+        """End every session of ``user_id`` (log out everywhere, say after a password change),
+        but the one whose handle is ``keep``; return how many were ended. Requests in flight
+        bring none of them back."""
+        return await self.users.revoke_all(user_id, keep=keep)

@@ -1,8 +1,12 @@
 """Session records in storage: read, create, update and remove them by key, with versions.
 
-This is all the storage I/O of sessions, and it never sees a `Session`. A record is stored as
-``{"v": 1, "created": ..., "accessed": ..., "data": {...}}`` under a key that is the digest of
-the session ID. Concurrent updates of one record are never lost:
+This is all the storage I/O of session records, and it never sees a `Session`. A record is
+stored as ``{"v": 1, "created": ..., "accessed": ..., "data": {...}}`` under a key that is the
+digest of the session ID, with optional ``"exp"`` (per-key deadlines), ``"flash"`` (pending
+flash messages) and ``"user"`` (the logged-in user). An ID replaced by `Session.regenerate`
+leaves a short-lived marker, ``{"v": 1, "moved": <until>}``, that holds no data and is never
+loaded: requests still carrying that ID know it was replaced, not ended. Concurrent updates of
+one record are never lost:
 
 - in one process, on every driver: updates and removals of one record take turns (an
   asyncio lock per record, held across read, change and write), so a change can neither
@@ -15,6 +19,7 @@ the session ID. Concurrent updates of one record are never lost:
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import weakref
@@ -24,7 +29,7 @@ from typing import Any
 
 from storage import Capabilities, ConflictError, SerializationError, Storage
 
-__all__ = ["Change", "Record", "Records", "Version", "Write"]
+__all__ = ["Change", "Ended", "Flash", "Moved", "Record", "Records", "Version", "Write"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +44,61 @@ _MAX_BACKOFF = 0.1
 #: One lock per record being updated in this process, per event loop; gone when unused.
 _locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
+#: A pending flash message as stored: (its id, its category, the message).
+Flash = tuple[str, str, Any]
+
 
 class Record:
-    """One stored session: when it was created and last written, and its data."""
+    """One stored session: when it was created and last written, its data, the deadlines of
+    keys set with a TTL, its pending flash messages and its logged-in user."""
 
-    __slots__ = ("accessed", "created", "data")
+    __slots__ = ("accessed", "created", "data", "expires", "flashes", "user")
 
-    def __init__(self, created: float, accessed: float, data: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        created: float,
+        accessed: float,
+        data: dict[str, Any],
+        expires: dict[str, float] | None = None,
+        flashes: list[Flash] | None = None,
+        user: str | None = None,
+    ) -> None:
         self.created = created
         self.accessed = accessed
         self.data = data
+        self.expires = expires if expires is not None else {}
+        self.flashes = flashes if flashes is not None else []
+        self.user = user
+
+    def drop_expired(self, now: float) -> None:
+        """Forget the keys whose own deadline has passed."""
+        if self.expires:
+            for name in [name for name, at in self.expires.items() if at <= now]:
+                del self.expires[name]
+                self.data.pop(name, None)
 
 
-#: What an update writes: a record and the seconds it may live (a hint for drivers with TTL).
-Write = tuple[Record, float]
-#: Computes the record to write from the stored one, or None to write nothing.
+class Moved:
+    """The marker an ID replaced by regenerate leaves until ``until`` (a timestamp)."""
+
+    __slots__ = ("until",)
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+
+
+class Ended(enum.Enum):
+    """Why `Records.update` wrote nothing."""
+
+    #: Removed (destroyed, revoked), expired, or never there.
+    GONE = "gone"
+    #: Replaced by a new ID a moment ago (its `Moved` marker is there).
+    MOVED = "moved"
+
+
+#: What an update writes: a record (or a marker) and the seconds it may live (a TTL hint).
+Write = tuple[Record | Moved, float]
+#: Computes what to write from the stored record, or None to write nothing.
 Change = Callable[[Record], Write | None]
 
 
@@ -82,14 +127,18 @@ class Records:
         """Raise `storage.SerializationError` naming ``name`` when ``value`` cannot be stored."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"session keys are non-empty strings, not {name!r}")
+        self.encode(name, value)
+
+    def encode(self, name: str, value: Any) -> bytes:
+        """``value`` as the serializer stores it (to notice a value changed in place)."""
         try:
-            self._dumps(value)
+            return self._dumps(value)
         except Exception as exc:
             raise SerializationError(
                 f"session value {type(value).__name__} cannot be stored: {exc}", key=name
             ) from exc
 
-    async def read(self, key: str) -> tuple[Record | None, Version]:
+    async def read(self, key: str) -> tuple[Record | Moved | None, Version]:
         """The record at ``key`` (None when missing or unreadable) and its version.
 
         The etag is read only where the driver has atomic conditional writes.
@@ -123,12 +172,13 @@ class Records:
         *,
         first: Write | None = None,
         version: Version | None = None,
-    ) -> Record | None:
+    ) -> Record | Moved | Ended:
         """Write ``change(stored record)`` at ``key``; return what was written.
 
-        None when the record is gone or ``change`` declines: a removed record is never written
-        again. With the ``version`` `read` returned, ``first`` (computed from that read) is
-        tried first, conditioned on that version: one write when nobody changed the record.
+        `Ended` when the record is gone or replaced, or ``change`` declines: a removed record
+        is never written again. With the ``version`` `read` returned, ``first`` (computed from
+        that read) is tried first, conditioned on that version: one write when nobody changed
+        the record.
         """
         if first is not None and version is not None and version.etag is not None:
             written, seconds = first
@@ -146,9 +196,11 @@ class Records:
         async with _turn(self._storage.prefix + key):
             for attempt in range(_ATTEMPTS):
                 record, version = await self.read(key)
+                if isinstance(record, Moved):
+                    return Ended.MOVED
                 result = None if record is None else change(record)
                 if result is None:
-                    return None
+                    return Ended.GONE
                 written, seconds = result
                 try:
                     await self._storage.set_item(
@@ -195,27 +247,60 @@ async def _turns(full_keys: list[str]) -> AsyncIterator[None]:
         yield
 
 
-def _dump(record: Record) -> dict[str, Any]:
+def _dump(record: Record | Moved) -> dict[str, Any]:
     """The stored form of ``record``."""
-    return {
+    if isinstance(record, Moved):
+        return {"v": _FORMAT, "moved": record.until}
+    stored: dict[str, Any] = {
         "v": _FORMAT,
         "created": record.created,
         "accessed": record.accessed,
         "data": record.data,
     }
+    if record.expires:
+        stored["exp"] = record.expires
+    if record.flashes:
+        stored["flash"] = [list(flash) for flash in record.flashes]
+    if record.user is not None:
+        stored["user"] = record.user
+    return stored
 
 
-def _parse(raw: Any) -> Record | None:
+def _parse(raw: Any) -> Record | Moved | None:
     """The record a stored value holds; None (logged) when it is not one."""
     if raw is None:
         return None
-    if (
-        isinstance(raw, dict)
-        and raw.get("v") == _FORMAT
-        and isinstance(raw.get("data"), dict)
-        and isinstance(raw.get("created"), (int, float))
-        and isinstance(raw.get("accessed"), (int, float))
-    ):
-        return Record(float(raw["created"]), float(raw["accessed"]), raw["data"])
+    if isinstance(raw, dict) and raw.get("v") == _FORMAT:
+        if isinstance(raw.get("moved"), (int, float)):
+            return Moved(float(raw["moved"]))
+        data, expires, flashes = raw.get("data"), raw.get("exp", {}), raw.get("flash", [])
+        user = raw.get("user")
+        if (
+            isinstance(data, dict)
+            and isinstance(raw.get("created"), (int, float))
+            and isinstance(raw.get("accessed"), (int, float))
+            and isinstance(expires, dict)
+            and all(isinstance(at, (int, float)) for at in expires.values())
+            and isinstance(flashes, list)
+            and all(_is_flash(flash) for flash in flashes)
+            and (user is None or isinstance(user, str))
+        ):
+            return Record(
+                float(raw["created"]),
+                float(raw["accessed"]),
+                data,
+                {name: float(at) for name, at in expires.items()},
+                [(flash[0], flash[1], flash[2]) for flash in flashes],
+                user,
+            )
     logger.warning("a stored session has an unknown shape; starting a new one")
     return None
+
+
+def _is_flash(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and isinstance(value[1], str)
+    )

@@ -2,29 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol
+import datetime
+import decimal
+import logging
+import math
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, NoReturn, Protocol
 
+from .changes import Changes
 from .cookies import CookieSettings, read_cookie
+from .guard import Awaiting, refuse
 from .ids import new_id, storage_digest
-from .records import Record, Records, Version, Write
+from .records import Ended, Moved, Record, Records, Version
+from .users import UserIndex
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
 else:
     from typing import TypeVar
 
-__all__ = ["DataT", "Session", "SessionSettings"]
+__all__ = ["DataT", "FlashMessage", "Session", "SessionSettings"]
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     DataT = TypeVar("DataT", bound=Mapping[str, object], default=dict[str, Any])
 else:
     DataT = TypeVar("DataT", bound=Mapping[str, object])
 
-#: Marks a key deleted in `Session._changes`.
-_DELETED: Any = object()
-
 CookieAction = Literal["set", "expire"] | None
+
+#: Values that cannot change in place; any other value handed out is compared at commit.
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, type(None), bytes, decimal.Decimal, uuid.UUID}
+    | {datetime.datetime, datetime.date, datetime.time, datetime.timedelta}
+)
+
+
+class FlashMessage(NamedTuple):
+    """A message left for the next request by `Session.flash`."""
+
+    category: str
+    message: Any
 
 
 class SessionSettings(Protocol):
@@ -35,24 +56,31 @@ class SessionSettings(Protocol):
     @property
     def records(self) -> Records: ...
     @property
+    def users(self) -> UserIndex: ...
+    @property
     def idle_timeout(self) -> float: ...
     @property
     def absolute_timeout(self) -> float: ...
     @property
     def touch_interval(self) -> float: ...
     @property
+    def regenerate_grace(self) -> float: ...
+    @property
     def id_bytes(self) -> int: ...
     @property
     def clock(self) -> Callable[[], float]: ...
     def valid_id(self, value: object) -> bool: ...
+    def expired(self, record: Record, now: float) -> bool: ...
 
 
 class Session(Generic[DataT]):
     """The data of one visitor. Nothing is read until first use; nothing is written until commit.
 
     `get`/`has`/`keys` load the session on first use; `set`/`delete` record changes that are
-    merged into the freshest stored state at commit. Declare the data's shape with a TypedDict,
-    ``Session[CartData]``, and the mypy plugin ``sessions.mypy_plugin`` checks keys and values.
+    merged into the freshest stored state at commit. A mutable value read with `get` and
+    changed in place is saved at commit too, like a `set`. Declare the data's shape with a
+    TypedDict, ``Session[CartData]``, and the mypy plugin ``sessions.mypy_plugin`` checks keys
+    and values. Every method is a coroutine: synchronous use raises `SessionUsageError`.
     """
 
     __slots__ = (
@@ -62,15 +90,21 @@ class Session(Generic[DataT]):
         "_created",
         "_data",
         "_doomed",
+        "_expires",
+        "_flashes",
         "_headers",
         "_id",
         "_key",
+        "_lent",
         "_loaded",
         "_manager",
+        "_moved_from",
         "_new",
         "_presented",
         "_stored",
+        "_superseded",
         "_touch",
+        "_user",
         "_version",
     )
 
@@ -92,18 +126,37 @@ class Session(Generic[DataT]):
         self._stored = False
         self._new = False
         self._touch = False
+        # A concurrent request gave this session's ID a successor: nothing here is written.
+        self._superseded = False
         self._version: Version | None = None
         self._data: dict[str, Any] = {}
-        self._changes: dict[str, Any] = {}
+        self._expires: dict[str, float] = {}
+        self._flashes: list[tuple[str, str, Any]] = []
+        self._user: str | None = None
+        self._changes = Changes()
+        # Snapshots of mutable values handed out, to notice changes made in place.
+        self._lent: dict[str, bytes] = {}
         self._created = 0.0
         self._accessed = 0.0
+        # Storage keys to remove at commit; the record to retire once its successor exists.
         self._doomed: list[str] = []
+        self._moved_from: tuple[str, Version | None] | None = None
         self._cookie: CookieAction = None
 
     @property
     def id(self) -> str | None:
         """The session ID once the session is known to exist (loaded or created), else None."""
         return self._id
+
+    @property
+    def handle(self) -> str | None:
+        """The name of this session in `Sessions.user_sessions` (never its ID), once it exists."""
+        return self._key if self._id is not None else None
+
+    @property
+    def user_id(self) -> str | None:
+        """The user `login` recorded, once the session is loaded."""
+        return self._user
 
     @property
     def used(self) -> bool:
@@ -121,7 +174,8 @@ class Session(Generic[DataT]):
         """Read the stored session now, unless done already (the data methods do it on first use).
 
         Strict: an unknown or expired ID is not adopted (``id`` stays None) and its cookie is
-        expired at commit unless a new session replaces it.
+        expired at commit unless a new session replaces it. An ID that a concurrent request
+        has just replaced (`regenerate`, `login`) reads as empty and leaves the cookie alone.
         """
         if self._loaded:
             return
@@ -135,16 +189,23 @@ class Session(Generic[DataT]):
         key = storage_digest(presented)
         record, version = await manager.records.read(key)
         now = manager.clock()
-        if record is None or self._expired(record, now):
+        if isinstance(record, Moved) and record.until > now:
+            self._superseded = True
+            return
+        if not isinstance(record, Record) or manager.expired(record, now):
             if record is not None:
-                self._doomed.append(presented)
+                self._doomed.append(key)
             self._cookie = "expire"
             return
+        record.drop_expired(now)
         self._id = presented
         self._key = key
         self._stored = True
         self._version = version
         self._data = record.data
+        self._expires = record.expires
+        self._flashes = record.flashes
+        self._user = record.user
         self._created = record.created
         self._accessed = record.accessed
         self._touch = now - record.accessed >= manager.touch_interval
@@ -157,62 +218,125 @@ class Session(Generic[DataT]):
             self._presented = value if self._manager.valid_id(value) else None
         return self._presented
 
-    def _expired(self, record: Record, now: float) -> bool:
-        manager = self._manager
-        return (
-            now - record.accessed >= manager.idle_timeout
-            or now - record.created >= manager.absolute_timeout
-        )
+    def _live(self, key: str) -> bool:
+        """True when ``key`` holds a value whose own deadline (if any) has not passed."""
+        if key not in self._data:
+            return False
+        deadline = self._expires.get(key)
+        if deadline is not None and deadline <= self._manager.clock():
+            del self._data[key], self._expires[key]
+            return False
+        return True
 
-    async def get(self, key: str, default: Any = None) -> Any:
+    def _lend(self, key: str, value: Any) -> Any:
+        """Hand out ``value``; a mutable one is remembered to notice changes made in place."""
+        if type(value) not in _IMMUTABLE and key not in self._lent:
+            self._lent[key] = self._manager.records.encode(key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Awaiting[Any]:
         """The value stored at ``key``, or ``default``."""
+        return Awaiting(self._get(key, default), "get(...)")
+
+    async def _get(self, key: str, default: Any) -> Any:
         if not self._loaded:
             await self.ensure_loaded()
-        return self._data.get(key, default)
+        return self._lend(key, self._data[key]) if self._live(key) else default
 
-    async def has(self, key: str) -> bool:
+    def has(self, key: str) -> Awaiting[bool]:
         """True when ``key`` holds a value."""
-        await self.ensure_loaded()
-        return key in self._data
+        return Awaiting(self._has(key), "has(...)")
 
-    async def keys(self) -> list[str]:
+    async def _has(self, key: str) -> bool:
+        await self.ensure_loaded()
+        return self._live(key)
+
+    def keys(self) -> Awaiting[list[str]]:
         """The keys this session holds."""
-        await self.ensure_loaded()
-        return list(self._data)
+        return Awaiting(self._keys(), "keys()")
 
-    async def items(self) -> dict[str, Any]:
-        """A copy of every key and value this session holds."""
+    async def _keys(self) -> list[str]:
         await self.ensure_loaded()
-        return dict(self._data)
+        return [key for key in list(self._data) if self._live(key)]
+
+    def items(self) -> Awaiting[dict[str, Any]]:
+        """A copy of every key and value this session holds."""
+        return Awaiting(self._items(), "items()")
+
+    async def _items(self) -> dict[str, Any]:
+        return {key: self._lend(key, self._data[key]) for key in await self._keys()}
 
     # -- changing -----------------------------------------------------------------------------
 
-    async def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         """Store ``value`` at ``key``; the session (and its cookie) is created if needed.
 
-        Raises `storage.SerializationError` naming the key when the value cannot be stored.
+        ``ttl`` seconds: the key expires on its own then, inside a live session (Astro's
+        ``session.set(key, value, {ttl})``). Raises `storage.SerializationError` naming the
+        key when the value cannot be stored.
         """
         self._manager.records.check(key, value)
+        deadline = None
+        if ttl is not None:
+            if not (isinstance(ttl, (int, float)) and ttl > 0 and math.isfinite(ttl)):
+                raise ValueError(f"ttl is a finite number of seconds > 0, not {ttl!r}")
+            deadline = self._manager.clock() + ttl
         if not self._loaded:
             await self.ensure_loaded()
-        if self._id is None:
-            self._start()
+        self._begin()
         self._data[key] = value
-        self._changes[key] = value
+        if deadline is None:
+            self._expires.pop(key, None)
+        else:
+            self._expires[key] = deadline
+        self._changes.set(key, value, deadline)
+        self._lent.pop(key, None)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is fine."""
         await self.ensure_loaded()
         if key in self._data:
             del self._data[key]
+            self._expires.pop(key, None)
+            self._lent.pop(key, None)
             if self._id is not None:
-                self._changes[key] = _DELETED
+                self._changes.delete(key)
+
+    async def flash(self, message: Any, category: str = "message") -> None:
+        """Leave ``message`` for the next request that reads `flashes` (read once)."""
+        self._manager.records.check(category, message)
+        await self.ensure_loaded()
+        self._begin()
+        self._changes.added.append((secrets.token_urlsafe(6), category, message))
+
+    async def flashes(self, category: str | None = None) -> list[FlashMessage]:
+        """The flash messages left so far (of ``category`` only, if given), oldest first; each is
+        returned once, then gone."""
+        await self.ensure_loaded()
+        taken = self._changes.taken
+        found: list[FlashMessage] = []
+        for flash_id, kind, message in (*self._flashes, *self._changes.added):
+            if flash_id not in taken and (category is None or kind == category):
+                taken.add(flash_id)
+                found.append(FlashMessage(kind, message))
+        return found
+
+    async def login(self, user_id: str) -> None:
+        """Mark the visitor as ``user_id``, under a new ID (data kept), and index the session so
+        that `Sessions.user_sessions` lists it and `Sessions.revoke_all` can end it."""
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError("user_id is a non-empty string")
+        await self.regenerate()
+        if not self._superseded:
+            self._user = user_id
 
     async def regenerate(self) -> None:
-        """Give the session a new ID (keeping its data); the old entry is removed at commit."""
+        """Give the session a new ID (keeping its data); the old entry is retired at commit."""
         await self.ensure_loaded()
+        if self._superseded:
+            return
         if self._id is not None and self._stored:
-            self._doomed.append(self._id)
+            self._moved_from = (self._key, self._version)
         created = self._created if self._id is not None else 0.0
         self._start()
         if created:
@@ -221,18 +345,30 @@ class Session(Generic[DataT]):
 
     async def destroy(self) -> None:
         """Remove the session's data and expire its cookie; needs no prior load."""
-        target = self._id if self._loaded else self._presented_id()
-        if target is not None and target not in self._doomed:
-            self._doomed.append(target)
+        if self._loaded:
+            target = self._key if self._id is not None else None
+        else:
+            presented = self._presented_id()
+            target = storage_digest(presented) if presented is not None else None
+        if self._superseded and self._presented is not None:
+            target = storage_digest(self._presented)
+        for key in (target, self._moved_from[0] if self._moved_from else None):
+            if key is not None and key not in self._doomed:
+                self._doomed.append(key)
+        if self._user is not None and target is not None:
+            self._doomed.append(self._manager.users.key(self._user, target))
         self._id = None
         self._loaded = True
-        self._stored = False
-        self._new = False
-        self._touch = False
-        self._version = None
-        self._data = {}
-        self._changes = {}
+        self._stored = self._new = self._touch = self._superseded = False
+        self._version = self._moved_from = self._user = None
+        self._data, self._expires, self._flashes = {}, {}, []
+        self._changes, self._lent = Changes(), {}
         self._cookie = "expire"
+
+    def _begin(self) -> None:
+        """Make sure a session exists to change (not when a successor replaced it)."""
+        if self._id is None and not self._superseded:
+            self._start()
 
     def _start(self) -> None:
         """Take a brand-new ID; the current data becomes the new record."""
@@ -244,7 +380,6 @@ class Session(Generic[DataT]):
         self._version = None
         self._created = now
         self._accessed = now
-        self._changes = dict(self._data)
         self._cookie = "set"
 
     # -- committing ---------------------------------------------------------------------------
@@ -257,56 +392,133 @@ class Session(Generic[DataT]):
         """
         if not self.used:
             return []
+        if self._superseded:
+            if self.pending or self._lent:
+                logger.warning(
+                    "session changes were dropped: a concurrent request had already given "
+                    "this session a new ID (regenerate or login)"
+                )
+            self._changes, self._lent, self._cookie = Changes(), {}, None
+            return []
         wrote = False
-        if self._id is not None and (self._new or self._changes or self._touch):
-            wrote = await self._write()
+        if self._id is not None:
+            self._changed_in_place()
+            if self._new or self._changes or self._touch:
+                wrote = await self._write()
         if self._doomed:
-            await self._manager.records.remove(storage_digest(gone) for gone in self._doomed)
+            await self._manager.records.remove(self._doomed)
             self._doomed.clear()
-        self._changes = {}
+        self._changes, self._lent = Changes(), {}
         self._touch = False
         return self._response_headers(wrote)
 
-    def _ttl(self, created: float, now: float) -> float:
-        """Seconds the record may live: a hint for drivers that expire keys themselves."""
+    def _changed_in_place(self) -> None:
+        """Turn values handed out and changed since into changes, like a `set`."""
+        encode = self._manager.records.encode
+        for key, before in self._lent.items():
+            if key in self._data and key not in self._changes.data:
+                value = self._data[key]
+                if encode(key, value) != before:
+                    self._changes.set(key, value, self._expires.get(key))
+
+    def _ttl(self, record: Record, now: float) -> float:
+        """Seconds the record may live: a hint for drivers that expire keys themselves.
+
+        The session's own deadline (idle, absolute); and when every key has a deadline of its
+        own (and no user or flash message holds the session), the latest of them.
+        """
         manager = self._manager
-        return max(min(manager.idle_timeout, created + manager.absolute_timeout - now), 0.001)
+        seconds = min(manager.idle_timeout, record.created + manager.absolute_timeout - now)
+        if (
+            record.data
+            and record.user is None
+            and not record.flashes
+            and all(key in record.expires for key in record.data)
+        ):
+            seconds = min(seconds, max(record.expires.values()) - now)
+        return max(seconds, 0.001)
+
+    def _current(self, now: float) -> Record:
+        """The record as this request sees it."""
+        record = Record(
+            self._created,
+            now,
+            self._data,
+            self._expires,
+            self._changes.flashes(self._flashes),
+            self._user,
+        )
+        record.drop_expired(now)
+        return record
 
     async def _write(self) -> bool:
         """Create or update the record; False when it vanished (destroyed or expired)."""
-        manager = self._manager
-        key = self._key
         if self._new:
-            now = manager.clock()
-            record = Record(self._created, now, self._data)
-            await manager.records.create(key, record, self._ttl(self._created, now))
-            self._new = False
-            self._stored = True
-            self._accessed = now
-            return True
+            return await self._create()
         version, self._version = self._version, None
-        first: Write | None = None
+        first = None
         if version is not None and version.etag is not None:
             # Unchanged since the load (same version): the loaded state is the fresh state.
-            now = manager.clock()
-            first = Record(self._created, now, self._data), self._ttl(self._created, now)
-        written = await manager.records.update(key, self._merged, first=first, version=version)
-        if written is None:
-            # Never bring a destroyed or expired session back.
+            now = self._manager.clock()
+            record = self._current(now)
+            first = record, self._ttl(record, now)
+        written = await self._manager.records.update(
+            self._key, self._merged, first=first, version=version
+        )
+        if not isinstance(written, Record):
+            # Never bring a destroyed or expired session back; one that a concurrent request
+            # has given a new ID keeps the cookie that request set.
             self._id = None
-            self._cookie = "expire"
+            self._cookie = "expire" if written is Ended.GONE else None
             return False
-        self._data = written.data
-        self._accessed = written.accessed
+        self._adopt(written)
         return True
 
-    def _merged(self, stored: Record) -> Write | None:
+    async def _create(self) -> bool:
+        """Write the record of a new ID (and its user's index entry), then retire the old one:
+        a session ended meanwhile is not carried over (the new record is rolled back)."""
+        manager = self._manager
+        now = manager.clock()
+        record = self._current(now)
+        await manager.records.create(self._key, record, self._ttl(record, now))
+        self._new = False
+        self._stored = True
+        self._adopt(record)
+        created = [self._key]
+        if record.user is not None:
+            await manager.users.add(
+                record.user, self._key, record.created + manager.absolute_timeout - now
+            )
+            created.append(manager.users.key(record.user, self._key))
+        if self._moved_from is None:
+            return True
+        (old, version), self._moved_from = self._moved_from, None
+        grace = manager.regenerate_grace
+        marker = Moved(now + grace), grace
+        outcome = await manager.records.update(
+            old, lambda stored: marker, first=marker, version=version
+        )
+        if isinstance(outcome, Moved):
+            return True
+        await manager.records.remove(created)
+        self._id = None
+        self._stored = False
+        self._cookie = "expire" if outcome is Ended.GONE else None
+        return False
+
+    def _adopt(self, record: Record) -> None:
+        self._data = record.data
+        self._expires = record.expires
+        self._flashes = record.flashes
+        self._accessed = record.accessed
+
+    def _merged(self, stored: Record) -> tuple[Record, float] | None:
         """The stored record with this request's changes applied; None once it has expired."""
         now = self._manager.clock()
-        if self._expired(stored, now):
+        if self._manager.expired(stored, now):
             return None
-        merged = Record(stored.created, now, _apply(stored.data, self._changes.items()))
-        return merged, self._ttl(stored.created, now)
+        merged = self._changes.apply(stored, now)
+        return merged, self._ttl(merged, now)
 
     def _response_headers(self, wrote: bool) -> list[tuple[str, str]]:
         action, self._cookie = self._cookie, None
@@ -322,16 +534,34 @@ class Session(Generic[DataT]):
             return []
         return [("set-cookie", value), ("cache-control", "no-store")]
 
+    # -- synchronous use, refused loudly --------------------------------------------------------
+
+    def __getitem__(self, key: str) -> NoReturn:
+        refuse("get(key)")
+
+    def __setitem__(self, key: str, value: Any) -> NoReturn:
+        refuse("set(key, value)")
+
+    def __delitem__(self, key: str) -> NoReturn:
+        refuse("delete(key)")
+
+    def __contains__(self, key: object) -> bool:
+        refuse("has(key)")
+
+    def __iter__(self) -> NoReturn:
+        refuse("keys()")
+
+    def __len__(self) -> int:
+        refuse("keys()")
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> NoReturn:
+        if name in ("pop", "update", "setdefault", "clear", "values", "popitem", "copy"):
+            refuse("set/delete/items(...)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __repr__(self) -> str:
         state = "loaded" if self._loaded else "lazy"
         return f"<Session {state} keys={len(self._data)}>"
-
-
-def _apply(data: dict[str, Any], changes: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    merged = dict(data)
-    for name, value in changes:
-        if value is _DELETED:
-            merged.pop(name, None)
-        else:
-            merged[name] = value
-    return merged
