@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from ._cli_errors import EXIT_OK, EXIT_USAGE, Fail
+from ._cli_errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Fail
 from ._cli_stores import open_store
 from .keys import normalize_base
 from .storage import Storage
@@ -73,7 +73,7 @@ def _bar(progress: bool | None) -> tqdm[Any] | None:
 
 def _advance(bar: tqdm[Any] | None, keys: int, tally: _Tally) -> None:
     if bar is not None:
-        bar.set_postfix(copied=tally.copied, skipped=tally.skipped, refresh=False)
+        bar.set_postfix_str(f"copied {tally.copied}, skipped {tally.skipped}", refresh=False)
         bar.update(keys)
 
 
@@ -102,11 +102,13 @@ async def copy(args: argparse.Namespace, out: TextIO) -> int:
             if batch:
                 await _copy_batch(source, target, batch, base, dest, args, tally)
                 _advance(bar, len(batch), tally)
-        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels the command
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C (asyncio.run cancels the command): say how far it got, on a line of its own.
             if bar is not None:
                 bar.close()
-            sys.stderr.write(f"\nunistorage copy: {tally.interrupted()}\n")
-            raise
+            elif sys.stderr.isatty():
+                sys.stderr.write("\n")
+            raise Fail(tally.interrupted(), EXIT_INTERRUPTED) from None
         finally:
             if bar is not None:
                 bar.close()
