@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -78,7 +79,7 @@ class Pinned:
                 return self._runner.call(self._ask(last), operation, key, walking=True)
             return None
         finally:
-            if not self._runner.closed:
+            with contextlib.suppress(RuntimeError):  # a closed loop cancelled the task already
                 self._runner.loop.call_soon_threadsafe(self._inbox.put_nowait, (None, None))
 
 
@@ -92,20 +93,25 @@ async def _work(inbox: asyncio.Queue[_Step]) -> None:
         step, reply = await inbox.get()
         if step is None:
             return
-        try:
-            value = await step()
-        except Exception as exc:
-            if reply is None:
-                logger.warning("cleaning up an abandoned sync stream failed", exc_info=exc)
-            elif not reply.done():
-                reply.set_exception(exc)
-        except BaseException:
-            if reply is not None and not reply.done():
-                reply.cancel()
-            raise
-        else:
-            if reply is not None and not reply.done():
-                reply.set_result(value)
+        await _run(step, reply)
+        del step, reply  # held while waiting, they would keep a dropped owner alive
+
+
+async def _run(step: Callable[[], Awaitable[Any]], reply: asyncio.Future[Any] | None) -> None:
+    try:
+        value = await step()
+    except Exception as exc:
+        if reply is None:
+            logger.warning("cleaning up an abandoned sync stream failed", exc_info=exc)
+        elif not reply.done():
+            reply.set_exception(exc)
+    except BaseException:
+        if reply is not None and not reply.done():
+            reply.cancel()
+        raise
+    else:
+        if reply is not None and not reply.done():
+            reply.set_result(value)
 
 
 def _abandon(

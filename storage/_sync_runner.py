@@ -234,8 +234,8 @@ class Runner:
         if self._forked:
             return
         try:
-            if self.on_close is not None:
-                self._wait(awaited(self.on_close), "close", None, True, 0.0)
+            if self.on_close is not None:  # bounded: a close that hangs must still end
+                self._wait(awaited(self.on_close), "close", None, False, 0.0)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(self.timeout)

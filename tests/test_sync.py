@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -174,6 +175,10 @@ def test_leaving_an_iteration_early_closes_the_listing() -> None:
         with sync.iter_keys() as keys:
             next(keys)
         assert layer.closed.wait(2)
+        layer.closed.clear()
+        for _ in sync.iter_keys():
+            break  # the iterator is dropped unfinished: collected, it closes the listing
+        assert layer.closed.wait(2)
 
 
 def test_namespace_views_share_the_loop_and_mounts() -> None:
@@ -327,11 +332,26 @@ def test_a_call_that_hangs_gives_up_after_the_timeout() -> None:
         sync.set_item("k", 1)  # the storage still works
 
 
+def test_ctrl_c_while_waiting_cancels_the_call_on_the_loop() -> None:
+    driver = _Hangs()
+    with create_sync_storage(driver) as sync:
+        main = threading.main_thread().ident
+        assert main is not None
+        timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            sync.get_item("k")
+        assert driver.cancelled.wait(2)
+        timer.join()
+
+
 def test_a_call_over_many_keys_waits_while_the_loop_answers() -> None:
     with create_sync_storage(_Hangs(), timeout=0.3) as sync:
         assert sync.get_items(["a", "b"]) == {"a": None, "b": None}  # 0.8 s > the timeout
         with pytest.raises(DriverError, match="no answer"):
             sync.remove_items(["a"])  # the loop thread itself is blocked
+        time.sleep(0.6)
+        assert not sync.has_item("a")  # once the loop is free again, calls are answered
 
 
 async def test_a_call_inside_a_running_event_loop_is_refused() -> None:
@@ -364,6 +384,26 @@ def test_close_is_idempotent_stops_the_thread_and_later_calls_raise() -> None:
         sync.get_item("k")
     with pytest.raises(StorageError, match="closed"):
         sync.iter_keys()
+
+
+def test_a_call_waiting_while_the_storage_closes_gets_a_storage_error() -> None:
+    sync = create_sync_storage(_Hangs())
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            sync.get_item("k")
+        except BaseException as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.1)
+    sync.close()
+    reader.join(5)
+    assert len(failures) == 1
+    assert isinstance(failures[0], StorageError)
+    assert "closed" in str(failures[0])
 
 
 def test_build_runs_the_factory_on_the_loop_thread() -> None:
