@@ -1,4 +1,4 @@
-"""The cart example, through an HTTP client and end to end in headless Chromium.
+"""The FastAPI cart example, through an HTTP client and end to end in headless Chromium.
 
 The browser test needs Debian's ``chromium`` package (``apt-get install -y chromium``) and the
 ``playwright`` Python package (no browser download: it drives /usr/bin/chromium).
@@ -53,6 +53,8 @@ async def test_cart_over_http(client: httpx.AsyncClient) -> None:
     added = await client.post("/cart/add", data={"item": "apple"}, follow_redirects=True)
     assert "1 items" in count(added.text)
     assert "<li>apple</li>" in added.text
+    assert '<p class="flash message">Added apple</p>' in added.text
+    assert "Added apple" not in (await client.get("/")).text  # a flash is shown once
     guest_id = client.cookies["cart-session"]
     await client.post("/cart/add", data={"item": "<b>pear</b>"})
     page = (await client.post("/login", data={"user": "alice"}, follow_redirects=True)).text
@@ -151,6 +153,7 @@ async def test_cart_end_to_end_in_headless_chromium(served: str, chromium: str) 
                 await page.click("#add")
                 await page.wait_for_url(served + "/")
             assert "2 items" in await page.inner_text("#cart-count")
+            assert await page.inner_text("#flashes") == "Added pear"
             (cookie,) = await context.cookies()
             assert cookie["name"] == "cart-session"
             assert cookie["httpOnly"] is True

@@ -1,4 +1,4 @@
-"""The shopping cart of Astro's sessions guide, on unistorage sessions and Starlette.
+"""The shopping cart of Astro's sessions guide, on unistorage sessions and FastAPI.
 
 Run it with ``python -m examples.cart`` and open http://localhost:8000.
 """

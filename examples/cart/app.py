@@ -1,18 +1,21 @@
-"""A server-rendered cart: add items, see the count, log in (regenerate), log out (destroy)."""
+"""A server-rendered cart on FastAPI: add items, see the count, log in, log out.
 
-from __future__ import annotations
+Shows the FastAPI side of unistorage sessions: a typed session dependency
+(``Session[CartData]``), a lifespan that owns the Storage, flash messages (read once by the
+next page), and `login` (a new ID on every privilege change) and `destroy`.
+"""
 
+# No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and the
+# session dependency is a local name of `create_app`.
 from html import escape
-from typing import TypedDict, cast
+from typing import Annotated, TypedDict
 from urllib.parse import parse_qs
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sessions import Session, SessionMiddleware, Sessions
+from sessions.fastapi import session_dependency, storage_lifespan
 from storage import Storage
 
 
@@ -20,7 +23,6 @@ class CartData(TypedDict, total=False):
     """The shape of this app's session data (Astro's ``App.SessionData``)."""
 
     cart: list[str]
-    user: str
 
 
 PAGE = """<!doctype html>
@@ -31,6 +33,7 @@ PAGE = """<!doctype html>
   <a id="cart-count" href="/">&#128722; {count} items</a>
   <span id="user">{user}</span>
 </header>
+{flashes}
 <ul id="items">{items}</ul>
 <form method="post" action="/cart/add">
   <input name="item" aria-label="item" required>
@@ -51,10 +54,6 @@ LOGOUT = """<form method="post" action="/logout">
 </form>"""
 
 
-def _session(request: Request) -> Session[CartData]:
-    return cast("Session[CartData]", request.scope["session"])
-
-
 async def _form(request: Request) -> dict[str, str]:
     # A urlencoded body is all these forms send; parsing it here avoids a multipart dependency.
     fields = parse_qs((await request.body()).decode("utf-8"), max_num_fields=10)
@@ -65,53 +64,51 @@ def _home() -> Response:
     return RedirectResponse("/", status_code=303)
 
 
-async def home(request: Request) -> Response:
-    session = _session(request)
-    cart: list[str] = await session.get("cart") or []
-    user: str | None = await session.get("user")
-    items = "".join(f"<li>{escape(item)}</li>" for item in cart)
-    page = PAGE.format(
-        count=len(cart),
-        user=f"Signed in as {escape(user)}" if user else "Guest",
-        items=items,
-        account=LOGOUT if user else LOGIN,
-    )
-    return HTMLResponse(page)
-
-
-async def add_to_cart(request: Request) -> Response:
-    item = (await _form(request)).get("item", "")
-    if item:
-        session = _session(request)
-        cart: list[str] = await session.get("cart") or []
-        await session.set("cart", [*cart, item[:100]])
-    return _home()
-
-
-async def login(request: Request) -> Response:
-    user = (await _form(request)).get("user", "")
-    if user:
-        session = _session(request)
-        # A new ID on every privilege change defeats session fixation; the cart is kept.
-        await session.regenerate()
-        await session.set("user", user[:100])
-    return _home()
-
-
-async def logout(request: Request) -> Response:
-    await _session(request).destroy()
-    return _home()
-
-
-def create_app(storage: Storage, *, secure: bool = True) -> Starlette:
+def create_app(storage: Storage, *, secure: bool = True) -> FastAPI:
     """The cart app over ``storage``; ``secure=False`` only for plain-http local runs."""
     sessions: Sessions[CartData] = Sessions(storage, cookie_name="cart-session", secure=secure)
-    return Starlette(
-        routes=[
-            Route("/", home),
-            Route("/cart/add", add_to_cart, methods=["POST"]),
-            Route("/login", login, methods=["POST"]),
-            Route("/logout", logout, methods=["POST"]),
-        ],
-        middleware=[Middleware(SessionMiddleware, sessions=sessions)],
-    )
+    CartSession = Annotated[Session[CartData], Depends(session_dependency(sessions))]
+    app = FastAPI(lifespan=storage_lifespan(storage), openapi_url=None)
+    app.add_middleware(SessionMiddleware, sessions=sessions)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home(session: CartSession) -> str:
+        cart = await session.get("cart") or []
+        await session.ensure_loaded()
+        user = session.user_id
+        notes = "".join(
+            f'<p class="flash {escape(flash.category)}">{escape(str(flash.message))}</p>'
+            for flash in await session.flashes()
+        )
+        return PAGE.format(
+            count=len(cart),
+            user=f"Signed in as {escape(user)}" if user else "Guest",
+            flashes=f'<div id="flashes">{notes}</div>' if notes else "",
+            items="".join(f"<li>{escape(item)}</li>" for item in cart),
+            account=LOGOUT if user else LOGIN,
+        )
+
+    @app.post("/cart/add")
+    async def add_to_cart(request: Request, session: CartSession) -> Response:
+        item = (await _form(request)).get("item", "")[:100]
+        if item:
+            cart = await session.get("cart") or []
+            await session.set("cart", [*cart, item])
+            await session.flash(f"Added {item}")
+        return _home()
+
+    @app.post("/login")
+    async def login(request: Request, session: CartSession) -> Response:
+        user = (await _form(request)).get("user", "")[:100]
+        if user:
+            # A new ID on every privilege change defeats session fixation; the cart is kept.
+            await session.login(user)
+            await session.flash(f"Welcome, {user}")
+        return _home()
+
+    @app.post("/logout")
+    async def logout(session: CartSession) -> Response:
+        await session.destroy()
+        return _home()
+
+    return app
