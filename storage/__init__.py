@@ -37,6 +37,10 @@ from .streams import Reader, Writer
 from .typed import Codec, TypedView
 from .values import JSONSerializer, Serializer, default_serializer
 
+#: The version of the ``unistorage`` distribution: the one place it is written (pyproject.toml
+#: reads it from here).
+__version__ = "0.1.0"
+
 __all__ = [
     "META_SUFFIX",
     "Capabilities",
@@ -66,6 +70,7 @@ __all__ = [
     "WatchEvent",
     "Watchers",
     "Writer",
+    "__version__",
     "available_drivers",
     "create_driver",
     "create_storage",

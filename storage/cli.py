@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from . import __version__
 from ._cli_copy import copy, rotate
 from ._cli_errors import (
     EXIT_INTERRUPTED,
@@ -152,7 +153,9 @@ _COMMANDS: dict[str, _Command] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = parser().parse_args(argv)
+    command_line = parser()
+    command_line.add_argument("--version", action="version", version=f"unistorage {__version__}")
+    args = command_line.parse_args(argv)
     if args.command != "serve":  # the server sets up its own logging (--log-level)
         logging.basicConfig(level=logging.WARNING, format="unistorage: %(message)s")
     typed = [args.key] if hasattr(args, "key") else list(getattr(args, "keys", []))

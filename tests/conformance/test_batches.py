@@ -1,62 +1,11 @@
-"""Conformance: batch reads, writes and removals."""
+"""Conformance over every driver and layer: batch reads, writes and removals (the kit's `BatchTests`)."""
 
 from __future__ import annotations
 
-import pytest
+from storage.testing import BatchTests
 
-from drivers.memory import MemoryDriver
-from storage import Storage
-
-pytestmark = pytest.mark.capability("stores")
+from . import EveryDriver
 
 
-async def test_get_items_keeps_input_order_with_missing_keys(storage: Storage) -> None:
-    await storage.set_items({"b": 2, "a": 1, "c": 3})
-    result = await storage.get_items(["c", "missing", "a", "b"])
-    assert list(result.items()) == [("c", 3), ("missing", None), ("a", 1), ("b", 2)]
-
-
-async def test_get_items_returns_normalized_keys(storage: Storage) -> None:
-    await storage.set_item("x:y", 1)
-    assert await storage.get_items(["/x/y"]) == {"x:y": 1}
-
-
-async def test_set_items_takes_pairs_and_mappings(storage: Storage) -> None:
-    await storage.set_items([("p:1", "one"), ("p:2", "two")])
-    await storage.set_items({"p:3": "three"})
-    assert await storage.get_items(["p:1", "p:2", "p:3"]) == {
-        "p:1": "one",
-        "p:2": "two",
-        "p:3": "three",
-    }
-
-
-async def test_set_items_with_a_repeated_key_keeps_the_last_value(storage: Storage) -> None:
-    await storage.set_items([("dup", 1), ("dup", 2), ("dup", 3)])
-    assert await storage.get_item("dup") == 3
-
-
-async def test_large_batches_round_trip(storage: Storage) -> None:
-    items = {f"bulk:{i:04d}": {"i": i} for i in range(1500)}
-    await storage.set_items(items)
-    got = await storage.get_items(list(items))
-    assert got == items
-    assert len(await storage.get_keys("bulk")) == 1500
-    await storage.remove_items(list(items)[:1000])
-    assert len(await storage.get_keys("bulk")) == 500
-
-
-async def test_remove_items_tolerates_missing_keys(storage: Storage) -> None:
-    await storage.set_items({"r:1": 1, "r:2": 2})
-    await storage.remove_items(["r:1", "r:missing"])
-    assert await storage.get_keys() == ["r:2"]
-
-
-async def test_batches_span_mounts_and_keep_order(storage: Storage) -> None:
-    storage.mount("side", MemoryDriver())
-    await storage.set_items({"side:a": 1, "root:a": 2, "side:b": 3})
-    assert await storage.get_mount("side:a").driver.get_item("a") == b"1"
-    result = await storage.get_items(["side:b", "root:a", "nope", "side:a"])
-    assert list(result.items()) == [("side:b", 3), ("root:a", 2), ("nope", None), ("side:a", 1)]
-    await storage.remove_items(["side:a", "root:a"])
-    assert sorted(await storage.get_keys()) == ["side:b"]
+class TestBatch(EveryDriver, BatchTests):
+    """`storage.testing.BatchTests` over every conformance driver."""

@@ -1,96 +1,11 @@
-"""Conformance: expiry, metadata and user meta."""
+"""Conformance over every driver and layer: expiry, native metadata and user meta (the kit's `TtlMetaTests`)."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
+from storage.testing import TtlMetaTests
 
-import pytest
-
-from storage import InvalidArgumentError, Storage
-
-pytestmark = pytest.mark.capability("stores")
+from . import EveryDriver
 
 
-@pytest.mark.capability("ttl")
-async def test_expired_keys_are_gone_everywhere(storage: Storage) -> None:
-    await storage.set_item("short", "v", ttl=0.5)
-    await storage.set_items({"batch:1": 1, "batch:2": 2}, ttl=dt.timedelta(seconds=0.5))
-    await storage.set_item("long", "v", ttl=60)
-    await storage.set_item("forever", "v")
-    assert await storage.get_item("short") == "v"
-    assert sorted(await storage.get_keys()) == ["batch:1", "batch:2", "forever", "long", "short"]
-    await asyncio.sleep(1.3)
-    assert await storage.get_item("short") is None
-    assert await storage.has_item("batch:1") is False
-    assert await storage.get_items(["batch:2", "long"]) == {"batch:2": None, "long": "v"}
-    assert sorted(await storage.get_keys()) == ["forever", "long"]
-    assert sorted([key async for key in storage.iter_keys()]) == ["forever", "long"]
-
-
-@pytest.mark.capability("ttl")
-async def test_meta_reports_remaining_ttl(storage: Storage) -> None:
-    await storage.set_item("k", "v", ttl=100)
-    ttl = (await storage.get_meta("k"))["ttl"]
-    assert 90 < ttl <= 100
-
-
-@pytest.mark.capability("ttl")
-@pytest.mark.capability("plain_ttl")
-async def test_writing_without_ttl_removes_the_expiry(storage: Storage) -> None:
-    await storage.set_item("k", "v", ttl=100)
-    await storage.set_item("k", "w")
-    assert (await storage.get_meta("k")).get("ttl") is None
-
-
-@pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan"), "10", True])
-async def test_bad_ttls_are_rejected_before_writing(storage: Storage, ttl: object) -> None:
-    with pytest.raises(InvalidArgumentError):
-        await storage.set_item("k", "v", ttl=ttl)  # type: ignore[arg-type]
-    assert await storage.get_keys() == []
-
-
-@pytest.mark.capability("meta")
-async def test_meta_has_mtime_and_size(storage: Storage) -> None:
-    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
-    await storage.set_item_raw("k", b"12345")
-    meta = await storage.get_meta("k")
-    assert isinstance(meta["mtime"], dt.datetime)
-    mtime = meta["mtime"] if meta["mtime"].tzinfo else meta["mtime"].astimezone()
-    assert mtime >= before
-    assert meta["size"] == 5
-
-
-async def test_user_meta_is_kept_beside_the_item_and_never_listed(storage: Storage) -> None:
-    await storage.set_item("doc", {"body": 1})
-    await storage.set_meta("doc", {"owner": "ann", "tags": {"a"}})
-    meta = await storage.get_meta("doc")
-    assert meta["owner"] == "ann"
-    assert meta["tags"] == {"a"}
-    assert await storage.get_keys() == ["doc"]
-    await storage.remove_meta("doc")
-    assert "owner" not in await storage.get_meta("doc")
-    assert await storage.get_item("doc") == {"body": 1}
-
-
-async def test_remove_item_can_remove_its_meta(storage: Storage) -> None:
-    await storage.set_item("doc", 1)
-    await storage.set_meta("doc", {"owner": "ann"})
-    await storage.remove_item("doc")
-    assert (await storage.get_meta("doc")).get("owner") == "ann"
-    await storage.remove_item("doc", remove_meta=True)
-    assert "owner" not in await storage.get_meta("doc")
-    assert await storage.get_keys() == []
-
-
-async def test_user_meta_of_many_keys_reads_as_one_by_one(storage: Storage) -> None:
-    await storage.set_items({"a": 1, "b": 2, "c:d": 3})
-    await storage.set_meta("a", {"owner": "ann"})
-    await storage.set_meta_raw("c:d", storage.serializer.dumps({"owner": "cid"}))
-    metas = await storage.get_metas_raw(["c:d", "b", "a", "missing"])
-    assert list(metas) == ["c:d", "b", "a", "missing"]
-    for key, raw in metas.items():
-        assert raw == await storage.get_meta_raw(key)
-    assert metas["b"] is None
-    assert metas["missing"] is None
-    assert storage.serializer.loads(metas["c:d"] or b"") == {"owner": "cid"}
+class TestTtlMeta(EveryDriver, TtlMetaTests):
+    """`storage.testing.TtlMetaTests` over every conformance driver."""
