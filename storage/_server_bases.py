@@ -28,7 +28,7 @@ from .storage import Storage
 
 __all__ = ["Bases"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("storage.server")  # one logger for the whole server
 
 _LIST_CHUNK = 64 * 1024
 _READ = frozenset({"GET", "HEAD"})

@@ -49,7 +49,7 @@ from .storage import Storage
 
 __all__ = ["STREAMED", "Items"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("storage.server")  # one logger for the whole server
 
 #: Raw values larger than this (bytes) are streamed to GETs instead of read whole.
 STREAMED = 1024 * 1024

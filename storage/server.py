@@ -5,8 +5,9 @@ routes: ``x-ttl``, ``application/octet-stream`` for raw bytes), with ETags and R
 conditional headers; ``POST /a/b?increment=N`` and ``POST /a/b?touch`` are the atomic counter
 and sliding expiry; a path ending in ``/`` lists (``GET``, a page with ``?limit=&cursor=``) or
 clears (``DELETE``) a base; ``?meta`` addresses an item's user meta and ``POST /base/?batch``
-many items at once. Large raw values stream both ways. Errors are JSON ``{"statusCode",
-"statusMessage", "message", "code"}``. With tokens configured every request needs
+many items at once. Large raw values stream both ways. Errors are JSON in the shapes of
+unstorage 1 and 2 (``statusCode``/``statusMessage``, ``status``/``statusText``/``message``) plus
+a ``code``. With tokens configured every request needs
 ``Authorization: Bearer <token>``. docs/server.md describes it all; the server uses only the
 public Storage API. The routes live in `storage._server_items` and `storage._server_bases`.
 """
