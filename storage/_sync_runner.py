@@ -136,8 +136,8 @@ class Runner:
                 "watch callback?), where it would wait for itself forever: hand the work to "
                 "another thread"
             )
-        refuse_running_loop(False)
-        raise AssertionError("unreachable")  # pragma: no cover
+        refuse_running_loop(self.allow_running_loop)
+        raise StorageError(f"{operation}: the sync storage's event loop has stopped")
 
     def call(
         self,
@@ -187,10 +187,12 @@ class Runner:
                 except concurrent.futures.TimeoutError as exc:
                     if future.done():
                         continue
-                    if not (walking and self._answers()):
-                        raise DriverError(
-                            "sync", operation, key, f"no answer within {limit:g} s"
-                        ) from exc
+                    if not walking:
+                        message = f"no answer within {limit:g} s"
+                        raise DriverError("sync", operation, key, message) from exc
+                    if not self._answers():
+                        message = f"the event loop thread was blocked for over {limit:g} s"
+                        raise DriverError("sync", operation, key, message) from exc
             if error is None:
                 return future.result()
             try:  # raised here, the traceback reads: the caller, this call, the loop's frames
@@ -254,7 +256,9 @@ def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
     loop.call_soon(started.set)
     try:
         loop.run_forever()
-        while tasks := asyncio.all_tasks(loop):  # lock renewals, watchers, abandoned streams
+        for _ in range(3):  # lock renewals, watchers, abandoned streams (and what they spawn)
+            if not (tasks := asyncio.all_tasks(loop)):
+                break
             for task in tasks:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
@@ -290,9 +294,10 @@ def _close_forgotten() -> None:
 
 
 def _after_fork_in_child() -> None:
-    with _live_lock:
-        inherited = list(_live)
-        _live.clear()
+    global _live_lock
+    _live_lock = threading.Lock()  # another parent thread may have held it at the fork
+    inherited = list(_live)
+    _live.clear()
     for runner in inherited:
         runner.forget_after_fork()
 

@@ -47,6 +47,16 @@ class SyncLock:
         return self._lock.ttl
 
     @property
+    def wait(self) -> float:
+        """Seconds `acquire` keeps trying while another holder has the lease."""
+        return self._lock.wait
+
+    @property
+    def renew(self) -> bool:
+        """True when the lease is renewed in the background while held."""
+        return self._lock.renew
+
+    @property
     def token(self) -> str | None:
         """The fencing token: the etag of the write that acquired the lease."""
         return self._lock.token
