@@ -28,7 +28,7 @@ from .errors import (
 )
 from .factory import create_driver
 from .keys import join_keys, normalize_base, normalize_key
-from .layer import Layer
+from .layer import Layer, ValueLayer
 from .lock import Lock
 from .mounts import Mount
 from .registry import available_drivers, driver_class, register_driver
@@ -66,6 +66,7 @@ __all__ = [
     "TypedView",
     "UnsupportedError",
     "Unwatch",
+    "ValueLayer",
     "WatchCallback",
     "WatchEvent",
     "Watchers",

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from .driver import Capabilities, Driver, Unwatch, WatchCallback
 from .errors import InvalidArgumentError
 
-__all__ = ["Layer"]
+__all__ = ["Layer", "ValueLayer"]
 
 
 class Layer(Driver):
@@ -170,3 +170,67 @@ class Layer(Driver):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+class ValueLayer(Layer):
+    """A layer that stores other bytes than it is given (encryption, compression).
+
+    A subclass implements `encode` (the bytes to store for a value) and `decode` (the value
+    back from stored bytes, raising a `StorageError` naming the key when they are not its
+    own); every item and batch call goes through them. User meta passes untouched unless the
+    subclass overrides the meta calls. Counters and streams work through the layer's own reads
+    and writes (``transforms_values``).
+    """
+
+    transforms_values = True
+
+    def encode(self, key: str, value: bytes) -> bytes:
+        """The bytes to store at ``key`` for ``value``."""
+        raise NotImplementedError
+
+    def decode(self, key: str, data: bytes) -> bytes:
+        """The value ``data`` stored at ``key`` holds."""
+        raise NotImplementedError
+
+    def _decoded(self, key: str, data: bytes | None) -> bytes | None:
+        return None if data is None else self.decode(key, data)
+
+    async def get_item(self, key: str) -> bytes | None:
+        return self._decoded(key, await self.inner.get_item(key))
+
+    def get_item_nowait(self, key: str) -> bytes | None:
+        return self._decoded(key, self.inner.get_item_nowait(key))
+
+    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
+        return await self.inner.set_item(key, self.encode(key, value), ttl=ttl)
+
+    def set_item_nowait(self, key: str, value: bytes) -> str | None:
+        return self.inner.set_item_nowait(key, self.encode(key, value))
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        data, etag = await self.inner.get_item_with_etag(key)
+        return self._decoded(key, data), etag
+
+    async def set_item_conditional(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        return await self.inner.set_item_conditional(
+            key, self.encode(key, value), ttl=ttl, if_match=if_match, if_none_match=if_none_match
+        )
+
+    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
+        values = await self.inner.get_items(keys)
+        return [self._decoded(key, data) for key, data in zip(keys, values, strict=True)]
+
+    async def set_items(
+        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        await self.inner.set_items(
+            [(key, self.encode(key, value)) for key, value in items], ttl=ttl
+        )

@@ -13,12 +13,11 @@ added that starts with those three bytes is read as a frame: it fails with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ..driver import Driver
 from ..errors import InvalidArgumentError, SerializationError, UnsupportedError
-from ..layer import Layer
+from ..layer import ValueLayer
 
 __all__ = ["Compress", "DecompressionError"]
 
@@ -36,7 +35,7 @@ class DecompressionError(SerializationError):
     """A stored frame is corrupt, truncated, or would decompress beyond ``max_size``."""
 
 
-class Compress(Layer):
+class Compress(ValueLayer):
     """Values of ``min_size`` bytes or more stored zstd-compressed; smaller ones as they are.
 
     ``min_size`` is in bytes (default 1024); ``level`` is zstd's (default 3; 1-22, negative for
@@ -47,7 +46,6 @@ class Compress(Layer):
     """
 
     layer_name = "compress"
-    transforms_values = True
 
     def __init__(
         self,
@@ -134,50 +132,11 @@ class Compress(Layer):
             )
         return int(size)
 
-    def _unpack_or_none(self, key: str, data: bytes | None) -> bytes | None:
-        return None if data is None else self._unpack(key, data)
+    def encode(self, key: str, value: bytes) -> bytes:
+        return self._pack(key, value)
 
-    # -- items --------------------------------------------------------------------------------
-
-    async def get_item(self, key: str) -> bytes | None:
-        data = await self.inner.get_item(key)
-        return None if data is None else self._unpack(key, data)
-
-    def get_item_nowait(self, key: str) -> bytes | None:
-        data = self.inner.get_item_nowait(key)
-        return None if data is None else self._unpack(key, data)
-
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
-        return await self.inner.set_item(key, self._pack(key, value), ttl=ttl)
-
-    def set_item_nowait(self, key: str, value: bytes) -> str | None:
-        return self.inner.set_item_nowait(key, self._pack(key, value))
-
-    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
-        data, etag = await self.inner.get_item_with_etag(key)
-        return self._unpack_or_none(key, data), etag
-
-    async def set_item_conditional(
-        self,
-        key: str,
-        value: bytes,
-        *,
-        ttl: float | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-    ) -> str | None:
-        return await self.inner.set_item_conditional(
-            key, self._pack(key, value), ttl=ttl, if_match=if_match, if_none_match=if_none_match
-        )
-
-    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
-        values = await self.inner.get_items(keys)
-        return [self._unpack_or_none(key, data) for key, data in zip(keys, values, strict=True)]
-
-    async def set_items(
-        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        await self.inner.set_items([(key, self._pack(key, value)) for key, value in items], ttl=ttl)
+    def decode(self, key: str, data: bytes) -> bytes:
+        return self._unpack(key, data)
 
     # -- meta ---------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ..driver import Driver, is_meta_key, meta_key
 from ..errors import ConflictError, InvalidArgumentError, SerializationError, fail
 from ..keys import normalize_base
-from ..layer import Layer
+from ..layer import Layer, ValueLayer
 from ..mounts import Mount
 from ._encrypt_keys import KEY_ID_SIZE, KeyMaterial, KeyRing, generate_key, keys_from_env
 
@@ -57,7 +57,7 @@ class DecryptionError(SerializationError):
     """Stored bytes are not an envelope this layer can open: tampered, moved, or keyless."""
 
 
-class Encrypt(Layer):
+class Encrypt(ValueLayer):
     """Values and user meta sealed with AES-256-GCM under the newest key; any key opens.
 
     ``keys`` is a list of keys, newest first: each 32 bytes or URL-safe base64 text of 32
@@ -67,7 +67,6 @@ class Encrypt(Layer):
     """
 
     layer_name = "encrypt"
-    transforms_values = True
 
     def __init__(self, inner: Driver, *, keys: Sequence[KeyMaterial]) -> None:
         super().__init__(inner)
@@ -116,6 +115,12 @@ class Encrypt(Layer):
     def _open_or_none(self, key: str, data: bytes | None) -> bytes | None:
         return None if data is None else self._open(key, data)
 
+    def encode(self, key: str, value: bytes) -> bytes:
+        return self._seal(key, value)
+
+    def decode(self, key: str, data: bytes) -> bytes:
+        return self._open(key, data)
+
     def is_stale(self, data: bytes) -> bool:
         """True unless ``data`` is an envelope sealed with the newest key (cheap: no decryption)."""
         return not data.startswith(_MAGIC) or data[_KEY_ID] != self._ring.newest.id
@@ -131,46 +136,6 @@ class Encrypt(Layer):
         return self._seal(key, plain)
 
     # -- items --------------------------------------------------------------------------------
-
-    async def get_item(self, key: str) -> bytes | None:
-        data = await self.inner.get_item(key)
-        return None if data is None else self._open(key, data)
-
-    def get_item_nowait(self, key: str) -> bytes | None:
-        data = self.inner.get_item_nowait(key)
-        return None if data is None else self._open(key, data)
-
-    async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str | None:
-        return await self.inner.set_item(key, self._seal(key, value), ttl=ttl)
-
-    def set_item_nowait(self, key: str, value: bytes) -> str | None:
-        return self.inner.set_item_nowait(key, self._seal(key, value))
-
-    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
-        data, etag = await self.inner.get_item_with_etag(key)
-        return self._open_or_none(key, data), etag
-
-    async def set_item_conditional(
-        self,
-        key: str,
-        value: bytes,
-        *,
-        ttl: float | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-    ) -> str | None:
-        return await self.inner.set_item_conditional(
-            key, self._seal(key, value), ttl=ttl, if_match=if_match, if_none_match=if_none_match
-        )
-
-    async def get_items(self, keys: Sequence[str]) -> list[bytes | None]:
-        values = await self.inner.get_items(keys)
-        return [self._open_or_none(key, data) for key, data in zip(keys, values, strict=True)]
-
-    async def set_items(
-        self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        await self.inner.set_items([(key, self._seal(key, value)) for key, value in items], ttl=ttl)
 
     # -- meta ---------------------------------------------------------------------------------
 
