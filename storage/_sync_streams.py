@@ -30,26 +30,29 @@ class PageIterator(Generic[_T]):
     stops the listing early; an iterator dropped unfinished is closed when collected.
     """
 
-    __slots__ = ("_buffer", "_ended", "_name", "_page", "_pinned", "_source")
+    __slots__ = ("_buffer", "_ended", "_name", "_page", "_pinned", "_runner", "_source")
 
     def __init__(
         self, runner: Runner, source: AsyncIterator[_T], *, page: int, operation: str
     ) -> None:
+        self._runner = runner
         self._source = source
         self._page = page
         self._name = operation
         self._buffer: deque[_T] = deque()
         self._ended = False
-        closer = getattr(source, "aclose", None)
-        self._pinned = Pinned(runner, operation, cleanup=closer)
+        self._pinned: Pinned | None = None  # started by the first page
 
-    def __iter__(self) -> Iterator[_T]:
+    def __iter__(self) -> PageIterator[_T]:
         return self
 
     def __next__(self) -> _T:
         if not self._buffer:
             if self._ended:
                 raise StopIteration
+            if self._pinned is None:
+                closer = getattr(self._source, "aclose", None)
+                self._pinned = Pinned(self._runner, self._name, cleanup=closer)
             try:
                 items, self._ended = self._pinned.run(self._take, self._name, walking=True)
             except BaseException:
@@ -77,8 +80,8 @@ class PageIterator(Generic[_T]):
         """Stop the listing; the driver lets go of what it holds (a cursor, a connection)."""
         self._ended = True
         self._buffer.clear()
-        closer = getattr(self._source, "aclose", None)
-        self._pinned.close(closer, self._name)
+        if self._pinned is not None:
+            self._pinned.close(getattr(self._source, "aclose", None), self._name)
 
     def __enter__(self) -> PageIterator[_T]:
         return self
