@@ -64,6 +64,8 @@ class Sessions(Generic[DataT]):
             touch_interval = min(60.0, idle_timeout / 2)
         if not 0 <= touch_interval < idle_timeout:
             raise ValueError("touch_interval must be >= 0 and shorter than idle_timeout")
+        #: The Storage the app gave (its owner disposes it), and the sessions' namespace in it.
+        self.root = storage
         self.storage = storage.namespace(namespace)
         #: The storage I/O of session records (read, create, update, remove by digest).
         self.records = Records(self.storage)
