@@ -98,16 +98,11 @@ def build(args: argparse.Namespace) -> tuple[StorageServer, Storage]:
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` for the server, or `InvalidArgumentError` saying which
     flag to change (a port that is taken, a host this machine does not have)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise InvalidArgumentError(f"--host {host!r} is not an address here: {exc}") from None
-    sock = socket.socket(family, kind, proto)
+    # As uvicorn binds: IPv6 for an address with a colon, else IPv4 (so "localhost" is 127.0.0.1).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -115,8 +110,9 @@ def listen(host: str, port: int) -> socket.socket:
                 f"port {port} on {host} is taken (another server listens there): "
                 "choose another with --port"
             ) from None
+        reason = exc.strerror or str(exc)
         raise InvalidArgumentError(
-            f"cannot listen on {host}:{port} ({exc.strerror}): change --host or --port"
+            f"cannot listen on {host}:{port} ({reason}): change --host or --port"
         ) from None
     sock.set_inheritable(True)
     return sock
