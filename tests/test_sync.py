@@ -84,7 +84,7 @@ class _Hangs(MemoryDriver):
         return [None for _ in keys]
 
     async def remove_items(self, keys: Any) -> None:
-        time.sleep(1.0)  # noqa: ASYNC251 - blocks the loop thread itself, on purpose
+        time.sleep(2.0)  # noqa: ASYNC251 - blocks the loop thread itself, on purpose
 
 
 class _ClosingListing(Layer):
@@ -366,7 +366,7 @@ def test_a_call_over_many_keys_waits_while_the_loop_answers() -> None:
         assert sync.get_items(["a", "b"]) == {"a": None, "b": None}  # 0.8 s > the timeout
         with pytest.raises(DriverError, match="event loop thread was blocked"):
             sync.remove_items(["a"])
-        time.sleep(0.6)
+        time.sleep(1.6)
         assert not sync.has_item("a")  # once the loop is free again, calls are answered
 
 
