@@ -16,19 +16,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionError,
     HTTPClientError,
     NoCredentialsError,
-    NoRegionError,
 )
 
-from storage import ConflictError, DriverError, InvalidArgumentError
-from storage.workers import Workers, WorkersBusyError
+from storage import ConflictError, DriverError
+from storage.workers import WorkersBusyError
+
+from ._aws import aws_client
 
 __all__ = ["DynamoClient", "Send"]
 
@@ -98,35 +97,23 @@ class DynamoClient:
         self.table = table
         self.create = create
         self._owned = client is None
-        if client is None:
-            session = boto3.session.Session(
-                aws_access_key_id=access_key_id,
-                aws_secret_access_key=secret_access_key,
-                aws_session_token=session_token,
-                region_name=region,
-                profile_name=profile,
-            )
-            try:
-                client = session.client(
-                    "dynamodb",
-                    endpoint_url=endpoint_url,
-                    config=Config(
-                        connect_timeout=connect_timeout,
-                        read_timeout=read_timeout,
-                        retries={"max_attempts": max_attempts, "mode": "standard"},
-                        max_pool_connections=max_workers,
-                    ),
-                )
-            except NoRegionError:
-                raise InvalidArgumentError(
-                    "the dynamodb driver needs a region: pass region= (?region= in a URL) "
-                    "or set AWS_DEFAULT_REGION"
-                ) from None
-        else:
-            max_workers = min(max_workers, client.meta.config.max_pool_connections)
+        client, self._workers = aws_client(
+            "dynamodb",
+            client=client,
+            endpoint_url=endpoint_url,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            profile=profile,
+            max_workers=max_workers,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            pool_timeout=pool_timeout,
+        )
         #: The boto3 client itself.
         self.api: Any = client
-        self._workers = Workers(max_workers, name="unistorage-dynamodb", wait=pool_timeout)
         self._checked = False
         self._check_lock = asyncio.Lock()
 

@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drivers._s3_names import bare_etag
 from storage import ConflictError, DriverError
-from storage.workers import Workers, WorkersBusyError
+from storage.workers import WorkersBusyError
+
+from ._aws import aws_client
 
 __all__ = ["MARKERS", "Found", "S3Client", "deadline_of"]
 
@@ -100,37 +100,29 @@ class S3Client:
         self.bucket = bucket
         self.prefix = prefix
         self._owned = client is None
-        if client is None:
-            session = boto3.session.Session(
-                aws_access_key_id=access_key_id,
-                aws_secret_access_key=secret_access_key,
-                aws_session_token=session_token,
-                region_name=region,
-                profile_name=profile,
-            )
-            client = session.client(
-                "s3",
-                endpoint_url=endpoint_url,
-                config=Config(
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                    # Few attempts: an unreachable endpoint must fail within seconds.
-                    retries={"max_attempts": max_attempts, "mode": "standard"},
-                    max_pool_connections=max_workers,
-                    # boto3's default CRC checksums on every request are refused by several
-                    # S3-compatible stores; "when_supported" turns them back on.
-                    request_checksum_calculation=checksums,
-                    response_checksum_validation=checksums,
-                    # Presigned URLs in SigV4 (X-Amz-*), which every region takes.
-                    signature_version="s3v4",
-                ),
-            )
-        else:
-            # More threads than pooled connections would open and drop a connection per call.
-            max_workers = min(max_workers, client.meta.config.max_pool_connections)
+        client, self._workers = aws_client(
+            "s3",
+            client=client,
+            endpoint_url=endpoint_url,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            profile=profile,
+            max_workers=max_workers,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            pool_timeout=pool_timeout,
+            # boto3's default CRC checksums on every request are refused by several
+            # S3-compatible stores; "when_supported" turns them back on.
+            request_checksum_calculation=checksums,
+            response_checksum_validation=checksums,
+            # Presigned URLs in SigV4 (X-Amz-*), which every region takes.
+            signature_version="s3v4",
+        )
         #: The boto3 client itself, for the calls that have no method here.
         self.api: Any = client
-        self._workers = Workers(max_workers, name="unistorage-s3", wait=pool_timeout)
         self._bucket_checked = False
         self._bucket_lock = asyncio.Lock()
 
