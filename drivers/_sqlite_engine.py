@@ -17,6 +17,7 @@ import queue
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,12 +200,24 @@ class SqliteEngine:
 
     # -- the writer thread ---------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._file != ":memory:":
-            os.makedirs(os.path.dirname(self._file), exist_ok=True)
-        conn = sqlite3.connect(
-            self._file, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        """A connection to the file: read-only ones never create it (nor its directory)."""
+        if self._read_only and self._file != ":memory:":
+            uri = "file:" + urllib.parse.quote(os.path.abspath(self._file)) + "?mode=ro"
+            return sqlite3.connect(
+                uri, timeout=timeout, isolation_level=None, check_same_thread=False, uri=True
+            )
+        return sqlite3.connect(
+            self._file, timeout=timeout, isolation_level=None, check_same_thread=False
         )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._file != ":memory:" and not self._read_only:
+            os.makedirs(os.path.dirname(self._file), exist_ok=True)
+        try:
+            conn = self._open(self._busy_timeout)
+        except sqlite3.OperationalError as exc:
+            raise DriverError("sqlite", "open", None, f"cannot open {self.path!r}: {exc}") from exc
         deadline = time.monotonic() + self._busy_timeout
         try:
             while True:
@@ -360,9 +373,7 @@ class SqliteEngine:
         conn = self._readers.get(ident)
         if conn is None:
             # timeout=0: a read that would wait for a lock goes to the writer thread instead.
-            conn = sqlite3.connect(
-                self._file, timeout=0, isolation_level=None, check_same_thread=False
-            )
+            conn = self._open(0)
             self._readers[ident] = conn
         return conn
 

@@ -104,10 +104,6 @@ def test_reading_a_missing_fs_store_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "absent").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drivers/_sqlite_engine.py makes the directory and the file even when read_only",
-)
 def test_reading_a_missing_sqlite_store_creates_nothing_and_says_so(tmp_path: Path) -> None:
     result = run("get", "sqlite:///nodir/x.db", "k", cwd=tmp_path)
     assert not (tmp_path / "nodir").exists()
