@@ -1,4 +1,6 @@
-"""Requests/s through session middleware, in process (no network), ours against starsessions.
+"""Requests/s through session middleware, in process (no network), ours against starsessions
+and, through FastAPI and Litestar apps, against starsessions and Litestar's own server-side
+sessions on the same store.
 
 Each request carries the cookie of an existing session, reads one key and writes it back.
 Ours expires idle sessions (30 min, with a store TTL on every write); the like-for-like
@@ -27,6 +29,7 @@ from drivers.sqlite import SqliteDriver
 from sessions import Session, SessionMiddleware, Sessions
 from storage import Driver, Storage, create_storage
 
+from .frameworks import framework_cases
 from .harness import Bench, Result
 
 Scope = MutableMapping[str, Any]
@@ -280,3 +283,4 @@ async def run(bench: Bench) -> None:
             max(1, n // 5),
         )
     await _untouched(bench, n)
+    await framework_cases(bench, max(1, n // 2))

@@ -31,6 +31,12 @@ class Changes:
         #: Ids of the flash messages this request read (and so removes).
         self.taken: set[str] = set()
 
+    def clear(self) -> None:
+        """Forget every change (once committed)."""
+        self.data.clear()
+        self.added.clear()
+        self.taken.clear()
+
     def __bool__(self) -> bool:
         return bool(self.data or self.added or self.taken)
 

@@ -71,10 +71,5 @@ class Awaiting(Generic[T]):
 
     __hash__ = object.__hash__
 
-    def __getattr__(self, name: str) -> NoReturn:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        self._refuse()
-
     def __repr__(self) -> str:
         return f"<awaitable session.{self._what}: use await>"

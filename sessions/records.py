@@ -270,10 +270,18 @@ def _parse(raw: Any) -> Record | Moved | None:
     """The record a stored value holds; None (logged) when it is not one."""
     if raw is None:
         return None
-    if isinstance(raw, dict) and raw.get("v") == _FORMAT:
+    if type(raw) is dict and raw.get("v") == _FORMAT:
+        data, created, accessed = raw.get("data"), raw.get("created"), raw.get("accessed")
+        if (
+            len(raw) == 4  # the common case: no deadlines, flashes or user
+            and type(data) is dict
+            and isinstance(created, (int, float))
+            and isinstance(accessed, (int, float))
+        ):
+            return Record(float(created), float(accessed), data)
         if isinstance(raw.get("moved"), (int, float)):
             return Moved(float(raw["moved"]))
-        data, expires, flashes = raw.get("data"), raw.get("exp", {}), raw.get("flash", [])
+        expires, flashes = raw.get("exp", {}), raw.get("flash", [])
         user = raw.get("user")
         if (
             isinstance(data, dict)

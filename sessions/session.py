@@ -408,7 +408,8 @@ class Session(Generic[DataT]):
         if self._doomed:
             await self._manager.records.remove(self._doomed)
             self._doomed.clear()
-        self._changes, self._lent = Changes(), {}
+        self._changes.clear()
+        self._lent.clear()
         self._touch = False
         return self._response_headers(wrote)
 
@@ -429,11 +430,13 @@ class Session(Generic[DataT]):
         """
         manager = self._manager
         seconds = min(manager.idle_timeout, record.created + manager.absolute_timeout - now)
+        # Deadlines are kept for keys that hold values only: as many deadlines as keys means
+        # every key has one.
         if (
-            record.data
+            record.expires
+            and len(record.expires) == len(record.data)
             and record.user is None
             and not record.flashes
-            and all(key in record.expires for key in record.data)
         ):
             seconds = min(seconds, max(record.expires.values()) - now)
         return max(seconds, 0.001)
@@ -557,10 +560,22 @@ class Session(Generic[DataT]):
     def __bool__(self) -> bool:
         return True
 
-    def __getattr__(self, name: str) -> NoReturn:
-        if name in ("pop", "update", "setdefault", "clear", "values", "popitem", "copy"):
-            refuse("set/delete/items(...)")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    # The dict methods a Starlette user reaches for; explicit, because a `__getattr__` hook
+    # would slow every attribute access of the class.
+    def pop(self, *args: Any) -> NoReturn:
+        refuse("delete(key)")
+
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        refuse("set(key, value)")
+
+    def setdefault(self, *args: Any) -> NoReturn:
+        refuse("set(key, value)")
+
+    def clear(self) -> NoReturn:
+        refuse("destroy()")
+
+    def values(self) -> NoReturn:
+        refuse("items()")
 
     def __repr__(self) -> str:
         state = "loaded" if self._loaded else "lazy"
