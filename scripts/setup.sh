@@ -46,8 +46,9 @@ ensure_venv() {
 npm_install() {
   # npm_install DIR : install the npm packages of DIR/package.json when they are missing.
   local dir="$1"
-  if [ -f "$dir/package.json" ] && [ ! -d "$dir/node_modules" ]; then
+  # Again whenever package.json changed since the last install (a new package or alias).
+  if [ -f "$dir/package.json" ] && { [ ! -d "$dir/node_modules" ] || [ "$dir/package.json" -nt "$dir/node_modules" ]; }; then
     echo "setup: npm install in $dir"
-    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules)
   fi
 }

@@ -34,6 +34,7 @@ from .mounts import Mount
 from .registry import available_drivers, driver_class, register_driver
 from .storage import Storage, create_storage
 from .streams import Reader, Writer
+from .sync import SyncStorage
 from .typed import Codec, TypedView
 from .values import JSONSerializer, Serializer, default_serializer
 
@@ -63,6 +64,7 @@ __all__ = [
     "Serializer",
     "Storage",
     "StorageError",
+    "SyncStorage",
     "TypedView",
     "UnsupportedError",
     "Unwatch",
