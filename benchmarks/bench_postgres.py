@@ -26,9 +26,9 @@ from . import workload
 from .harness import Bench, Subject
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
-SEQUENTIAL = 500
+SEQUENTIAL = 200
 BATCH_ROUNDS = 10
-ROUNDS = 21
+ROUNDS = 41
 
 Body = Callable[[], Awaitable[int]]
 
@@ -103,6 +103,13 @@ async def run(bench: Bench) -> None:
         async def ours_sequential() -> int:
             return await workload.sequential(storage, n)
 
+        async def driver_sequential() -> int:
+            driver = storage.get_mount("").driver
+            for i in range(n):
+                await driver.set_item(f"user:{i}", orjson.dumps(VALUE))
+                orjson.loads(await driver.get_item(f"user:{i}") or b"null")
+            return n * 2
+
         async def ours_batches() -> int:
             return await workload.batches(storage, rounds)
 
@@ -115,6 +122,7 @@ async def run(bench: Bench) -> None:
                     floor=True,
                 ),
                 Subject("unistorage postgres", ours_sequential, ours=True),
+                Subject("postgres driver alone + orjson", driver_sequential),
                 Subject(
                     "raw asyncpg Pool + orjson",
                     _raw_sequential(pool.execute, pool.fetchval, sql, n),
