@@ -20,7 +20,6 @@ from storage import (
     DriverError,
     InvalidArgumentError,
     create_storage,
-    register_driver,
 )
 from tests.servers import free_port
 from tests.servers_dynamodb import MotoDynamoServer
@@ -283,7 +282,6 @@ async def test_a_batch_that_never_gets_done_fails_in_bounded_rounds() -> None:
 
 
 async def test_a_url_names_the_table_and_its_options(dynamodb_server: MotoDynamoServer) -> None:
-    register_driver("dynamodb", DynamoDriver, schemes=("dynamodb",))
     table = f"url-{uuid.uuid4().hex[:8]}"
     url = (
         f"dynamodb://{table}?endpoint_url={dynamodb_server.endpoint_url}&region=us-east-1"

@@ -22,7 +22,6 @@ from storage import (
     DriverError,
     InvalidArgumentError,
     create_storage,
-    register_driver,
 )
 from tests.fixtures.postgres import drop_table
 from tests.servers_postgres import PostgresServer
@@ -33,8 +32,6 @@ _RUN_CHILD = (
     "asyncio.run(_child(*sys.argv[1:]))"
 )
 LONG = "long:" + "x" * 9000  # past the 8000-byte NOTIFY payload
-
-register_driver("postgres", PostgresDriver, schemes=("postgres", "postgresql"))
 
 
 @pytest.fixture

@@ -23,7 +23,19 @@ from storage import (
 )
 from storage.layers import ReadOnly
 
-BUILT_INS = {"memory", "fs", "sqlite", "redis", "s3", "lru", "overlay", "null", "http"}
+BUILT_INS = {
+    "memory",
+    "fs",
+    "sqlite",
+    "redis",
+    "s3",
+    "dynamodb",
+    "postgres",
+    "lru",
+    "overlay",
+    "null",
+    "http",
+}
 
 
 def test_every_built_in_driver_is_registered_by_entry_point() -> None:
@@ -40,6 +52,12 @@ def test_every_built_in_driver_is_registered_by_entry_point() -> None:
         "s3",
         "http",
         "https",
+        "valkey",
+        "valkeys",
+        "valkey+cluster",
+        "dynamodb",
+        "postgres",
+        "postgresql",
     }
 
 
