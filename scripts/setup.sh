@@ -52,3 +52,51 @@ npm_install() {
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules)
   fi
 }
+
+package_check() {
+  # package_check WORK : the distribution as users get it, in the empty directory WORK. Builds
+  # unistorage's sdist and wheel (the wheel from the sdist) and checks them with twine; installs
+  # the wheel into a fresh virtual environment and runs tests/test_packaging.py there, from a
+  # directory outside the checkout, so it tests the installed package; then builds the example
+  # driver (examples/contributing_driver, a package of its own), installs it beside
+  # unistorage[testing] and runs the driver test kit against it in that package's directory.
+  local work="$1"
+  mkdir -p "$work"
+  local dist="$work/dist" venv="$work/venv" log="$work/build.log"
+  echo "== package: build, twine check"
+  if ! "$VENV/bin/python" -m build --outdir "$dist" "$ROOT" >"$log" 2>&1; then
+    cat "$log"
+    return 1
+  fi
+  "$VENV/bin/twine" check --strict "$dist"/unistorage-* || return 1
+  local wheel
+  wheel="$(ls "$dist"/unistorage-*.whl)"
+  cp -r "$ROOT/examples/contributing_driver" "$work/example"  # built outside the checkout
+  rm -rf "$work/example/build" "$work/example"/*.egg-info
+  if ! "$VENV/bin/python" -m build --wheel --outdir "$dist" "$work/example" >"$log" 2>&1; then
+    cat "$log"
+    return 1
+  fi
+  echo "== package: smoke tests of the installed wheel"
+  python3 -m venv "$venv" || return 1
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel" pytest || return 1
+  mkdir "$work/smoke"
+  cp "$ROOT/tests/test_packaging.py" "$work/smoke/"
+  printf '[pytest]\n' >"$work/smoke/pytest.ini"
+  (cd "$work/smoke" && UNISTORAGE_SOURCE="$ROOT" "$venv/bin/pytest" -q -p no:cacheprovider) || return 1
+  echo "== package: the driver test kit against the example driver package"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    "$wheel[testing]" "$dist"/unistorage_dict-*.whl || return 1
+  (cd "$work" && "$venv/bin/python" -c "
+import storage, unistorage_dict
+for module in (storage, unistorage_dict):
+    assert module.__file__.startswith('$venv/'), module.__file__
+print('installed:', storage.__name__, storage.__version__, unistorage_dict.__name__)") || return 1
+  (cd "$ROOT/examples/contributing_driver" && "$venv/bin/pytest" -q -p no:cacheprovider) || return 1
+}
+
+docs_build() {
+  # docs_build SITE : the documentation site, in strict mode (a broken link or reference fails).
+  echo "== mkdocs build --strict"
+  NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet -f "$ROOT/mkdocs.yml" -d "$1"
+}

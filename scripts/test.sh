@@ -5,6 +5,10 @@
 # Cluster, PostgreSQL, an S3-compatible server, the unistorage HTTP server) on free ports and
 # stop them afterwards.
 #
+# Before pytest it builds the wheel and sdist and smoke-tests the wheel in a fresh virtual
+# environment, runs the driver test kit against the example driver package installed there,
+# and builds the documentation site in strict mode (tests/test_docs_site.py opens that build).
+#
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh -k redis -x     # extra arguments go to pytest
 set -euo pipefail
@@ -20,5 +24,12 @@ npm_install "$ROOT/benchmarks/node"
 echo "== ruff check";          "$VENV/bin/ruff" check .
 echo "== ruff format --check"; "$VENV/bin/ruff" format --check .
 echo "== mypy --strict";       "$VENV/bin/mypy" --strict
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+package_check "$WORK/package"
+docs_build "$WORK/site"
+export UNISTORAGE_SITE="$WORK/site"
+
 echo "== pytest"
-exec "$VENV/bin/pytest" "$@"
+"$VENV/bin/pytest" "$@"
