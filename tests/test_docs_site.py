@@ -4,7 +4,7 @@
 ``UNISTORAGE_SITE``; run alone, this file builds it itself. The site is served from a local
 http server on a free port, and every request the browser makes to any other host fails the
 test: the site must work offline. Needs Debian's ``chromium`` and the ``playwright`` package
-(no browser download), as tests/test_example_cart.py does.
+(no browser download), driven as tests/test_example_cart.py drives it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests.test_example_cart import CHROMIUM, CHROMIUM_ARGS
-
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
