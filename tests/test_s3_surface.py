@@ -1,24 +1,18 @@
 """What is special about s3 in the full storage surface: S3's own conditional requests, the
-TTL deadline S3 cannot see, continuation-token pages, and a lock held across processes."""
+TTL deadline S3 cannot see, and continuation-token pages. A lock held across processes is
+tests/test_across_processes.py's, for s3 as for every store other processes reach."""
 
 from __future__ import annotations
 
 import asyncio
-import select
-import subprocess
-import sys
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from drivers.s3 import S3Driver
-from storage import ConflictError, create_driver, create_storage
+from storage import ConflictError, create_storage
 from tests.fixtures.s3 import S3_BUCKET, seed_objects
 from tests.servers import MotoServer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _objects(client: Any, prefix: str) -> list[str]:
@@ -108,73 +102,3 @@ async def test_pages_hide_ttl_markers_and_expired_objects(driver_s3: S3Driver) -
     await asyncio.sleep(0.4)
     storage = create_storage(driver_s3)
     assert await storage.list_keys(limit=10) == (["b", "c"], None)
-
-
-# -- a lock across processes ------------------------------------------------------------------
-
-
-async def _count_under_lock(url: str, rounds: str) -> None:
-    """In a child process: after "go" on stdin, ``rounds`` times take the lock "job", read
-    "counter", pause, write it plus one, release: a lost update means the lock let two in."""
-    storage = create_storage(create_driver(url))
-    try:
-        await storage.has_item("counter")  # connected before the race starts
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
-        await asyncio.to_thread(sys.stdin.readline)
-        for _ in range(int(rounds)):
-            async with storage.lock("job", ttl=10, wait=60):
-                value = await storage.get_item("counter", default=0)
-                await asyncio.sleep(0.01)
-                await storage.set_item("counter", value + 1)
-        sys.stdout.write("done\n")
-    finally:
-        await storage.dispose()
-
-
-_COUNTER = (
-    "import asyncio, sys; from tests.test_s3_surface import _count_under_lock as count; "
-    "asyncio.run(count(*sys.argv[1:]))"
-)
-
-
-def _race(url: str, processes: int, rounds: int) -> list[str]:
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _COUNTER, url, str(rounds)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(processes)
-    ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert select.select([child.stdout], [], [], 60)[0], "a child did not start"
-            assert child.stdout.readline() == "ready\n"
-        outputs = []
-        for child in children:
-            out, _ = child.communicate("go\n", timeout=120)
-            assert child.returncode == 0
-            outputs.append(out.strip())
-        return outputs
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-
-
-async def test_a_lock_held_by_one_process_excludes_another(s3_server: MotoServer) -> None:
-    prefix = f"lock-{uuid.uuid4().hex[:8]}"
-    url = (
-        f"s3://{S3_BUCKET}/{prefix}?endpoint_url={s3_server.endpoint_url}&region=us-east-1"
-        "&access_key_id=testing&secret_access_key=testing"
-    )
-    assert await asyncio.to_thread(_race, url, 2, 15) == ["done", "done"]
-    async with create_storage(create_driver(url)) as storage:
-        assert await storage.get_item("counter") == 30
-        assert await storage.has_item("job") is False
-        await storage.clear()
