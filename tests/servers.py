@@ -1,5 +1,5 @@
 """Start real servers on free local ports: redis-server, a Redis Cluster, the same two with
-Valkey's binaries, and moto's S3 server.
+Valkey's binaries, and moto's S3 server (another of moto's services by subclassing it).
 
 Shared by the test fixtures and the benchmarks. Every server runs as a child process in a
 temporary directory, without persistence (redis: unless ``durable``), and is stopped by `stop`.
@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "MissingServerError",
@@ -297,15 +297,19 @@ class ValkeyCluster(RedisCluster):
 
 
 # moto's server mode (what ``python -m moto.server`` runs: its WSGI app on werkzeug, threaded),
-# serving S3 only and answering with HTTP/1.1 keep-alive instead of closing every connection
-# (each measured here to about double its throughput under concurrent clients); request
-# logging is off.
+# serving one service only and answering with HTTP/1.1 keep-alive instead of closing every
+# connection (each measured here to about double its throughput under concurrent clients);
+# request logging is off. argv: host, port, service, and "serial" to handle one request at a
+# time (over connections that stay concurrent).
 _MOTO_MAIN = """
 import sys
+import threading
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication, MotoRequestHandler, create_backend_app,
 )
+
+host, port, service, serial = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "serial"
 
 class KeepAliveHandler(MotoRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -313,26 +317,49 @@ class KeepAliveHandler(MotoRequestHandler):
     def log_request(self, *args, **kwargs):
         pass
 
-class S3Dispatcher(DomainDispatcherApplication):
-    # Single-service mode: every request but /moto-api goes straight to the S3 app, skipping
-    # moto's per-request service inference (a directory scan of its modules, under a lock).
+class OneService(DomainDispatcherApplication):
+    one_at_a_time = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if not serial:
+            return super().__call__(environ, start_response)
+        with self.one_at_a_time:
+            return list(super().__call__(environ, start_response))
+
+    # Single-service mode: every request but /moto-api goes straight to the service's app,
+    # skipping moto's per-request service inference (a directory scan of its modules, under a
+    # lock).
     def get_application(self, environ):
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             return super().get_application(environ)
-        app = self.app_instances.get("s3")
+        app = self.app_instances.get(service)
         if app is None:
             with self.lock:
-                app = self.app_instances.setdefault("s3", self.create_app("s3"))
+                app = self.app_instances.setdefault(service, self.create_app(service))
         return app
 
-app = S3Dispatcher(create_backend_app)
-run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=True, request_handler=KeepAliveHandler)
+app = OneService(create_backend_app)
+run_simple(host, port, app, threaded=True, request_handler=KeepAliveHandler)
 """
+
+
+_Moto = TypeVar("_Moto", bound="MotoServer")
 
 
 class MotoServer:
     """moto's S3-compatible HTTP server as a separate process; ``env`` adds variables
-    (``INITIAL_NO_AUTH_ACTION_COUNT=0`` makes it check credentials)."""
+    (``INITIAL_NO_AUTH_ACTION_COUNT=0`` makes it check credentials). A subclass serves another
+    service by setting the class attributes below."""
+
+    #: The AWS service the server answers for, and `client` is a client of.
+    service: ClassVar[str] = "s3"
+    #: Handle one request at a time, for a service whose moto backend is not thread-safe.
+    serial: ClassVar[bool] = False
+    #: botocore ``Config`` options of `client` beyond the pool size and retries.
+    client_config: ClassVar[dict[str, Any]] = {
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+    }
 
     def __init__(self, *, env: dict[str, str] | None = None) -> None:
         try:
@@ -351,12 +378,13 @@ class MotoServer:
     def endpoint_url(self) -> str:
         return f"http://{_HOST}:{self.port}"
 
-    def start(self) -> MotoServer:
-        """Start the server and wait until it answers HTTP."""
+    def start(self: _Moto) -> _Moto:
+        """Start the server and wait until it answers HTTP (a failed start shows its log)."""
         log = self.directory / "moto.log"
+        mode = "serial" if self.serial else "threaded"
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _MOTO_MAIN, _HOST, str(self.port)],
+                [sys.executable, "-c", _MOTO_MAIN, _HOST, str(self.port), self.service, mode],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
@@ -375,12 +403,14 @@ class MotoServer:
         raise RuntimeError("moto server did not answer HTTP")
 
     def client(self, **config: Any) -> Any:
-        """A boto3 S3 client for this server (moto accepts any credentials unless told not to)."""
+        """A boto3 client of `service` for this server (moto accepts any credentials unless
+        told not to)."""
         import boto3
         from botocore.config import Config
 
-        return boto3.session.Session().client(
-            "s3",
+        session: Any = boto3.session.Session()  # its stubs type a client by a literal name
+        return session.client(
+            self.service,
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
             aws_access_key_id="testing",
@@ -388,9 +418,7 @@ class MotoServer:
             config=Config(
                 max_pool_connections=32,
                 retries={"max_attempts": 2},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                **config,
+                **{**self.client_config, **config},
             ),
         )
 
