@@ -6,10 +6,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from drivers.fs import INTERNAL, FsDriver, encode_segment
 from storage import create_driver, create_storage
@@ -33,13 +30,6 @@ AWKWARD = [
 
 def _tree(root: Path) -> list[str]:
     return sorted(str(path) for path in root.rglob("*"))
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[FsDriver]:
-    driver = FsDriver(tmp_path / "store", sweep_interval=0)
-    yield driver
-    await driver.dispose()
 
 
 async def test_awkward_keys_round_trip_and_list_exactly(fs: FsDriver) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -38,13 +37,6 @@ def _plant(base: Path, name: bytes, data: bytes = b"x") -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[FsDriver]:
-    driver = FsDriver(tmp_path / "store", sweep_interval=0)
-    yield driver
-    await driver.dispose()
 
 
 async def _planted(fs: FsDriver) -> list[str]:

@@ -8,7 +8,6 @@ closing twice is harmless. The driver makes both in its constructor and closes b
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
 from pathlib import Path
@@ -20,20 +19,7 @@ from drivers._fs_ops import FsFiles
 from drivers._fs_watch import FsWatcher
 from drivers.fs import FsDriver
 from storage import Capabilities, ConflictError, Watchers, WatchEvent
-
-
-def _open_fds_under(path: Path) -> list[str]:
-    """The descriptors of this process open on ``path`` or below it (Linux)."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target == str(path) or target.startswith(f"{path}/"):
-            found.append(target)
-    return found
-
+from tests.fixtures.fs import open_files_under
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/fd")
 
@@ -49,11 +35,11 @@ async def test_the_file_layer_runs_its_own_threads_and_closes_them(tmp_path: Pat
     threads = files.threads
     assert threads
     assert all(thread.is_alive() for thread in threads)
-    assert _open_fds_under(tmp_path / "store")
+    assert open_files_under(tmp_path / "store")
     await files.close()
     assert not any(thread.is_alive() for thread in threads)
     assert files.threads == []
-    assert _open_fds_under(tmp_path / "store") == []
+    assert open_files_under(tmp_path / "store") == []
     await files.close()  # harmless
 
 
@@ -67,7 +53,7 @@ async def test_a_read_only_file_layer_opens_nothing_it_could_write(tmp_path: Pat
     assert reader.tree.tmp == -1
     await reader.close()
     await reader.close()
-    assert _open_fds_under(tmp_path / "store") == []
+    assert open_files_under(tmp_path / "store") == []
 
 
 async def test_the_watcher_reports_changes_and_stops_its_thread(tmp_path: Path) -> None:
@@ -115,7 +101,7 @@ async def test_the_driver_holds_both_parts_and_dispose_closes_them(tmp_path: Pat
     await unwatch()
     await driver.dispose()
     assert not any(thread.is_alive() for thread in started)
-    assert _open_fds_under(tmp_path / "store") == [] or sys.platform != "linux"
+    assert open_files_under(tmp_path / "store") == [] or sys.platform != "linux"
     await driver.dispose()  # harmless
 
 

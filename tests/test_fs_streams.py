@@ -19,37 +19,21 @@ import pytest
 from drivers.fs import INTERNAL, FsDriver
 from storage import create_storage
 from storage.streams import StreamAbortedError
+from tests.fixtures.fs import open_files_under, store_path
 
 MB = 1024 * 1024
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/fd")
 
 
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[FsDriver]:
-    driver = FsDriver(tmp_path / "store", sweep_interval=0)
-    yield driver
-    await driver.dispose()
-
-
-def _path(fs: FsDriver, *names: str) -> Path:
-    """The file or directory ``names`` below the store's directory."""
-    return Path(fs.base).joinpath(*names)
-
-
 def _temporary_files(fs: FsDriver) -> list[str]:
-    return os.listdir(_path(fs, INTERNAL, "tmp"))
+    return os.listdir(store_path(fs, INTERNAL, "tmp"))
 
 
 def _open_files(fs: FsDriver) -> list[str]:
     """The keys' files this process holds open (the store's own directories and lock file
-    aside), by /proc (Linux)."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith(fs.base + "/") and f"/{INTERNAL}" not in target:
-                found.append(target)
-    return sorted(found)
+    aside)."""
+    held = open_files_under(fs.base)
+    return [name for name in held if name != fs.base and f"/{INTERNAL}" not in name]
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -74,7 +58,7 @@ async def _read(chunks: AsyncIterator[bytes] | None) -> bytes:
 
 async def test_a_streamed_value_is_the_plain_file_of_its_key(fs: FsDriver) -> None:
     await fs.write_chunks("files:big", _chunks(b"abc" * 1000, b"", b"def" * 1000))
-    assert _path(fs, "files", "big").read_bytes() == b"abc" * 1000 + b"def" * 1000
+    assert store_path(fs, "files", "big").read_bytes() == b"abc" * 1000 + b"def" * 1000
     assert _temporary_files(fs) == []
 
 
@@ -106,7 +90,7 @@ async def test_a_failed_stream_removes_its_temporary_file_and_makes_no_directory
         await fs.write_chunks("k", _failing(b"partial" * 100_000, b"more", error=error))
     with pytest.raises(type(error)):
         await fs.write_chunks("new:key", _failing(b"partial", error=error))
-    assert not _path(fs, "new").exists()
+    assert not store_path(fs, "new").exists()
     assert _temporary_files(fs) == []
 
 
@@ -129,12 +113,12 @@ async def test_a_stream_over_a_value_swaps_it_out_and_leaves_nothing_behind(
     await fs.set_item("k", b"old" * 100_000)
     await fs.set_item("d", b"own")
     await fs.set_item("d:child", b"c")
-    old = os.stat(_path(fs, "k")).st_ino
+    old = os.stat(store_path(fs, "k")).st_ino
     etag = await fs.write_chunks("k", _chunks(b"new" * 100_000))
     await fs.write_chunks("d", _chunks(b"own 2"))
     assert (await fs.get_item_with_etag("k")) == (b"new" * 100_000, etag)
-    assert os.stat(_path(fs, "k")).st_ino != old
-    assert _path(fs, "d", "%").read_bytes() == b"own 2"
+    assert os.stat(store_path(fs, "k")).st_ino != old
+    assert store_path(fs, "d", "%").read_bytes() == b"own 2"
     assert await fs.get_item("d:child") == b"c"
     assert _temporary_files(fs) == []
 
@@ -165,7 +149,7 @@ async def test_readers_see_the_old_value_or_the_new_one_while_streams_replace_it
 
 async def test_an_empty_stream_stores_an_empty_file(fs: FsDriver) -> None:
     await fs.write_chunks("empty", _chunks())
-    assert _path(fs, "empty").read_bytes() == b""
+    assert store_path(fs, "empty").read_bytes() == b""
 
 
 async def test_a_streamed_value_is_reported_to_watchers_once(fs: FsDriver) -> None:
@@ -211,7 +195,7 @@ async def test_an_expired_value_is_not_opened(fs: FsDriver) -> None:
     await fs.set_item("brief", b"v", ttl=0.1)
     await asyncio.sleep(0.2)
     assert await fs.read_chunks("brief", 10) is None
-    assert not _path(fs, "brief").exists()
+    assert not store_path(fs, "brief").exists()
 
 
 async def test_a_key_that_is_also_a_directory_streams_its_own_value(fs: FsDriver) -> None:
@@ -227,7 +211,7 @@ async def test_a_stream_closes_its_file_at_the_end_and_when_closed_read_or_not(
     fs: FsDriver,
 ) -> None:
     await fs.set_item("blob", b"v" * 10_000)
-    value = _path(fs, "blob")
+    value = store_path(fs, "blob")
     unread = await fs.read_chunks("blob", 1000)
     assert _open_files(fs) == [str(value)]
     await unread.aclose()  # type: ignore[union-attr]

@@ -7,30 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from drivers.fs import INTERNAL, FsDriver
 from storage import InvalidArgumentError, create_storage
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[FsDriver]:
-    driver = FsDriver(tmp_path / "store", sweep_interval=0)
-    yield driver
-    await driver.dispose()
-
-
-def _path(fs: FsDriver, *names: str) -> Path:
-    """The file or directory ``names`` below the store's directory."""
-    return Path(fs.base).joinpath(*names)
+from tests.fixtures.fs import store_path
 
 
 def _sidecar(fs: FsDriver, *names: str) -> Path:
     """The TTL sidecar of the key whose file names are ``names``."""
-    return _path(fs, INTERNAL, "side", *names[:-1], names[-1] + "%t")
+    return store_path(fs, INTERNAL, "side", *names[:-1], names[-1] + "%t")
 
 
 async def _all_pages(
@@ -53,10 +41,10 @@ async def _all_pages(
 async def test_a_counter_is_a_plain_file_of_json_integer_text(fs: FsDriver) -> None:
     assert await fs.increment("hits:today", 5) == 5
     assert await fs.increment("hits:today", -12) == -7
-    assert _path(fs, "hits", "today").read_bytes() == b"-7"
+    assert store_path(fs, "hits", "today").read_bytes() == b"-7"
     async with create_storage(FsDriver(fs.base, sweep_interval=0)) as other:
         assert await other.get_item("hits:today") == -7
-    assert os.listdir(_path(fs, INTERNAL, "tmp")) == []
+    assert os.listdir(store_path(fs, INTERNAL, "tmp")) == []
 
 
 async def test_incrementing_what_is_not_an_integer_changes_nothing(fs: FsDriver) -> None:
@@ -66,7 +54,7 @@ async def test_incrementing_what_is_not_an_integer_changes_nothing(fs: FsDriver)
         with pytest.raises(InvalidArgumentError):
             await fs.increment("text", 1)
         assert await fs.get_item_with_etag("text") == (stored, etag)
-    assert os.listdir(_path(fs, INTERNAL, "tmp")) == []
+    assert os.listdir(store_path(fs, INTERNAL, "tmp")) == []
 
 
 async def test_an_increment_keeps_the_expiry_time_of_a_live_key(fs: FsDriver) -> None:
@@ -92,7 +80,7 @@ async def test_an_increment_makes_the_directories_of_a_new_key(fs: FsDriver) -> 
     await fs.set_item("x", b"1")
     assert await fs.increment("x:child", 2) == 2  # 'x' becomes a directory holding its value
     assert await fs.increment("x", 1) == 2
-    assert _path(fs, "x", "%").read_bytes() == b"2"
+    assert store_path(fs, "x", "%").read_bytes() == b"2"
     assert sorted(await fs.get_keys()) == ["a:b:c", "x", "x:child"]
 
 
@@ -126,9 +114,9 @@ async def test_an_increment_is_reported_to_watchers(fs: FsDriver) -> None:
 
 async def test_a_touch_rewrites_the_ttl_sidecar_alone(fs: FsDriver) -> None:
     etag = await fs.set_item("session", b"data", ttl=10)
-    before = os.stat(_path(fs, "session"))
+    before = os.stat(store_path(fs, "session"))
     assert await fs.touch("session", 100) is True
-    after = os.stat(_path(fs, "session"))
+    after = os.stat(store_path(fs, "session"))
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     meta = await fs.get_meta("session")
     assert meta["etag"] == etag
@@ -149,7 +137,7 @@ async def test_a_missing_or_expired_key_is_not_touched_and_stays_gone(fs: FsDriv
     await fs.set_item("brief", b"v", ttl=0.1)
     await asyncio.sleep(0.2)
     assert await fs.touch("brief", 10) is False
-    assert not _path(fs, "brief").exists()  # the expired file is deleted as it is seen
+    assert not store_path(fs, "brief").exists()  # the expired file is deleted as it is seen
     await fs.set_item("brief", b"v", ttl=0.1)
     await asyncio.sleep(0.2)
     assert await fs.get_item_touch("brief", 10) is None
@@ -262,7 +250,7 @@ async def test_a_page_reads_only_the_directories_it_needs(
     for prefix in ("a", "b", "c"):
         await fs.set_items([(f"{prefix}:{n:02d}", b"v") for n in range(20)])
     for prefix in ("a", "c"):
-        _path(fs, prefix, "bad%FF").write_bytes(b"x")
+        store_path(fs, prefix, "bad%FF").write_bytes(b"x")
     with caplog.at_level(logging.WARNING, logger="drivers.fs"):
         keys, cursor = await fs.list_page(limit=5, cursor="b:04")
     assert (keys, cursor) == ([f"b:{n:02d}" for n in range(5, 10)], "b:09")
@@ -276,9 +264,9 @@ async def test_a_page_reads_only_the_directories_it_needs(
 async def test_pages_skip_expired_keys_and_names_that_are_no_keys(fs: FsDriver) -> None:
     await fs.set_item("live", b"v")
     await fs.set_item("brief", b"v", ttl=0.1)
-    _path(fs, "50%off").write_bytes(b"x")
-    _path(fs, "link").symlink_to("live")
-    os.mkfifo(_path(fs, "fifo"))
+    store_path(fs, "50%off").write_bytes(b"x")
+    store_path(fs, "link").symlink_to("live")
+    os.mkfifo(store_path(fs, "fifo"))
     await asyncio.sleep(0.2)
     assert await _all_pages(fs, limit=1) == ["live"]
-    assert not _path(fs, "brief").exists()
+    assert not store_path(fs, "brief").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from drivers.s3 import S3Driver
 from storage import ConflictError, DriverError, create_driver, create_storage
-from tests.fixtures.s3 import S3_BUCKET, seed_objects
+from tests.fixtures.s3 import S3_BUCKET, object_names, seed_objects
 from tests.servers import MotoServer, free_port
 
 TRICKY_KEYS = [
@@ -28,11 +28,6 @@ TRICKY_KEYS = [
     "+plus=equals",
     "~tilde#hash",
 ]
-
-
-def _objects(client: Any, prefix: str) -> list[str]:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
 async def test_listing_pages_through_thousands_of_keys(
@@ -62,7 +57,9 @@ async def test_every_kind_of_key_round_trips(driver_s3: S3Driver) -> None:
 
 async def test_keys_are_folders_in_the_bucket(driver_s3: S3Driver, s3_shared_client: Any) -> None:
     await driver_s3.set_item("docs:2024:report", b"r")
-    assert _objects(s3_shared_client, driver_s3._prefix) == [f"{driver_s3._prefix}docs/2024/report"]
+    assert object_names(s3_shared_client, driver_s3._prefix) == [
+        f"{driver_s3._prefix}docs/2024/report"
+    ]
 
 
 async def test_expired_objects_are_hidden_then_deleted(
@@ -73,7 +70,7 @@ async def test_expired_objects_are_hidden_then_deleted(
     await asyncio.sleep(0.5)
     assert await driver_s3.get_keys() == ["kept"]
     # The expired object and its spent marker are gone; the live key keeps its marker.
-    names = _objects(s3_shared_client, driver_s3._prefix)
+    names = object_names(s3_shared_client, driver_s3._prefix)
     assert f"{driver_s3._prefix}brief" not in names
     assert len([name for name in names if "%1Fttl/" in name]) == 1
 
@@ -84,7 +81,7 @@ async def test_create_only_write_replaces_an_expired_object(
     await driver_s3.set_item("lock", b"old", ttl=0.2)
     await asyncio.sleep(0.4)
     # The expired object is still in the bucket (nothing read it since), yet the key is free.
-    assert _objects(s3_shared_client, driver_s3._object("lock")) == [driver_s3._object("lock")]
+    assert object_names(s3_shared_client, driver_s3._object("lock")) == [driver_s3._object("lock")]
     await driver_s3.set_item_conditional("lock", b"new", if_none_match=True)
     assert await driver_s3.get_item("lock") == b"new"
     with pytest.raises(ConflictError):
@@ -102,7 +99,7 @@ async def test_url_names_bucket_prefix_and_endpoint(
     assert isinstance(driver, S3Driver)
     try:
         await driver.set_item("a:b", b"1")
-        assert _objects(s3_shared_client, prefix) == [f"{prefix}/a/b"]
+        assert object_names(s3_shared_client, prefix) == [f"{prefix}/a/b"]
     finally:
         await driver.clear()
         await driver.dispose()

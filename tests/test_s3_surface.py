@@ -11,14 +11,8 @@ import pytest
 
 from drivers.s3 import S3Driver
 from storage import ConflictError, create_storage
-from tests.fixtures.s3 import S3_BUCKET, seed_objects
+from tests.fixtures.s3 import S3_BUCKET, object_names, seed_objects
 from tests.servers import MotoServer
-
-
-def _objects(client: Any, prefix: str) -> list[str]:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
 
 # -- compare-and-set --------------------------------------------------------------------------
 
@@ -28,7 +22,7 @@ async def test_an_expired_object_still_in_the_bucket_is_no_version_to_match(
 ) -> None:
     etag = await driver_s3.set_item("brief", b"v", ttl=0.2)
     await asyncio.sleep(0.4)
-    assert _objects(s3_shared_client, driver_s3._object("brief"))  # nothing deleted it yet
+    assert object_names(s3_shared_client, driver_s3._object("brief"))  # nothing deleted it yet
     with pytest.raises(ConflictError):
         await driver_s3.set_item_conditional("brief", b"w", if_match="*")
     await driver_s3.set_item("brief", b"v", ttl=0.2)
@@ -45,7 +39,7 @@ async def test_a_conditional_remove_is_s3s_conditional_delete(
     with pytest.raises(ConflictError):
         await driver_s3.remove_item_conditional("k", if_match=old)
     await driver_s3.remove_item_conditional("k", if_match=f'"{new}"')  # S3's spelling too
-    assert _objects(s3_shared_client, driver_s3._object("k")) == []
+    assert object_names(s3_shared_client, driver_s3._object("k")) == []
 
 
 async def test_renewing_a_ttl_keeps_the_etag_because_s3_etags_hash_the_content(
@@ -95,7 +89,7 @@ async def test_pages_follow_s3s_continuation_tokens_and_its_thousand_key_pages(
     assert (len(page), cursor is not None) == (1000, True)
 
 
-async def test_pages_hide_ttl_markers_and_expired_objects(driver_s3: S3Driver) -> None:
+async def test_pages_hide_ttl_markers_and_expiredobject_names(driver_s3: S3Driver) -> None:
     await driver_s3.set_item("a", b"1", ttl=0.2)
     await driver_s3.set_item("b", b"2", ttl=60)
     await driver_s3.set_item("c", b"3")

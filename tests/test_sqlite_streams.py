@@ -21,6 +21,7 @@ from drivers._sqlite_streams import Streams
 from drivers.sqlite import SqliteDriver
 from storage import ConflictError, DriverError, create_storage
 from storage.streams import StreamAbortedError
+from tests.fixtures.fs import open_files_under
 
 MB = 1024 * 1024
 PROC = os.path.isdir("/proc/self/fd")  # where this process's open files can be seen (Linux)
@@ -51,18 +52,11 @@ async def _read(chunks: AsyncIterator[bytes] | None) -> bytes:
 
 
 def _spools(directory: Path) -> list[str]:
-    """This process's open files in ``directory`` (anonymous ones included), by /proc."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(directory)) and not target.split(" ")[0].endswith(
-            ("store.db", "store.db-wal", "store.db-shm")
-        ):
-            found.append(target)
-    return found
+    """This process's open files in ``directory`` (anonymous ones included) but the database's."""
+    database = ("store.db", "store.db-wal", "store.db-shm")
+    return [
+        name for name in open_files_under(directory) if not name.split(" ")[0].endswith(database)
+    ]
 
 
 async def test_a_streamed_value_is_one_blob_in_the_row(db: SqliteDriver) -> None:
