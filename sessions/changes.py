@@ -31,12 +31,6 @@ class Changes:
         #: Ids of the flash messages this request read (and so removes).
         self.taken: set[str] = set()
 
-    def clear(self) -> None:
-        """Forget every change (once committed)."""
-        self.data.clear()
-        self.added.clear()
-        self.taken.clear()
-
     def __bool__(self) -> bool:
         return bool(self.data or self.added or self.taken)
 
@@ -47,6 +41,17 @@ class Changes:
     def delete(self, name: str) -> None:
         """Record that ``name`` was removed."""
         self.data[name] = (DELETED, None)
+
+    def take(self, stored: list[Flash], category: str | None) -> list[tuple[str, Any]]:
+        """Read the flash messages not read yet (``stored`` ones, then the ones added here),
+        of ``category`` only if given: (category, message) pairs, oldest first, each once."""
+        taken = self.taken
+        found: list[tuple[str, Any]] = []
+        for flash_id, kind, message in (*stored, *self.added):
+            if flash_id not in taken and (category is None or kind == category):
+                taken.add(flash_id)
+                found.append((kind, message))
+        return found
 
     def flashes(self, stored: list[Flash]) -> list[Flash]:
         """``stored`` flash messages without the ones read here, then the ones added here."""
