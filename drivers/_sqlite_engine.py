@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage import DriverError, WatchEvent
+from storage.errors import own
 
 __all__ = ["Events", "SqliteEngine", "Work"]
 
@@ -50,8 +51,9 @@ _Outcome = tuple[_Job, Any, BaseException | None]
 
 
 def _failed(job: _Job, exc: BaseException) -> _Outcome:
+    """``job`` failed with ``exc``: a copy of its own, as one error often fails a whole group."""
     job.events.clear()
-    return job, None, exc
+    return job, None, own(exc)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -271,7 +273,7 @@ class SqliteEngine:
                     else:
                         jobs.append(job)
                 if conn is None:
-                    self._resolve([(job, None, failure) for job in jobs])
+                    self._resolve([_failed(job, failure) for job in jobs])
                 elif jobs:
                     try:
                         self._run_batch(conn, jobs)

@@ -17,6 +17,7 @@ __all__ = [
     "StorageError",
     "UnsupportedError",
     "fail",
+    "own",
 ]
 
 
@@ -121,6 +122,25 @@ def fail(driver: str, operation: str, key: str | None, exc: BaseException) -> No
         raise exc  # cancellation and interpreter exits are not backend failures
     message = str(exc) or type(exc).__name__
     raise DriverError(driver, operation, key, message) from exc
+
+
+def own(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for one of several callers failed by the same error (a group commit,
+    a shared read): the same type, arguments, attributes, cause and traceback so far.
+
+    One exception instance raised in many tasks collects every task's frames in its traceback:
+    under load the chains grow by thousands of frames and logging them stalls the event loop.
+    An exotic class that cannot be copied this way is returned as it is.
+    """
+    try:
+        copy = type(exc).__new__(type(exc), *exc.args)
+        copy.__dict__.update(exc.__dict__)
+        copy.args = exc.args
+    except Exception:
+        return exc
+    copy.__cause__, copy.__context__ = exc.__cause__, exc.__context__
+    copy.__suppress_context__ = exc.__suppress_context__
+    return copy.with_traceback(exc.__traceback__)
 
 
 def _renamed(exc: StorageError, old: str, new: str) -> StorageError:

@@ -5,7 +5,8 @@ starts one and speaks to it a line at a time.
 a line, answering each with one line; an empty line or the end of its input ends it:
 
 - ``count KEY TASKS ROUNDS AT``: at the time AT (``time.time()``), TASKS tasks each increment
-  KEY ROUNDS times; answers the values they got, as JSON.
+  KEY ROUNDS times; answers, as JSON, the values they got and when the tasks began and ended
+  (``{"values": [...], "began": t, "ended": t}``).
 - ``exclusive KEY TASKS ROUNDS AT``: at the time AT, TASKS tasks each, ROUNDS times, take the
   lock ``KEY:lock`` and add one to KEY by a plain read then write, which only the lock keeps
   from losing updates; answers ``done``.
@@ -48,8 +49,10 @@ async def _count(storage: Storage, key: str, tasks: str, rounds: str, start: str
         return [await storage.increment(key) for _ in range(int(rounds))]
 
     await _at(start)
+    began = time.time()
     got = await asyncio.gather(*(add() for _ in range(int(tasks))))
-    return json.dumps([value for values in got for value in values])
+    values = [value for values in got for value in values]
+    return json.dumps({"values": values, "began": began, "ended": time.time()})
 
 
 async def _exclusive(storage: Storage, key: str, tasks: str, rounds: str, start: str) -> str:
@@ -162,7 +165,7 @@ def children(url: str, count: int) -> Iterator[list[Child]]:
 def race(started: list[Child], command: str) -> list[str]:
     """Run ``command`` (``count ...`` or ``exclusive ...``) in every child from the same
     moment; what each answered."""
-    start = time.time() + 0.05  # each is waiting on a line already
+    start = time.time() + 0.5  # each is waiting on a line already, even on a loaded machine
     for child in started:
         child.send(f"{command} {start}")
     return [child.reply() for child in started]

@@ -14,5 +14,6 @@ from tests.processes import children, race
 
 def test_increments_from_two_processes_leave_no_temporary_file(tmp_path: Path) -> None:
     with children(f"file://{tmp_path / 'store'}?sweep_interval=0", 2) as pair:
-        assert [len(json.loads(got)) for got in race(pair, "count hits 10 10")] == [100, 100]
+        counted = [json.loads(got)["values"] for got in race(pair, "count hits 10 10")]
+        assert [len(values) for values in counted] == [100, 100]
     assert os.listdir(tmp_path / "store" / INTERNAL / "tmp") == []

@@ -225,6 +225,8 @@ async def test_a_failed_read_reaches_every_waiter_and_is_not_cached(
         *(cache.get_item("k") for _ in range(10)), return_exceptions=True
     )
     assert all(isinstance(result, ConnectionError) for result in results)
+    # each waiter's own copy: one instance raised in ten tasks would gather all their frames
+    assert len({id(result) for result in results}) == 10
     assert counted.reads == 1
     counted.failure = None
     assert await cache.get_item("k") == b"v"

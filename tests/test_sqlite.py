@@ -490,3 +490,32 @@ async def test_etag_compare_and_set_from_two_processes_loses_no_increment(
     finally:
         await driver.dispose()
     assert sum(int(out.split()[1]) for out in outputs) > 0  # the tasks really raced
+
+
+def _frames(exc: BaseException) -> int:
+    tb, count = exc.__traceback__, 0
+    while tb is not None:
+        tb, count = tb.tb_next, count + 1
+    return count
+
+
+async def test_a_group_failed_by_a_lock_gives_each_caller_an_error_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # One error fails every write of a group commit. Shared by all of them, its traceback
+    # gathered every caller's frames (hundreds of frames per logged error under load, which
+    # stalled the server that logged them).
+    path = tmp_path / "store.db"
+    async with create_storage(f"sqlite:///{path}?sweep_interval=0&busy_timeout=0.2") as storage:
+        await storage.set_item("warm", 1)
+        with sqlite3.connect(path, isolation_level=None) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            failed = await asyncio.gather(
+                *(storage.set_item(f"k{i}", i) for i in range(50)), return_exceptions=True
+            )
+            other.execute("ROLLBACK")
+    assert all(isinstance(exc, DriverError) for exc in failed)
+    causes = [exc.__cause__ for exc in failed if isinstance(exc, BaseException)]
+    assert all(isinstance(cause, sqlite3.OperationalError) for cause in causes)
+    assert len({id(cause) for cause in causes}) == 50
+    assert max(_frames(cause) for cause in causes if cause is not None) < 20

@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
 from ..driver import Driver, Unwatch, WatchEvent, meta_key
-from ..errors import InvalidArgumentError, UnsupportedError
+from ..errors import InvalidArgumentError, UnsupportedError, own
 from ..layer import Layer
 from ..registry import driver_class
 from ..ttl import TTL, ttl_seconds
@@ -119,7 +119,7 @@ class Cache(Layer):
                 return None
         (future,) = self._fetch((key,))
         await asyncio.wait((future,))
-        return future.result()
+        return _result(future)
 
     async def has_item(self, key: str) -> bool:
         return await self.get_item(key) is not None
@@ -151,7 +151,7 @@ class Cache(Layer):
         futures = self._fetch([keys[index] for index in absent])
         await asyncio.wait(set(futures))
         for index, future in zip(absent, futures, strict=True):
-            values[index] = future.result()
+            values[index] = _result(future)
         return values
 
     def get_item_nowait(self, key: str) -> bytes | None:
@@ -427,3 +427,12 @@ class Cache(Layer):
                 await self.cache.dispose()
             finally:
                 await self.inner.dispose()
+
+
+def _result(future: asyncio.Future[Any]) -> Any:
+    """A fill's value, or its failure as an exception of this caller's own (`storage.errors.own`):
+    every waiter of a fill, and every key of one backend read, share one failure."""
+    exc = future.exception()
+    if exc is not None:
+        raise own(exc)
+    return future.result()
