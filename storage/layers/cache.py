@@ -429,7 +429,7 @@ class Cache(Layer):
                 await self.inner.dispose()
 
 
-def _result(future: asyncio.Future[Any]) -> Any:
+def _result(future: asyncio.Future[bytes | None]) -> bytes | None:
     """A fill's value, or its failure as an exception of this caller's own (`storage.errors.own`):
     every waiter of a fill, and every key of one backend read, share one failure."""
     exc = future.exception()
