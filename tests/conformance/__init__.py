@@ -15,8 +15,9 @@ from storage.testing import ConformanceOptions, DriverFixtures
 
 #: The names a fixture module may put in ``CONFORMANCE_EXCLUDES``, for what capabilities
 #: cannot say. ``stores``: the driver keeps nothing (left out of the kit); ``meta``: no native
-#: mtime; ``plain_ttl``: every write expires (a default TTL); ``ttl``: redundant now that the
-#: kit reads ``capabilities.ttl``, kept for the null driver's list.
+#: mtime; ``plain_ttl``: every write expires (a default TTL); ``ttl``: no TTL, which keeps it
+#: out of the tests marked ``capability("ttl")`` outside the kit (the kit itself reads
+#: ``capabilities.ttl``).
 EXCLUDES = frozenset({"stores", "meta", "plain_ttl", "ttl"})
 
 
