@@ -10,7 +10,9 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiofiles
 
@@ -18,7 +20,8 @@ from drivers.fs import FsDriver
 from storage import create_storage
 
 from . import workload
-from .harness import Bench, Subject, node_available, run_node
+from .harness import Bench, Body, Sample, Subject
+from .node_rounds import NodeRounds, node_available
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
 SEQUENTIAL = 3000
@@ -36,16 +39,22 @@ def _fresh(root: str, name: str) -> str:
     return path
 
 
-def _in_fresh(
-    root: str, name: str, body: Callable[[str], Awaitable[int]]
-) -> Callable[[], Awaitable[int]]:
-    async def run() -> int:
-        return await body(_fresh(root, name))
+Fresh = Callable[[str], Awaitable[int]]
+
+
+def _in_fresh(root: str, name: str, body: Fresh) -> Body:
+    """``body`` in a directory emptied first, untimed (the removal is not the subject's)."""
+
+    async def run() -> Sample:
+        base = _fresh(root, name)
+        start = time.perf_counter()
+        ops = await body(base)
+        return Sample(ops, time.perf_counter() - start)
 
     return run
 
 
-async def _aiofiles(bench: Bench, root: str, n: int) -> None:
+def _aiofiles(n: int, rounds: int) -> tuple[Fresh, Fresh]:
     async def sequential(base: str) -> int:
         os.makedirs(f"{base}/user", exist_ok=True)
         for i in range(n):
@@ -55,12 +64,21 @@ async def _aiofiles(bench: Bench, root: str, n: int) -> None:
                 json.loads(await handle.read())
         return n * 2
 
-    await bench.measure(
-        SEQ, "aiofiles open/write/read", _in_fresh(root, "aiofiles", sequential), floor=True
-    )
+    async def batches(base: str) -> int:
+        os.makedirs(f"{base}/batch", exist_ok=True)
+        for _ in range(rounds):
+            for key in BATCH:
+                async with aiofiles.open(f"{base}/{key.replace(':', '/')}", "w") as handle:
+                    await handle.write(json.dumps(VALUE))
+            for key in BATCH:
+                async with aiofiles.open(f"{base}/{key.replace(':', '/')}") as handle:
+                    json.loads(await handle.read())
+        return rounds * 2000
+
+    return sequential, batches
 
 
-async def _to_thread(bench: Bench, root: str, n: int) -> None:
+def _to_thread(n: int) -> Fresh:
     def write(path: str, data: str) -> None:
         with open(path, "w") as handle:
             handle.write(data)
@@ -76,44 +94,62 @@ async def _to_thread(bench: Bench, root: str, n: int) -> None:
             json.loads(await asyncio.to_thread(read, f"{base}/user/{i}"))
         return n * 2
 
-    await bench.measure(SEQ, "to_thread open/write/read", _in_fresh(root, "thread", sequential))
+    return sequential
 
 
-async def _unistorage(bench: Bench, root: str, n: int, rounds: int) -> None:
+def _unistorage(n: int, rounds: int, **options: Any) -> tuple[Fresh, Fresh]:
     async def sequential(base: str) -> int:
-        async with create_storage(FsDriver(base)) as storage:
+        async with create_storage(FsDriver(base, **options)) as storage:
             return await workload.sequential(storage, n)
 
     async def batches(base: str) -> int:
-        async with create_storage(FsDriver(base)) as storage:
+        async with create_storage(FsDriver(base, **options)) as storage:
             return await workload.batches(storage, rounds)
 
-    async def sequential_pooled(base: str) -> int:
-        async with create_storage(FsDriver(base, inline_reads=False)) as storage:
-            return await workload.sequential(storage, n)
-
-    await bench.measure(SEQ, "unistorage fs", _in_fresh(root, "ours", sequential), ours=True)
-    await bench.measure(
-        SEQ, "unistorage fs, inline_reads=False", _in_fresh(root, "pooled", sequential_pooled)
-    )
-    await bench.measure(BATCHES, "unistorage fs", _in_fresh(root, "ours", batches), ours=True)
+    return sequential, batches
 
 
-async def _aiofiles_batches(bench: Bench, root: str, rounds: int) -> None:
-    async def batches(base: str) -> int:
-        os.makedirs(f"{base}/batch", exist_ok=True)
-        for _ in range(rounds):
-            for key in BATCH:
-                async with aiofiles.open(f"{base}/{key.replace(':', '/')}", "w") as handle:
-                    await handle.write(json.dumps(VALUE))
-            for key in BATCH:
-                async with aiofiles.open(f"{base}/{key.replace(':', '/')}") as handle:
-                    json.loads(await handle.read())
-        return rounds * 2000
+def _node(node: NodeRounds, case: str) -> Subject:
+    async def body() -> Sample:
+        await node.run("fresh")  # a new directory, untimed
+        return await node.run(case)
 
-    await bench.measure(
-        BATCHES, "aiofiles open/write/read", _in_fresh(root, "aiofiles", batches), floor=True
-    )
+    return Subject("unstorage fs (node)", body)
+
+
+async def _items(bench: Bench, root: str, n: int, rounds: int) -> None:
+    """Sequential pairs and batches, each round in a fresh directory."""
+    aio_sequential, aio_batches = _aiofiles(n, rounds)
+    ours_sequential, ours_batches = _unistorage(n, rounds)
+    pooled_sequential, _ = _unistorage(n, rounds, inline_reads=False)
+    node = None
+    if node_available():
+        node = await NodeRounds("fs.mjs", os.path.join(root, "node"), str(n), str(rounds)).start()
+    try:
+        sequential = [
+            Subject(
+                "aiofiles open/write/read", _in_fresh(root, "aiofiles", aio_sequential), floor=True
+            ),
+            Subject("unistorage fs", _in_fresh(root, "ours", ours_sequential), ours=True),
+            Subject(
+                "unistorage fs, inline_reads=False", _in_fresh(root, "pooled", pooled_sequential)
+            ),
+            Subject("to_thread open/write/read", _in_fresh(root, "thread", _to_thread(n))),
+        ]
+        batches = [
+            Subject(
+                "aiofiles open/write/read", _in_fresh(root, "aiofiles", aio_batches), floor=True
+            ),
+            Subject("unistorage fs", _in_fresh(root, "ours", ours_batches), ours=True),
+        ]
+        if node is not None:
+            sequential.append(_node(node, "sequential"))
+            batches.append(_node(node, "batches"))
+        await bench.rounds(SEQ, sequential)
+        await bench.rounds(BATCHES, batches, rounds=5)
+    finally:
+        if node is not None:
+            await node.close()
 
 
 def _random_file(path: str, megabytes: int) -> None:
@@ -190,15 +226,7 @@ async def run(bench: Bench) -> None:
     rounds = bench.n(ROUNDS)
     root = tempfile.mkdtemp(prefix="bench-fs-")
     try:
-        await _aiofiles(bench, root, n)
-        await _to_thread(bench, root, n)
-        await _unistorage(bench, root, n, rounds)
-        await _aiofiles_batches(bench, root, rounds)
+        await _items(bench, root, n, rounds)
         await _streams(bench, root, bench.n(STREAMED_MB))
-        if node_available():
-            for row in run_node("fs.mjs", os.path.join(root, "node"), str(n)):
-                bench.add(row["case"], row["subject"], row["ops"], row["seconds"])
-        else:
-            print("  (node or benchmarks/node/node_modules missing: unstorage fs skipped)")
     finally:
         shutil.rmtree(root, ignore_errors=True)

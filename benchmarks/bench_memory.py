@@ -1,4 +1,8 @@
-"""Storage + memory driver against a raw dict with json (the floor) and the Python peers."""
+"""Storage + memory driver against a raw dict with json (the floor), the Python peers and
+unstorage's memory driver on node, in alternating rounds.
+
+Goals (issue 16): sequential at least 1.2x unstorage on node and 2x the fastest Python peer.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,15 @@ from drivers.memory import MemoryDriver
 from storage import create_storage
 
 from . import workload
-from .harness import Bench, node_available, run_node
+from .harness import Bench, Body, Subject
+from .node_rounds import NodeRounds, node_available
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
 SEQUENTIAL = 20_000
 ROUNDS = 20
 
 
-async def _raw_dict(bench: Bench, n: int, rounds: int) -> None:
+def _raw_dict(n: int, rounds: int) -> tuple[Body, Body]:
     data: dict[str, str] = {}
 
     async def set_item(key: str, value: Any) -> None:
@@ -39,23 +44,10 @@ async def _raw_dict(bench: Bench, n: int, rounds: int) -> None:
             [json.loads(data[key]) for key in BATCH]
         return rounds * 2000
 
-    await bench.measure(SEQ, "raw dict + json", sequential, floor=True)
-    await bench.measure(BATCHES, "raw dict + json", batches, floor=True)
+    return sequential, batches
 
 
-async def _unistorage(bench: Bench, n: int, rounds: int) -> None:
-    storage = create_storage(MemoryDriver())
-
-    await bench.measure(
-        SEQ, "unistorage memory", lambda: workload.sequential(storage, n), ours=True
-    )
-    await bench.measure(
-        BATCHES, "unistorage memory", lambda: workload.batches(storage, rounds), ours=True
-    )
-    await storage.dispose()
-
-
-async def _litestar(bench: Bench, n: int, rounds: int) -> None:
+def _litestar(n: int, rounds: int) -> tuple[Body, Body]:
     from litestar.stores.memory import MemoryStore
 
     store = MemoryStore()
@@ -75,11 +67,10 @@ async def _litestar(bench: Bench, n: int, rounds: int) -> None:
                 json.loads(await store.get(key) or b"null")
         return rounds * 2000
 
-    await bench.measure(SEQ, "litestar MemoryStore + json", sequential)
-    await bench.measure(BATCHES, "litestar MemoryStore + json", batches)
+    return sequential, batches
 
 
-async def _aiocache(bench: Bench, n: int, rounds: int) -> None:
+def _aiocache(n: int, rounds: int) -> tuple[Body, Body]:
     from aiocache import SimpleMemoryCache
     from aiocache.serializers import JsonSerializer
 
@@ -98,11 +89,10 @@ async def _aiocache(bench: Bench, n: int, rounds: int) -> None:
             await cache.multi_get(BATCH)
         return rounds * 2000
 
-    await bench.measure(SEQ, "aiocache SimpleMemoryCache json", sequential)
-    await bench.measure(BATCHES, "aiocache SimpleMemoryCache json", batches)
+    return sequential, batches
 
 
-async def _py_key_value(bench: Bench, n: int, rounds: int) -> None:
+def _py_key_value(n: int, rounds: int) -> tuple[Body, Body]:
     from key_value.aio.stores.memory import MemoryStore
 
     store = MemoryStore()
@@ -120,25 +110,35 @@ async def _py_key_value(bench: Bench, n: int, rounds: int) -> None:
             await store.get_many(BATCH)
         return rounds * 2000
 
-    await bench.measure(SEQ, "py-key-value-aio MemoryStore", sequential)
-    await bench.measure(BATCHES, "py-key-value-aio MemoryStore", batches)
-
-
-def _node(bench: Bench, n: int, rounds: int) -> None:
-    if not node_available():
-        print(
-            "  (node or benchmarks/node/node_modules missing: `npm install --prefix benchmarks/node`)"
-        )
-        return
-    for line in run_node("memory.mjs", str(n), str(rounds)):
-        bench.add(line["case"], line["subject"], line["ops"], line["seconds"])
+    return sequential, batches
 
 
 async def run(bench: Bench) -> None:
     n, rounds = bench.n(SEQUENTIAL), bench.n(ROUNDS)
-    await _raw_dict(bench, n, rounds)
-    await _unistorage(bench, n, rounds)
-    await _litestar(bench, n, rounds)
-    await _aiocache(bench, n, rounds)
-    await _py_key_value(bench, n, rounds)
-    _node(bench, n, rounds)
+    storage = create_storage(MemoryDriver())
+    peers = {
+        "raw dict + json": _raw_dict(n, rounds),
+        "litestar MemoryStore + json": _litestar(n, rounds),
+        "aiocache SimpleMemoryCache json": _aiocache(n, rounds),
+        "py-key-value-aio MemoryStore": _py_key_value(n, rounds),
+    }
+    node = await NodeRounds("memory.mjs", str(n), str(rounds)).start() if node_available() else None
+    try:
+        for index, case, ours in (
+            (0, SEQ, lambda: workload.sequential(storage, n)),
+            (1, BATCHES, lambda: workload.batches(storage, rounds)),
+        ):
+            subjects = [
+                Subject(name, bodies[index], floor=name == "raw dict + json")
+                for name, bodies in peers.items()
+            ]
+            subjects.insert(1, Subject("unistorage memory", ours, ours=True))
+            if node is not None:
+                subjects.append(
+                    node.subject(("sequential", "batches")[index], "unstorage memory (node)")
+                )
+            await bench.rounds(case, subjects)
+    finally:
+        if node is not None:
+            await node.close()
+        await storage.dispose()

@@ -2,12 +2,15 @@
 
 The floor serializes with orjson, as the core does, so that it is a true floor.
 
+Every case runs its subjects in alternating rounds, unstorage's redis driver on node among
+them. Goals (issue 16): sequential at least 0.95x raw; batches at least 0.85x raw MSET/MGET
+and 2x unstorage on node.
+
 Starts its own redis-server (and a 3-primary cluster) on free ports, like the test fixtures.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -19,81 +22,36 @@ from storage import create_storage
 from tests.servers import RedisCluster, RedisServer
 
 from . import workload
-from .harness import Bench, Subject, node_available, run_node
+from .harness import Bench, Body, Subject
+from .node_rounds import NodeRounds, node_available
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
 SEQUENTIAL = 2_000
 ROUNDS = 20
 CLUSTER = "cluster batches of 1000"
-INTERLEAVED_ROUNDS = 5
 INCREMENT = "increment one counter"
 INCREMENTS = 2_000
 
 
-Body = Callable[[], Awaitable[int]]
+Close = Callable[[], Awaitable[None]]
 
 
-async def _interleaved(bench: Bench, case: str, subjects: list[tuple[str, Body, bool]]) -> None:
-    """Time the subjects in turn, round after round, keeping each one's best run.
-
-    On a shared, noisy machine this keeps a load swing from favouring one subject.
-    """
-    best: dict[str, tuple[int, float]] = {}
-    for _ in range(INTERLEAVED_ROUNDS):
-        for subject, body, _ in subjects:
-            start = time.perf_counter()
-            ops = await body()
-            seconds = time.perf_counter() - start
-            if subject not in best or seconds < best[subject][1]:
-                best[subject] = (ops, seconds)
-    for subject, _, ours in subjects:
-        ops, seconds = best[subject]
-        bench.add(case, subject, ops, seconds, floor=not ours, ours=ours)
-
-
-async def _raw_and_ours(bench: Bench, url: str, n: int, rounds: int) -> None:
-    client = Redis.from_url(url)
-    storage = create_storage(RedisDriver(url, base="ours"))
-
-    async def raw_sequential() -> int:
+def _raw(client: Redis, n: int, rounds: int) -> tuple[Body, Body]:
+    async def sequential() -> int:
         for i in range(n):
             await client.set(f"raw:user:{i}", orjson.dumps(VALUE))
             orjson.loads(await client.get(f"raw:user:{i}") or b"null")
         return n * 2
 
-    async def ours_sequential() -> int:
-        return await workload.sequential(storage, n)
-
     keys = [f"raw:{key}" for key in BATCH]
 
-    async def raw_batches() -> int:
+    async def batches() -> int:
         for _ in range(rounds):
             await client.mset({key: orjson.dumps(VALUE) for key in keys})
             [orjson.loads(raw or b"null") for raw in await client.mget(keys)]
         return rounds * 2000
 
-    async def ours_batches() -> int:
-        return await workload.batches(storage, rounds)
-
-    await _interleaved(
-        bench,
-        SEQ,
-        [
-            ("raw redis-py asyncio + orjson", raw_sequential, False),
-            ("unistorage redis", ours_sequential, True),
-        ],
-    )
-    await _interleaved(
-        bench,
-        BATCHES,
-        [
-            ("raw redis-py MSET/MGET + orjson", raw_batches, False),
-            ("unistorage redis", ours_batches, True),
-        ],
-    )
-    await client.flushdb()
-    await client.aclose()
-    await storage.dispose()
+    return sequential, batches
 
 
 async def _increment(bench: Bench, url: str, n: int) -> None:
@@ -133,7 +91,7 @@ async def _increment(bench: Bench, url: str, n: int) -> None:
     await storage.dispose()
 
 
-async def _aiocache(bench: Bench, port: int, n: int, rounds: int) -> None:
+def _aiocache(port: int, n: int, rounds: int) -> tuple[Body, Body, Close]:
     from aiocache import RedisCache
     from aiocache.serializers import JsonSerializer
 
@@ -154,13 +112,14 @@ async def _aiocache(bench: Bench, port: int, n: int, rounds: int) -> None:
             await cache.multi_get(BATCH)
         return rounds * 2000
 
-    await bench.measure(SEQ, "aiocache RedisCache json", sequential)
-    await bench.measure(BATCHES, "aiocache RedisCache json", batches)
-    await cache.clear()
-    await cache.close()
+    async def close() -> None:
+        await cache.clear()
+        await cache.close()
+
+    return sequential, batches, close
 
 
-async def _py_key_value(bench: Bench, url: str, n: int, rounds: int) -> None:
+def _py_key_value(url: str, n: int, rounds: int) -> tuple[Body, Body, Close]:
     from key_value.aio.stores.redis import RedisStore
 
     store = RedisStore(url=url, default_collection="pkv")
@@ -178,19 +137,7 @@ async def _py_key_value(bench: Bench, url: str, n: int, rounds: int) -> None:
             await store.get_many(BATCH)
         return rounds * 2000
 
-    await bench.measure(SEQ, "py-key-value-aio RedisStore", sequential)
-    await bench.measure(BATCHES, "py-key-value-aio RedisStore", batches)
-    await store.close()
-
-
-def _node(bench: Bench, url: str, n: int, rounds: int) -> None:
-    if not node_available():
-        print(
-            "  (node or benchmarks/node/node_modules missing: `npm install --prefix benchmarks/node`)"
-        )
-        return
-    for line in run_node("redis.mjs", url, str(n), str(rounds)):
-        bench.add(line["case"], line["subject"], line["ops"], line["seconds"])
+    return sequential, batches, store.close
 
 
 async def _cluster(bench: Bench, rounds: int) -> None:
@@ -209,12 +156,11 @@ async def _cluster(bench: Bench, rounds: int) -> None:
         async def ours() -> int:
             return await workload.batches(storage, rounds)
 
-        await _interleaved(
-            bench,
+        await bench.rounds(
             CLUSTER,
             [
-                ("raw RedisCluster *_nonatomic + orjson", raw, False),
-                ("unistorage redis (cluster)", ours, True),
+                Subject("raw RedisCluster *_nonatomic + orjson", raw, floor=True),
+                Subject("unistorage redis (cluster)", ours, ours=True),
             ],
         )
         await client.aclose()
@@ -223,15 +169,52 @@ async def _cluster(bench: Bench, rounds: int) -> None:
         cluster.close()
 
 
+async def _sequential_and_batches(bench: Bench, server: RedisServer, n: int, rounds: int) -> None:
+    client = Redis.from_url(server.url)
+    storage = create_storage(RedisDriver(server.url, base="ours"))
+    raw = _raw(client, n, rounds)
+    *aiocache, aiocache_close = _aiocache(server.port, n, rounds)
+    *pkv, pkv_close = _py_key_value(server.url, n, rounds)
+    node = None
+    if node_available("ioredis"):
+        node = await NodeRounds("redis.mjs", server.url, str(n), str(rounds)).start()
+    try:
+        for index, case, ours, floor in (
+            (0, SEQ, lambda: workload.sequential(storage, n), "raw redis-py asyncio + orjson"),
+            (
+                1,
+                BATCHES,
+                lambda: workload.batches(storage, rounds),
+                "raw redis-py MSET/MGET + orjson",
+            ),
+        ):
+            subjects = [
+                Subject(floor, raw[index], floor=True),
+                Subject("unistorage redis", ours, ours=True),
+                Subject("aiocache RedisCache json", aiocache[index]),
+                Subject("py-key-value-aio RedisStore", pkv[index]),
+            ]
+            if node is not None:
+                subjects.append(
+                    node.subject(("sequential", "batches")[index], "unstorage redis (node)")
+                )
+            await bench.rounds(case, subjects)
+    finally:
+        if node is not None:
+            await node.close()
+        await aiocache_close()
+        await pkv_close()
+        await client.flushdb()
+        await client.aclose()
+        await storage.dispose()
+
+
 async def run(bench: Bench) -> None:
     n, rounds = bench.n(SEQUENTIAL), bench.n(ROUNDS)
     server = RedisServer().start()
     try:
-        await _raw_and_ours(bench, server.url, n, rounds)
+        await _sequential_and_batches(bench, server, n, rounds)
         await _increment(bench, server.url, bench.n(INCREMENTS))
-        await _aiocache(bench, server.port, n, rounds)
-        await _py_key_value(bench, server.url, n, rounds)
-        _node(bench, server.url, n, rounds)
     finally:
         server.close()
     await _cluster(bench, max(1, rounds // 4))

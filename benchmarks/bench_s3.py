@@ -1,5 +1,13 @@
-"""S3: batches against the sequential loop, a streamed listing of 10,000 keys, and a 256 MB
-value streamed up and down against boto3's own file copy (upload_file / download_file).
+"""S3: batches against the sequential loop, directly and through a proxy adding real S3's
+latency, a streamed listing of 10,000 keys, and a 256 MB value streamed up and down against
+boto3's own file copy (upload_file / download_file).
+
+moto on loopback answers in about 2 ms of CPU, so without latency a ratio measures CPU, not
+overlap; `tests.faults.FaultProxy` adds 20 ms each way (loopback only). In each case the
+floor is our own sequential loop; beside it, our batches, raw boto3 sequentially and with a
+thread pool, and unstorage's s3 driver on node (aws4fetch), all in alternating rounds.
+Goals (issue 16): through the proxy, batches of 1000 at least 8x the sequential loop, and
+ahead of unstorage's s3 driver on node with and without the proxy.
 
 Starts its own S3-compatible server (moto's server mode, over HTTP) like the test fixtures.
 moto serves from one Python process, so it caps the rate every subject here can reach.
@@ -8,25 +16,37 @@ moto serves from one Python process, so it caps the rate every subject here can 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from drivers.s3 import S3Driver
-from storage import create_storage
+from storage import Storage, create_storage
+from tests.faults import FaultProxy
 from tests.servers import MotoServer
 
-from .harness import Bench, Subject
+from .harness import Bench, Body, Subject
+from .node_rounds import NodeRounds, node_available
 
 BUCKET = "unistorage-bench"
 VALUE: dict[str, Any] = {"id": 1, "name": "user-1", "tags": ["a", "b"], "score": 1.5}
 KEYS = 1000
 LISTED = 10_000
-BATCH = "1000 keys set+get"
+BODY = b'{"id":1,"name":"user-1","tags":["a","b"],"score":1.5}'
+#: Latency added by the proxy each way: a round trip of 40 ms, as real S3 from a nearby region.
+DELAY_MS = 20
+#: Threads of the raw boto3 pool, and botocore's pool size (the driver's default).
+WORKERS = 16
+#: Keys of the sequential loops; fewer through the proxy (each call waits a round trip).
+SEQUENTIAL_DIRECT = 200
+SEQUENTIAL_PROXIED = 40
+ROUNDS = 5
 LISTING = "listing 10,000 keys"
 STREAMED_MB = 256
 UPLOAD = "256 MB file up (MB)"
@@ -44,38 +64,96 @@ async def _peak_kib(body: Callable[[], Awaitable[int]]) -> float:
         tracemalloc.stop()
 
 
-async def _batches(bench: Bench, client: Any, count: int) -> None:
-    keys = [f"batch:{i:05d}" for i in range(count)]
-    body = b'{"id":1,"name":"user-1","tags":["a","b"],"score":1.5}'
+def _client(endpoint: str) -> Any:
+    """A boto3 S3 client for ``endpoint``, configured as the test fixtures' (moto accepts any
+    credentials), with a pool as large as the raw thread pool's."""
+    import boto3
+    from botocore.config import Config
 
-    async def raw_loop() -> int:
-        def run() -> None:
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(
+            max_pool_connections=WORKERS,
+            retries={"max_attempts": 2},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def _raw(client: Any, prefix: str, keys: list[str], threads: int) -> Body:
+    """Raw boto3: every put, then every get, through a pool of ``threads`` threads."""
+
+    def put(key: str) -> None:
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{key}", Body=BODY)
+
+    def get(key: str) -> None:
+        client.get_object(Bucket=BUCKET, Key=f"{prefix}/{key}")["Body"].read()
+
+    def run() -> int:
+        if threads == 1:
             for key in keys:
-                client.put_object(Bucket=BUCKET, Key=f"raw/{key}", Body=body)
+                put(key)
             for key in keys:
-                client.get_object(Bucket=BUCKET, Key=f"raw/{key}")["Body"].read()
+                get(key)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(put, keys))
+                list(pool.map(get, keys))
+        return 2 * len(keys)
 
-        await asyncio.to_thread(run)
-        return 2 * count
+    async def body() -> int:
+        return await asyncio.to_thread(run)
 
-    storage = create_storage(S3Driver(BUCKET, "ours", client=client))
+    return body
 
-    async def ours_loop() -> int:
-        for key in keys:
-            await storage.set_item(key, VALUE)
-        for key in keys:
-            await storage.get_item(key)
-        return 2 * count
 
-    async def ours_batch() -> int:
-        await storage.set_items(dict.fromkeys(keys, VALUE))
-        await storage.get_items(keys)
-        return 2 * count
+def _ours(storage: Storage, keys: list[str], batched: bool) -> Body:
+    async def body() -> int:
+        if batched:
+            await storage.set_items(dict.fromkeys(keys, VALUE))
+            await storage.get_items(keys)
+        else:
+            for key in keys:
+                await storage.set_item(key, VALUE)
+            for key in keys:
+                await storage.get_item(key)
+        return 2 * len(keys)
 
-    await bench.measure(BATCH, "raw boto3 sequential loop", raw_loop, repeat=1, floor=True)
-    await bench.measure(BATCH, "unistorage set_item/get_item loop", ours_loop, repeat=1)
-    await bench.measure(BATCH, "unistorage set_items/get_items", ours_batch, repeat=1, ours=True)
-    await storage.dispose()
+    return body
+
+
+async def _batches(
+    bench: Bench, endpoint: str, node: NodeRounds | None, where: str, sequential: int, batch: int
+) -> None:
+    """The sequential loop (the floor) against batches, ours and raw boto3's, and node's."""
+    client = _client(endpoint)
+    storage = create_storage(S3Driver(BUCKET, f"ours-{where}", client=client))
+    loop_keys = [f"seq:{i:05d}" for i in range(sequential)]
+    batch_keys = [f"batch:{i:05d}" for i in range(batch)]
+    loops = [
+        Subject("unistorage set_item/get_item loop", _ours(storage, loop_keys, False), floor=True),
+        Subject("raw boto3 sequential loop", _raw(client, f"raw-{where}", loop_keys, 1)),
+    ]
+    batches = [
+        Subject("unistorage set_items/get_items", _ours(storage, batch_keys, True), ours=True),
+        Subject(f"raw boto3, {WORKERS} threads", _raw(client, f"raw-{where}", batch_keys, WORKERS)),
+    ]
+    if node is not None:
+        loops.append(node.subject("sequential", "unstorage s3 loop (node)", where=where))
+        batches.append(
+            node.subject("batches", "unstorage s3 setItems/getItems (node)", where=where)
+        )
+    case = f"{batch} keys set+get, {where}"
+    try:
+        await bench.rounds(case, loops + batches, rounds=ROUNDS)
+    finally:
+        client.close()
+        await storage.dispose()
 
 
 async def _listing(bench: Bench, client: Any, count: int) -> None:
@@ -104,14 +182,16 @@ async def _listing(bench: Bench, client: Any, count: int) -> None:
 
     raw_peak = await _peak_kib(raw_list)
     ours_peak = await _peak_kib(ours_stream)
-    await bench.measure(
-        LISTING, "raw boto3 paginator (list)", raw_list, repeat=2, unit="keys", floor=True,
-        note=f"tracemalloc peak {raw_peak:,.0f} KiB",
-    )  # fmt: skip
-    await bench.measure(
-        LISTING, "unistorage iter_keys (streamed)", ours_stream, repeat=2, unit="keys",
-        ours=True, note=f"tracemalloc peak {ours_peak:,.0f} KiB",
-    )  # fmt: skip
+    raw, ours = await bench.rounds(
+        LISTING,
+        [
+            Subject("raw boto3 paginator (list)", raw_list, floor=True, unit="keys"),
+            Subject("unistorage iter_keys (streamed)", ours_stream, ours=True, unit="keys"),
+        ],
+        rounds=5,
+    )
+    raw.note = f"tracemalloc peak {raw_peak:,.0f} KiB"
+    ours.note = f"tracemalloc peak {ours_peak:,.0f} KiB"
     print(f"  tracemalloc peak: raw list {raw_peak:,.0f} KiB, streamed {ours_peak:,.0f} KiB")
     await driver.clear()
     await driver.dispose()
@@ -184,11 +264,36 @@ async def _streams(bench: Bench, client: Any, megabytes: int) -> None:
 
 async def run(bench: Bench) -> None:
     server = MotoServer().start()
+    proxy = FaultProxy("127.0.0.1", server.port).start()
+    proxy.delay(DELAY_MS)
+    node = None
     try:
         client = server.client()
         client.create_bucket(Bucket=BUCKET)
-        await _batches(bench, client, bench.n(KEYS))
+        if node_available():
+            node = await NodeRounds(
+                "s3.mjs",
+                json.dumps({"direct": server.endpoint_url, "proxied": proxy.url}),
+                BUCKET,
+                str(bench.n(SEQUENTIAL_DIRECT)),
+                str(bench.n(SEQUENTIAL_PROXIED)),
+                str(bench.n(KEYS)),
+            ).start()
+        await _batches(
+            bench, server.endpoint_url, node, "direct", bench.n(SEQUENTIAL_DIRECT), bench.n(KEYS)
+        )
+        await _batches(
+            bench,
+            proxy.url,
+            node,
+            f"{DELAY_MS} ms each way",
+            bench.n(SEQUENTIAL_PROXIED),
+            bench.n(KEYS),
+        )
         await _listing(bench, client, bench.n(LISTED))
         await _streams(bench, client, bench.n(STREAMED_MB))
     finally:
+        if node is not None:
+            await node.close()
+        proxy.close()
         server.close()

@@ -1,7 +1,11 @@
 """Storage + sqlite driver against aiosqlite (a commit per write), diskcache, and one raw
 ``executemany`` transaction, all on WAL databases in a temporary directory; then the native
 increment against raw read-and-update transactions and the compare-and-set default, and
-streams against a raw sqlite3 insert and select of the whole value."""
+streams against a raw sqlite3 insert and select of the whole value. Every case runs its
+subjects in alternating rounds, each round on a fresh database file.
+
+Goal (issue 16): sequential at least 2x aiosqlite.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,11 @@ import aiosqlite
 import diskcache
 
 from drivers.sqlite import SqliteDriver
-from storage import create_storage
+from storage import ConflictError, create_storage
 from storage.atomic import cas_increment
 
 from . import workload
-from .harness import Bench, Subject
+from .harness import Bench, Body, Subject
 from .workload import BATCH, BATCHES, SEQ, VALUE
 
 SEQUENTIAL = 5000
@@ -53,7 +57,7 @@ class _Files:
         return os.path.join(self.root, f"db{self.count}.sqlite")
 
 
-async def _aiosqlite(bench: Bench, files: _Files, n: int, total: int) -> None:
+def _aiosqlite(files: _Files, n: int, total: int) -> tuple[Body, Body]:
     async def open_db() -> aiosqlite.Connection:
         db = await aiosqlite.connect(files.fresh())
         await db.execute("PRAGMA journal_mode = WAL")
@@ -92,22 +96,21 @@ async def _aiosqlite(bench: Bench, files: _Files, n: int, total: int) -> None:
             await db.close()
         return total
 
-    await bench.measure(SEQ, "aiosqlite, commit per write", sequential, floor=True)
-    await bench.measure(CONC, "aiosqlite, commit per write", concurrent)
+    return sequential, concurrent
 
 
-def _diskcache(bench: Bench, files: _Files, total: int) -> None:
-    def sequential() -> int:
+def _diskcache(files: _Files, total: int) -> Body:
+    async def sequential() -> int:
         with diskcache.Cache(files.fresh()) as cache:
             for i in range(total):
                 cache.set(f"w:{i}", json.dumps(VALUE).encode())
         return total
 
-    bench.measure_sync(CONC, "diskcache set (sequential, sync)", sequential, floor=True)
+    return sequential
 
 
-def _executemany(bench: Bench, files: _Files, rounds: int) -> None:
-    def batches() -> int:
+def _executemany(files: _Files, rounds: int) -> Body:
+    async def batches() -> int:
         db = sqlite3.connect(files.fresh(), isolation_level=None)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
@@ -122,10 +125,10 @@ def _executemany(bench: Bench, files: _Files, rounds: int) -> None:
         db.close()
         return rounds * 2000
 
-    bench.measure_sync(BATCHES, "sqlite3 executemany transaction", batches, floor=True)
+    return batches
 
 
-async def _unistorage(bench: Bench, files: _Files, n: int, total: int, rounds: int) -> None:
+def _unistorage(files: _Files, n: int, total: int, rounds: int) -> tuple[Body, Body, Body]:
     async def sequential() -> int:
         async with create_storage(SqliteDriver(files.fresh())) as storage:
             return await workload.sequential(storage, n)
@@ -144,9 +147,7 @@ async def _unistorage(bench: Bench, files: _Files, n: int, total: int, rounds: i
         async with create_storage(SqliteDriver(files.fresh())) as storage:
             return await workload.batches(storage, rounds)
 
-    await bench.measure(SEQ, "unistorage sqlite", sequential, ours=True)
-    await bench.measure(CONC, "unistorage sqlite (group commit)", concurrent, ours=True)
-    await bench.measure(BATCHES, "unistorage sqlite", batches, ours=True)
+    return sequential, concurrent, batches
 
 
 async def _increments(bench: Bench, files: _Files, total: int) -> None:
@@ -170,7 +171,12 @@ async def _increments(bench: Bench, files: _Files, total: int) -> None:
     async def tasks(add: Callable[[], Awaitable[int]]) -> int:
         async def task() -> None:
             for _ in range(total // INCREMENTERS):
-                await add()
+                while True:
+                    try:
+                        await add()
+                        break
+                    except ConflictError:  # the CAS loop gave up: a caller tries again
+                        continue
 
         await asyncio.gather(*(task() for _ in range(INCREMENTERS)))
         return total // INCREMENTERS * INCREMENTERS
@@ -254,10 +260,31 @@ async def run(bench: Bench) -> None:
     files = _Files()
     n, total, rounds = bench.n(SEQUENTIAL), bench.n(CONCURRENT), bench.n(ROUNDS)
     try:
-        await _aiosqlite(bench, files, n, total)
-        _diskcache(bench, files, total)
-        _executemany(bench, files, rounds)
-        await _unistorage(bench, files, n, total, rounds)
+        aio_sequential, aio_concurrent = _aiosqlite(files, n, total)
+        ours_sequential, ours_concurrent, ours_batches = _unistorage(files, n, total, rounds)
+        await bench.rounds(
+            SEQ,
+            [
+                Subject("aiosqlite, commit per write", aio_sequential, floor=True),
+                Subject("unistorage sqlite", ours_sequential, ours=True),
+            ],
+        )
+        await bench.rounds(
+            CONC,
+            [
+                Subject("diskcache set (sequential, sync)", _diskcache(files, total), floor=True),
+                Subject("unistorage sqlite (group commit)", ours_concurrent, ours=True),
+                Subject("aiosqlite, commit per write", aio_concurrent),
+            ],
+            rounds=5,
+        )
+        await bench.rounds(
+            BATCHES,
+            [
+                Subject("sqlite3 executemany transaction", _executemany(files, rounds), floor=True),
+                Subject("unistorage sqlite", ours_batches, ours=True),
+            ],
+        )
         await _increments(bench, files, bench.n(INCREMENTS))
         await _streams(bench, files, bench.n(STREAMED_MB))
     finally:

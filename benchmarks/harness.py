@@ -1,34 +1,41 @@
-"""The benchmark harness: time subjects side by side in one run, print ratios, save JSON + PNG.
+"""The benchmark harness: subjects take turns, round after round, and each is reported as its
+median ratio to the case's floor (and to unistorage), computed round by round, with the spread.
 
 A suite module (``benchmarks/bench_*.py``) defines ``async def run(bench: Bench) -> None`` and
-calls `Bench.measure` once per (case, subject). Within a case the subject marked ``floor=True``
-is the raw client every other subject is compared with; ``ours=True`` marks unistorage.
+calls `Bench.rounds` once per case. Within a case the subject marked ``floor=True`` is the raw
+client every other subject is compared with; ``ours=True`` marks unistorage. Alternating
+rounds make a slow moment of a shared machine fall on every subject alike, so the ratios hold
+from one run to the next even when the rates do not. A subject timed elsewhere (a node
+process, a load generator) returns a `Sample` with its own seconds and latencies.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
-__all__ = ["Bench", "Result", "Subject", "node_available", "run_node"]
+__all__ = ["Bench", "Body", "Result", "Sample", "Subject", "table"]
 
-RESULTS = Path(__file__).parent / "results"
-NODE_DIR = Path(__file__).parent / "node"
+
+@dataclass(frozen=True)
+class Sample:
+    """One round measured by the subject itself: operations, seconds, latency percentiles."""
+
+    ops: int
+    seconds: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+#: A round of a subject: returns how many operations it did (timed here), or a `Sample`.
+Body = Callable[[], Awaitable["int | Sample"]]
 
 
 @dataclass
 class Result:
-    """One subject's best rate in one case."""
+    """One subject in one case: its median rate and its ratios with their spread."""
 
     suite: str
     case: str
@@ -39,11 +46,18 @@ class Result:
     floor: bool = False
     ours: bool = False
     note: str = ""
-    #: From `Bench.rounds`: the median, lowest and highest of this subject's rate divided by
-    #: the floor's rate in the same round.
+    #: Median, lowest and highest of this subject's rate over the floor's, round by round.
     ratio: float | None = None
     ratio_low: float | None = None
     ratio_high: float | None = None
+    #: Median, lowest and highest of unistorage's rate over this subject's, round by round.
+    ours_ratio: float | None = None
+    ours_low: float | None = None
+    ours_high: float | None = None
+    #: Median over the rounds of each round's latency percentiles (from a `Sample`).
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    rounds: int = 0
 
     @property
     def rate(self) -> float:
@@ -52,73 +66,72 @@ class Result:
 
 @dataclass(frozen=True)
 class Subject:
-    """One contender of `Bench.rounds`: ``body()`` does some operations and returns how many."""
+    """One contender of `Bench.rounds`: ``body()`` runs one round."""
 
     name: str
-    body: Callable[[], Awaitable[int]]
+    body: Body
     floor: bool = False
     ours: bool = False
     unit: str = "ops"
 
 
+def _spread(mine: list[float], base: list[float]) -> tuple[float, float, float] | None:
+    ratios = sorted(a / b for a, b in zip(mine, base, strict=True) if a and b)
+    if not ratios:
+        return None
+    return statistics.median(ratios), ratios[0], ratios[-1]
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
 @dataclass
 class Bench:
-    """Collects results for one suite; `measure` runs a subject ``repeat`` times, keeps the best."""
+    """Collects the results of one suite. ``scale`` shrinks iteration counts (``--quick``),
+    ``default_rounds`` is how many rounds a case takes when it does not say."""
 
     suite: str
     results: list[Result] = field(default_factory=list)
     scale: float = 1.0
+    default_rounds: int = 9
+    full: bool = False
 
     def n(self, count: int) -> int:
         """Scale an iteration count (``--quick`` runs a tenth)."""
         return max(1, int(count * self.scale))
 
-    async def measure(
-        self,
-        case: str,
-        subject: str,
-        body: Callable[[], Awaitable[int]],
-        *,
-        repeat: int = 3,
-        unit: str = "ops",
-        floor: bool = False,
-        ours: bool = False,
-        note: str = "",
-    ) -> Result:
-        """Time ``body()`` (which returns how many operations it did); keep the fastest run."""
-        best = float("inf")
-        ops = 0
-        for _ in range(repeat):
-            start = time.perf_counter()
-            ops = await body()
-            best = min(best, time.perf_counter() - start)
-        return self.add(case, subject, ops, best, unit=unit, floor=floor, ours=ours, note=note)
-
-    async def rounds(self, case: str, subjects: list[Subject], *, rounds: int = 7) -> list[Result]:
-        """Run ``subjects`` in alternating rounds (A B C A B C ...) and record, per subject, its
-        median rate and its median ratio to the floor computed round by round, with the spread.
-
-        Alternating makes a slow moment of a shared machine fall on every subject alike, so the
-        ratios hold from one run to the next even when the rates do not.
-        """
-        floor = next(subject for subject in subjects if subject.floor)
-        rates: dict[str, list[float]] = {subject.name: [] for subject in subjects}
+    async def rounds(
+        self, case: str, subjects: list[Subject], *, rounds: int | None = None, warmup: int = 1
+    ) -> list[Result]:
+        """Run ``subjects`` in alternating rounds (A B C A B C ...) after ``warmup`` unrecorded
+        turns, and record each one's median rate and its ratios to the floor and to ours."""
+        count = max(1, rounds if rounds is not None else self.default_rounds)
+        if self.scale < 1:
+            count = min(count, 3)
+        floor = next((s for s in subjects if s.floor), subjects[0])
+        ours = next((s for s in subjects if s.ours), None)
+        rates: dict[str, list[float]] = {s.name: [] for s in subjects}
+        p50: dict[str, list[float | None]] = {s.name: [] for s in subjects}
+        p99: dict[str, list[float | None]] = {s.name: [] for s in subjects}
         ops: dict[str, int] = {}
-        for subject in subjects:  # one warm-up each, unrecorded
-            await subject.body()
-        for _ in range(max(1, rounds)):
+        for _ in range(warmup):
+            for subject in subjects:
+                await subject.body()
+        for _ in range(count):
             for subject in subjects:
                 start = time.perf_counter()
-                ops[subject.name] = await subject.body()
+                done = await subject.body()
                 elapsed = time.perf_counter() - start
-                rates[subject.name].append(ops[subject.name] / elapsed if elapsed > 0 else 0.0)
-        results: list[Result] = []
+                sample = done if isinstance(done, Sample) else Sample(done, elapsed)
+                ops[subject.name] = sample.ops
+                rate = sample.ops / sample.seconds if sample.seconds > 0 else 0.0
+                rates[subject.name].append(rate)
+                p50[subject.name].append(sample.p50_ms)
+                p99[subject.name].append(sample.p99_ms)
+        results = []
         for subject in subjects:
-            ratios = sorted(
-                mine / base
-                for mine, base in zip(rates[subject.name], rates[floor.name], strict=True)
-                if base
-            )
             rate = statistics.median(rates[subject.name])
             result = Result(
                 self.suite,
@@ -127,42 +140,24 @@ class Bench:
                 ops[subject.name],
                 ops[subject.name] / rate if rate else 0.0,
                 subject.unit,
-                subject.floor,
+                subject is floor,
                 subject.ours,
-                ratio=statistics.median(ratios) if ratios else None,
-                ratio_low=ratios[0] if ratios else None,
-                ratio_high=ratios[-1] if ratios else None,
+                p50_ms=_median(p50[subject.name]),
+                p99_ms=_median(p99[subject.name]),
+                rounds=count,
             )
+            if subject is not floor:
+                vs_floor = _spread(rates[subject.name], rates[floor.name])
+                if vs_floor:
+                    result.ratio, result.ratio_low, result.ratio_high = vs_floor
+            if ours is not None and subject is not ours:
+                vs_ours = _spread(rates[ours.name], rates[subject.name])
+                if vs_ours:
+                    result.ours_ratio, result.ours_low, result.ours_high = vs_ours
             self.results.append(result)
             results.append(result)
-            spread = (
-                f"  {result.ratio:.2f}x [{result.ratio_low:.2f}-{result.ratio_high:.2f}]"
-                if result.ratio is not None and not subject.floor
-                else ""
-            )
-            print(f"  {case:<34} {subject.name:<34} {rate:>14,.0f} {subject.unit}/s{spread}")
+            print(f"  {_line(result)}", flush=True)
         return results
-
-    def measure_sync(
-        self,
-        case: str,
-        subject: str,
-        body: Callable[[], int],
-        *,
-        repeat: int = 3,
-        unit: str = "ops",
-        floor: bool = False,
-        ours: bool = False,
-        note: str = "",
-    ) -> Result:
-        """`measure` for a synchronous body."""
-        best = float("inf")
-        ops = 0
-        for _ in range(repeat):
-            start = time.perf_counter()
-            ops = body()
-            best = min(best, time.perf_counter() - start)
-        return self.add(case, subject, ops, best, unit=unit, floor=floor, ours=ours, note=note)
 
     def add(
         self,
@@ -176,138 +171,49 @@ class Bench:
         ours: bool = False,
         note: str = "",
     ) -> Result:
-        """Record a measurement taken elsewhere (say, by the node script)."""
+        """Record one measurement taken elsewhere (no rounds: no spread)."""
         result = Result(self.suite, case, subject, ops, seconds, unit, floor, ours, note)
         self.results.append(result)
-        print(f"  {case:<34} {subject:<34} {result.rate:>14,.0f} {unit}/s", flush=True)
+        print(f"  {_line(result)}", flush=True)
         return result
 
 
-def node_available() -> bool:
-    """True when node and the npm packages of ``benchmarks/node`` are installed."""
-    return shutil.which("node") is not None and (NODE_DIR / "node_modules" / "unstorage").is_dir()
+def _line(result: Result) -> str:
+    parts = [
+        f"{result.case[:40]:<40} {result.subject[:36]:<36} {result.rate:>13,.0f} {result.unit}/s"
+    ]
+    if result.ratio is not None:
+        parts.append(f"{result.ratio:.2f}x [{result.ratio_low:.2f}-{result.ratio_high:.2f}]")
+    if result.p50_ms is not None:
+        parts.append(f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms or 0:.2f} ms")
+    return "  ".join(parts)
 
 
-def run_node(script: str, *args: str, timeout: float = 300) -> list[dict[str, Any]]:
-    """Run ``benchmarks/node/<script>`` and parse its JSON lines ({case, subject, ops, seconds})."""
-    completed = subprocess.run(
-        ["node", str(NODE_DIR / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=True,
-        cwd=NODE_DIR,
-    )
-    return [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+def _times(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}x [{low:.2f}-{high:.2f}]"
 
 
 def table(results: list[Result]) -> str:
-    """A plain-text table: each case's subjects with rate, ratio to the floor, and ours/them."""
+    """A plain-text table: per case, each subject's rate, its ratio to the floor and
+    unistorage's ratio to it (medians of per-round ratios, with the lowest and highest)."""
     lines: list[str] = []
     cases: dict[tuple[str, str], list[Result]] = {}
     for result in results:
         cases.setdefault((result.suite, result.case), []).append(result)
-    header = f"{'case':<34} {'subject':<34} {'rate/s':>14} {'vs floor':>9} {'ours/it':>8}"
+    header = (
+        f"{'':<4}{'subject':<38} {'rate/s':>13} {'vs floor':>19} {'ours/it':>19} {'p50/p99 ms':>14}"
+    )
     for (suite, case), rows in cases.items():
-        floor = next((row for row in rows if row.floor), None)
-        ours = next((row for row in rows if row.ours), None)
         lines.append(f"\n[{suite}] {case}")
         lines.append(header)
         for row in sorted(rows, key=lambda r: -r.rate):
-            vs_floor = f"{row.rate / floor.rate:.2f}x" if floor and floor.rate else "-"
-            if row.ratio is not None and not row.floor:
-                vs_floor = f"{row.ratio:.2f}x"
-            vs_ours = (
-                f"{ours.rate / row.rate:.2f}x" if ours and row.rate and row is not ours else "-"
-            )
             marker = " (floor)" if row.floor else (" (ours)" if row.ours else "")
-            spread = (
-                f"  [{row.ratio_low:.2f}-{row.ratio_high:.2f}]"
-                if row.ratio_low is not None and row.ratio_high is not None and not row.floor
-                else ""
-            )
+            latency = f"{row.p50_ms:.2f}/{row.p99_ms or 0:.2f}" if row.p50_ms is not None else ""
             lines.append(
-                f"{'':<34} {(row.subject + marker)[:34]:<34} {row.rate:>14,.0f} {vs_floor:>9} {vs_ours:>8}{spread}"
+                f"{'':<4}{(row.subject + marker)[:38]:<38} {row.rate:>13,.0f} "
+                f"{_times(row.ratio, row.ratio_low, row.ratio_high):>19} "
+                f"{_times(row.ours_ratio, row.ours_low, row.ours_high):>19} {latency:>14}"
             )
     return "\n".join(lines)
-
-
-def compare(results: list[Result], name: str = "latest") -> str:
-    """How each subject's rate moved since the last saved ``results/<name>.json``, if any."""
-    path = RESULTS / f"{name}.json"
-    if not path.exists():
-        return ""
-    try:
-        previous = json.loads(path.read_text())
-        before = {(r["suite"], r["case"], r["subject"]): r["rate"] for r in previous["results"]}
-    except (ValueError, KeyError, TypeError):
-        return ""
-    lines = [f"\nchange since the last run ({previous.get('when', '?')}):"]
-    for result in results:
-        old = before.get((result.suite, result.case, result.subject))
-        if old:
-            lines.append(
-                f"  {result.suite:<9} {result.case[:34]:<34} {result.subject[:34]:<34} "
-                f"{result.rate / old:>6.2f}x"
-            )
-    return "\n".join(lines) if len(lines) > 1 else ""
-
-
-def save(results: list[Result], name: str = "latest") -> tuple[Path, Path | None]:
-    """Write ``results/<name>.json`` and, when matplotlib is there, ``results/<name>.png``."""
-    RESULTS.mkdir(exist_ok=True)
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    payload = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": commit,
-        "load": os.getloadavg(),
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "results": [{**asdict(r), "rate": r.rate} for r in results],
-    }
-    json_path = RESULTS / f"{name}.json"
-    json_path.write_text(json.dumps(payload, indent=2))
-    return json_path, _chart(results, RESULTS / f"{name}.png")
-
-
-def _chart(results: list[Result], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    cases: dict[str, list[Result]] = {}
-    for result in results:
-        cases.setdefault(f"{result.suite}: {result.case}", []).append(result)
-    labels: list[str] = []
-    ratios: list[float] = []
-    colors: list[str] = []
-    for case, rows in cases.items():
-        floor = next((row for row in rows if row.floor), None)
-        if floor is None or not floor.rate:
-            continue
-        for row in rows:
-            labels.append(f"{case} | {row.subject}")
-            ratios.append(row.rate / floor.rate)
-            colors.append("tab:green" if row.ours else ("tab:gray" if row.floor else "tab:blue"))
-    if not labels:
-        return None
-    height = max(3.0, 0.28 * len(labels) + 1)
-    figure, axes = plt.subplots(figsize=(11, height))
-    axes.barh(range(len(labels)), ratios, color=colors)
-    axes.set_yticks(range(len(labels)), labels, fontsize=7)
-    axes.invert_yaxis()
-    axes.axvline(1.0, color="black", linewidth=0.8)
-    axes.set_xlabel("throughput relative to the raw client (floor = 1.0); green is unistorage")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path

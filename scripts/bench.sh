@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
-apt_install redis-server redis-tools
+apt_install redis-server redis-tools wrk  # wrk: the load generator of the server suite
 ensure_venv "test,bench"
 npm_install "$ROOT/benchmarks/node"
 exec "$VENV/bin/python" -m benchmarks.run "$@"

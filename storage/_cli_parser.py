@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from .serve import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORE, METRICS_TOKEN_ENV, TOKEN_ENV
+from .serve import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_STORE,
+    METRICS_TOKEN_ENV,
+    SERVERS,
+    TOKEN_ENV,
+)
 
 __all__ = ["COPY_BATCH", "KEYS_ENV", "LOG_LEVELS", "parser"]
 
@@ -95,6 +102,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-token", metavar="TOKEN",
                        help="serve Prometheus metrics at GET /?metrics to this bearer token "
                        f"(also ${METRICS_TOKEN_ENV}); read-write tokens may read them too")  # fmt: skip
+    serve.add_argument("--workers", type=_positive, default=1, metavar="N",
+                       help="worker processes on the one port, for more cores (default: 1)")  # fmt: skip
+    serve.add_argument("--server", default="auto", choices=("auto", *SERVERS),
+                       help="the ASGI server (default: granian if installed, else uvicorn)")  # fmt: skip
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                        help="for uvicorn and the storage.*, drivers.* and sessions.* loggers "
                        "(default: info)")  # fmt: skip

@@ -1,4 +1,8 @@
-"""``unistorage serve``: build the Storage the flags describe and serve it on uvicorn.
+"""``unistorage serve``: build the Storage the flags describe and serve it over HTTP.
+
+The ASGI server is granian when it is installed (it measured fastest: docs/benchmarks.md),
+else uvicorn; ``--server`` picks one. ``--workers N`` runs N processes on the one port, each
+building its own Storage from the same flags (checked once, in the parent, before any starts).
 
 Layers come from the driver URLs themselves (``--driver 'redis://host?compress=true'``, see
 `storage.layers.options`). ``--metrics-token`` also puts a `storage.layers.Stats` layer on the
@@ -8,9 +12,14 @@ root and on every mount and serves their Prometheus text at ``GET /?metrics`` to
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ctypes
 import errno
+import importlib.util
+import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -30,10 +39,13 @@ __all__ = [
     "DEFAULT_STORE",
     "LOGGERS",
     "METRICS_TOKEN_ENV",
+    "SERVERS",
     "TOKEN_ENV",
     "build",
+    "choose_server",
     "listen",
     "serve",
+    "worker_app",
 ]
 
 DEFAULT_STORE = "sqlite:///.data/unistorage.db"
@@ -41,8 +53,13 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8585
 TOKEN_ENV = "UNISTORAGE_TOKEN"
 METRICS_TOKEN_ENV = "UNISTORAGE_METRICS_TOKEN"
-#: The loggers ``--log-level`` sets, besides uvicorn's (docs/logging.md).
+#: The loggers ``--log-level`` sets, besides the ASGI server's (docs/logging.md).
 LOGGERS = ("storage", "drivers", "sessions")
+#: The ASGI servers ``--server`` may name, fastest first; "auto" is the first one installed.
+SERVERS = ("granian", "uvicorn")
+# The flags, as JSON, for the worker processes (they build their own app from them).
+_FLAGS_ENV = "UNISTORAGE_SERVE_FLAGS"
+_PR_SET_PDEATHSIG = 1
 
 
 def _mounts(specs: Sequence[str]) -> list[tuple[str, str]]:
@@ -129,16 +146,71 @@ def _log_to_stderr(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
+def choose_server(name: str) -> str:
+    """The ASGI server to run: ``name``, or for "auto" the first of `SERVERS` installed;
+    `UnsupportedError` saying what to install when it is not there."""
+    for server in SERVERS if name == "auto" else (name,):
+        if importlib.util.find_spec(server) is not None:
+            return server
+    wanted = "granian or uvicorn" if name == "auto" else name
+    raise UnsupportedError(f"serving needs {wanted}: pip install 'unistorage[server]'")
+
+
+def _die_with_parent() -> None:
+    # A worker whose supervisor was killed (SIGKILL, a crash) must not keep the port.
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent was already gone
+            os._exit(1)
+
+
+def worker_app() -> StorageServer:
+    """The app of one worker process, built from the flags its parent checked."""
+    _die_with_parent()
+    args = argparse.Namespace(**json.loads(os.environ[_FLAGS_ENV]))
+    _log_to_stderr(args.log_level)
+    return build(args)[0]
+
+
+def _run(server: str, app: StorageServer, sock: socket.socket, args: argparse.Namespace) -> None:
+    workers = getattr(args, "workers", 1)
+    if server == "uvicorn" and workers == 1:
+        import uvicorn
+
+        config = uvicorn.Config(app, log_level=args.log_level, lifespan="on")
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    # The workers build their own storage; this one only proved that the flags hold.
+    asyncio.run(app.storage.dispose())
+    os.environ[_FLAGS_ENV] = json.dumps(vars(args))
+    target = f"{__name__}:worker_app"
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            target, factory=True, fd=sock.fileno(), workers=workers, log_level=args.log_level,
+            lifespan="on",
+        )  # fmt: skip
+        return
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    sock.close()  # granian binds the port itself; listen() checked that it can
+    Granian(
+        target, address=args.host, port=args.port, interface=Interfaces.ASGI, workers=workers,
+        log_level=LogLevels(args.log_level), factory=True, backlog=2048,
+    ).serve()  # fmt: skip
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted; returns the exit status.
 
-    Every check (tokens, mounts, URLs, the port) is made before the "serving" line and before
-    anything opens, so a refused start leaves nothing behind.
+    Every check (tokens, mounts, URLs, the port, the server software) is made before the
+    "serving" line and before anything opens, so a refused start leaves nothing behind.
     """
-    try:
-        import uvicorn
-    except ImportError:
-        raise UnsupportedError("serving needs uvicorn: pip install 'unistorage[server]'") from None
+    server = choose_server(getattr(args, "server", "auto"))
     _log_to_stderr(args.log_level)
     sock = listen(args.host, args.port)
     try:
@@ -147,15 +219,22 @@ def serve(args: argparse.Namespace) -> int:
         access = "read-only" if args.read_only else "read-write"
         guard = "bearer tokens" if tokens else "no tokens: anyone who can connect"
         store = args.root or DEFAULT_STORE
+        workers = getattr(args, "workers", 1)
+        on = f"{server}, {workers} workers" if workers > 1 else server
         sys.stderr.write(
-            f"unistorage: serving {store} ({access}, {guard}) on http://{args.host}:{args.port}\n"
+            f"unistorage: serving {store} ({access}, {guard}) on http://{args.host}:{args.port}"
+            f" ({on})\n"
         )
+        if workers > 1 and store.startswith("memory:"):
+            sys.stderr.write(
+                "unistorage: warning: memory:// with several workers: each worker holds its "
+                "own data; use a shared store (sqlite, redis, ...)\n"
+            )
         if not tokens and args.host not in ("127.0.0.1", "localhost", "::1"):
             sys.stderr.write(
                 "unistorage: warning: an open server on a public address; use --token\n"
             )
-        config = uvicorn.Config(app, log_level=args.log_level, lifespan="on")
-        uvicorn.Server(config).run(sockets=[sock])
+        _run(server, app, sock, args)
     finally:
         sock.close()
     return 0

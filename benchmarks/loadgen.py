@@ -1,0 +1,89 @@
+"""The HTTP load generator of the server suites: wrk, in its own process, one run per round.
+
+`Wrk.run` drives ``connections`` keep-alive connections at a server for ``seconds`` with GETs
+or PUTs of a 1 KB JSON value over 1,000 keys and returns the round as a `Sample`: requests,
+seconds, and wrk's p50 and p99 latency. wrk comes from Debian's package (scripts/bench.sh
+installs it); one wrk thread leaves the other cores to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from .harness import Sample
+
+__all__ = ["KEYS", "VALUE_BYTES", "Wrk", "wrk_available"]
+
+#: The size of the JSON value every PUT sends, and how many keys the requests go round.
+VALUE_BYTES = 1024
+KEYS = 1000
+
+_SCRIPT = """
+wrk.method = "%(method)s"
+wrk.headers["content-type"] = "application/json"
+%(body)s
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/bench/k" .. (n %% %(keys)d))
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %%d, "micros": %%d, "p50": %%d, "p99": %%d, "errors": %%d, "bad": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def wrk_available() -> bool:
+    """True when wrk is installed; prints why the suite skips otherwise."""
+    if shutil.which("wrk") is None:
+        print("  (wrk missing: `bash scripts/bench.sh` installs it)", flush=True)
+        return False
+    return True
+
+
+def _value() -> str:
+    filler = "x" * (VALUE_BYTES - len('{"id":1,"data":""}'))
+    return json.dumps({"id": 1, "data": filler}, separators=(",", ":"))
+
+
+class Wrk:
+    """wrk with a GET script and a PUT script written once to a temporary directory (removed
+    by `close`)."""
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="unistorage-wrk-"))
+        for method in ("GET", "PUT"):
+            body = f"wrk.body = {json.dumps(_value())}" if method == "PUT" else ""
+            script = _SCRIPT % {"method": method, "body": body, "keys": KEYS}
+            (self._dir / f"{method}.lua").write_text(script)
+
+    async def run(self, url: str, method: str, connections: int, seconds: int) -> Sample:
+        """One round: ``connections`` connections sending ``method`` requests for ``seconds``."""
+        process = await asyncio.create_subprocess_exec(
+            "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+            "-s", str(self._dir / f"{method}.lua"), url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await process.communicate()
+        line = next((x for x in out.decode().splitlines() if x.startswith("{")), None)
+        if line is None:
+            raise RuntimeError(f"wrk gave no summary: {err.decode()[-500:]}")
+        found = json.loads(line)
+        if found["errors"] or found["bad"]:
+            print(f"    ({url} {method} x{connections}: {found['errors']} socket errors, "
+                  f"{found['bad']} non-2xx answers)", flush=True)  # fmt: skip
+        return Sample(
+            found["requests"], found["micros"] / 1e6, found["p50"] / 1000, found["p99"] / 1000
+        )
+
+    def close(self) -> None:
+        """Remove the scripts."""
+        shutil.rmtree(self._dir, ignore_errors=True)
