@@ -3,7 +3,8 @@ latency, a streamed listing of 10,000 keys, and a 256 MB value streamed up and d
 boto3's own file copy (upload_file / download_file).
 
 moto on loopback answers in about 2 ms of CPU, so without latency a ratio measures CPU, not
-overlap; `tests.faults.FaultProxy` adds 20 ms each way (loopback only). In each case the
+overlap; `tests.faults.FaultProxy` adds 20 ms each way (loopback only), in a process of its own
+so that forwarding bytes never takes the GIL from the Python subjects. In each case the
 floor is our own sequential loop; beside it, our batches, raw boto3 sequentially and with a
 thread pool, and unstorage's s3 driver on node (aws4fetch), all in alternating rounds.
 Goals (issue 16): through the proxy, batches of 1000 at least 8x the sequential loop, and
@@ -19,6 +20,8 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -28,7 +31,6 @@ from typing import Any
 
 from drivers.s3 import S3Driver
 from storage import Storage, create_storage
-from tests.faults import FaultProxy
 from tests.servers import MotoServer
 
 from .harness import Bench, Body, Subject
@@ -52,6 +54,30 @@ STREAMED_MB = 256
 UPLOAD = "256 MB file up (MB)"
 DOWNLOAD = "256 MB file down (MB)"
 _READ = 1024 * 1024  # bytes per file read, as a producer of chunks
+
+
+_PROXY = """
+import sys, time
+from tests.faults import FaultProxy
+proxy = FaultProxy("127.0.0.1", int(sys.argv[1])).start()
+proxy.delay(float(sys.argv[2]))
+print(proxy.url, flush=True)
+sys.stdin.read()  # until the benchmark closes it
+proxy.close()
+"""
+
+
+def _latency_proxy(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
+    """A `FaultProxy` to ``port`` adding ``delay_ms`` each way, in its own process; returns
+    the process (close its stdin to end it) and the proxy's URL."""
+    source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen(
+        [sys.executable, "-c", _PROXY, str(port), str(delay_ms)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=source,
+        env={**os.environ, "PYTHONPATH": source},
+    )  # fmt: skip
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
 
 
 async def _peak_kib(body: Callable[[], Awaitable[int]]) -> float:
@@ -264,8 +290,7 @@ async def _streams(bench: Bench, client: Any, megabytes: int) -> None:
 
 async def run(bench: Bench) -> None:
     server = MotoServer().start()
-    proxy = FaultProxy("127.0.0.1", server.port).start()
-    proxy.delay(DELAY_MS)
+    proxy, proxy_url = _latency_proxy(server.port, DELAY_MS)
     node = None
     try:
         client = server.client()
@@ -273,7 +298,7 @@ async def run(bench: Bench) -> None:
         if node_available():
             node = await NodeRounds(
                 "s3.mjs",
-                json.dumps({"direct": server.endpoint_url, "proxied": proxy.url}),
+                json.dumps({"direct": server.endpoint_url, "proxied": proxy_url}),
                 BUCKET,
                 str(bench.n(SEQUENTIAL_DIRECT)),
                 str(bench.n(SEQUENTIAL_PROXIED)),
@@ -284,7 +309,7 @@ async def run(bench: Bench) -> None:
         )
         await _batches(
             bench,
-            proxy.url,
+            proxy_url,
             node,
             f"{DELAY_MS} ms each way",
             bench.n(SEQUENTIAL_PROXIED),
@@ -295,5 +320,7 @@ async def run(bench: Bench) -> None:
     finally:
         if node is not None:
             await node.close()
-        proxy.close()
+        assert proxy.stdin is not None
+        proxy.stdin.close()
+        proxy.wait(timeout=10)
         server.close()

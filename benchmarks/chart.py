@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .harness import Result
 
-__all__ = ["chart"]
+__all__ = ["Panel", "chart", "curves"]
 
 
 def chart(results: list[Result], path: Path) -> Path | None:
@@ -50,6 +50,39 @@ def chart(results: list[Result], path: Path) -> Path | None:
         "rate relative to the case's floor (1.0), median of per-round ratios; "
         "bars: lowest to highest round; green is unistorage"
     )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+#: One panel of `curves`: x label, y label, and series name -> (x, y) points.
+Panel = tuple[str, str, dict[str, list[tuple[float, float]]]]
+
+
+def curves(panels: list[Panel], path: Path) -> Path | None:
+    """Draw each panel as log-log lines, one per series, side by side into ``path`` (PNG);
+    None when matplotlib is missing or there is nothing to draw."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not panels:
+        return None
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for axis, (x_label, y_label, series) in zip(axes[0], panels, strict=True):
+        for name, points in sorted(series.items()):
+            points = sorted(points)
+            axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel(x_label)
+        axis.set_ylabel(y_label)
+        axis.grid(True, which="both", linewidth=0.3)
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

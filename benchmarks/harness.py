@@ -58,6 +58,8 @@ class Result:
     p50_ms: float | None = None
     p99_ms: float | None = None
     rounds: int = 0
+    #: The tracemalloc peak of one run of the subject, where a suite measured it.
+    peak_kib: float | None = None
 
     @property
     def rate(self) -> float:
