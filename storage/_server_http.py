@@ -34,7 +34,8 @@ class Request:
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"][len(scope.get("root_path", "")) :] or "/"
-        self.query = parse_qs(scope.get("query_string", b"").decode("latin-1"), True)
+        query = scope.get("query_string", b"")
+        self.query = parse_qs(query.decode("latin-1"), True) if query else {}
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")

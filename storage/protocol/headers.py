@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -148,6 +149,12 @@ def check_token(token: object, what: str = "a bearer token") -> str:
 # -- native meta in headers -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
+def _http_date(second: int) -> str:
+    # HTTP dates have whole seconds, and under load many answers share one: format each once.
+    return format_datetime(datetime.fromtimestamp(second, timezone.utc), usegmt=True)
+
+
 def meta_headers(
     meta: Mapping[str, Any], etag: str | None = None, size: int | None = None
 ) -> list[tuple[str, str]]:
@@ -159,7 +166,7 @@ def meta_headers(
         stamp = (
             mtime.astimezone(timezone.utc) if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc)
         )
-        headers.append(("last-modified", format_datetime(stamp, usegmt=True)))
+        headers.append(("last-modified", _http_date(math.floor(stamp.timestamp()))))
     ttl = meta.get("ttl")
     if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < float("inf"):
         # Whole seconds, as unstorage sends and reads them (parseInt); rounded up, since 0
