@@ -272,7 +272,7 @@ async def _streams(bench: Bench, client: Any, megabytes: int) -> None:
                 Subject("raw boto3 upload_file", raw_up, floor=True, unit="MB"),
                 Subject("unistorage open_write", ours_up, ours=True, unit="MB"),
             ],
-            rounds=3,
+            rounds=5,
         )
         await bench.rounds(
             DOWNLOAD,
@@ -280,7 +280,7 @@ async def _streams(bench: Bench, client: Any, megabytes: int) -> None:
                 Subject("raw boto3 download_file", raw_down, floor=True, unit="MB"),
                 Subject("unistorage open_read", ours_down, ours=True, unit="MB"),
             ],
-            rounds=3,
+            rounds=5,
         )
     finally:
         await storage.clear()

@@ -199,7 +199,7 @@ async def _increments(bench: Bench, files: _Files, total: int) -> None:
             Subject("unistorage sqlite increment", native, ours=True),
             Subject("compare-and-set loop (the default)", by_cas),
         ],
-        rounds=3,
+        rounds=5,
     )
 
 
@@ -241,7 +241,7 @@ async def _streams(bench: Bench, files: _Files, megabytes: int) -> None:
                 Subject("sqlite3 insert of the whole value", raw_in, floor=True, unit="MB"),
                 Subject("unistorage sqlite open_write", ours_in, ours=True, unit="MB"),
             ],
-            rounds=3,
+            rounds=5,
         )
         await bench.rounds(
             STREAM_OUT,
@@ -249,7 +249,7 @@ async def _streams(bench: Bench, files: _Files, megabytes: int) -> None:
                 Subject("sqlite3 select of the whole value", raw_out, floor=True, unit="MB"),
                 Subject("unistorage sqlite open_read", ours_out, ours=True, unit="MB"),
             ],
-            rounds=3,
+            rounds=5,
         )
     finally:
         raw_db.close()

@@ -97,7 +97,7 @@ class Bench:
     suite: str
     results: list[Result] = field(default_factory=list)
     scale: float = 1.0
-    default_rounds: int = 9
+    default_rounds: int = 15
     full: bool = False
 
     def n(self, count: int) -> int:
@@ -107,8 +107,9 @@ class Bench:
     async def rounds(
         self, case: str, subjects: list[Subject], *, rounds: int | None = None, warmup: int = 1
     ) -> list[Result]:
-        """Run ``subjects`` in alternating rounds (A B C A B C ...) after ``warmup`` unrecorded
-        turns, and record each one's median rate and its ratios to the floor and to ours."""
+        """Run ``subjects`` in alternating rounds (A B C, B C A, C A B, ...) after ``warmup``
+        unrecorded turns, and record each one's median rate and its ratios to the floor and to
+        ours."""
         count = max(1, rounds if rounds is not None else self.default_rounds)
         if self.scale < 1:
             count = min(count, 3)
@@ -121,8 +122,11 @@ class Bench:
         for _ in range(warmup):
             for subject in subjects:
                 await subject.body()
-        for _ in range(count):
-            for subject in subjects:
+        for turn in range(count):
+            # Each round starts one subject further on, so no subject always follows the same
+            # one (a node round's garbage, a server's warm cache) or always goes first.
+            shift = turn % len(subjects)
+            for subject in subjects[shift:] + subjects[:shift]:
                 start = time.perf_counter()
                 done = await subject.body()
                 elapsed = time.perf_counter() - start

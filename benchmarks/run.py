@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suites", nargs="*", help=f"suites to run (default: all): {SUITES}")
     parser.add_argument("--quick", action="store_true", help="a tenth of the iterations")
     parser.add_argument("--full", action="store_true", help="the scaling suite's whole range")
-    parser.add_argument("--rounds", type=int, default=9, help="rounds per case (default 9)")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per case (default 15)")
     parser.add_argument("--name", default="latest", help="results/<name>.json and .png")
     parser.add_argument("--no-history", action="store_true", help="no copy in results/history")
     args = parser.parse_args(argv)
