@@ -59,9 +59,9 @@ pytestmark = pytest.mark.slow
 
 CLIENTS = 500
 TIMEOUT = 10.0  # seconds per request, connecting included
-WARMUP = 2.0  # load before the first fault
+WARMUP = 1.0  # load before the first fault
 HOLD = 1.5  # how long a fault lasts
-SETTLE = 2.0  # load after each heal
+SETTLE = 1.0  # load after each heal (the recovery wait comes first)
 RECOVERY = 10.0  # longest wait for acknowledged writes to resume after a heal
 RESUMED = 10  # acknowledged writes after a heal that show the load survived the fault
 LOCK_SECONDS = 2.5  # the sqlite lock, held for longer than the server's busy timeout (1 s)

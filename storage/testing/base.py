@@ -9,7 +9,9 @@ than a URL (a server started by a fixture, say).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
@@ -19,7 +21,13 @@ import pytest_asyncio
 
 from storage import Driver, Storage, UnsupportedError, create_driver, create_storage
 
-__all__ = ["ConformanceOptions", "DriverFixtures", "conformance_tests", "refuses_ttl"]
+__all__ = [
+    "ConformanceOptions",
+    "DriverFixtures",
+    "conformance_tests",
+    "expired",
+    "refuses_ttl",
+]
 
 #: The option of `storage.pytest_plugin` (``--unistorage-driver``, ini ``unistorage_driver``)
 #: that names the driver under test.
@@ -61,6 +69,16 @@ def conformance_tests(cls: _C) -> _C:
         if name.startswith("test_") and inspect.iscoroutinefunction(value):
             pytest.mark.asyncio(value)
     return cls
+
+
+async def expired(storage: Storage, key: str, *, within: float = 10.0) -> None:
+    """Wait until ``key`` (written with a short TTL) is gone; fail if it outlives ``within``
+    seconds. Polling, not one long sleep: a precise backend answers in its TTL, a coarse or
+    loaded one gets the time it needs."""
+    deadline = time.monotonic() + within
+    while await storage.has_item(key):
+        assert time.monotonic() < deadline, f"{key!r} was still there after {within:g} s"
+        await asyncio.sleep(0.05)
 
 
 async def refuses_ttl(storage: Storage) -> None:
