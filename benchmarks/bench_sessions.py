@@ -1,21 +1,33 @@
 """Requests/s through session middleware, in process (no network), ours against starsessions
-and, through FastAPI and Litestar apps, against starsessions and Litestar's own server-side
-sessions on the same store.
+and, through FastAPI and Litestar apps (`benchmarks.frameworks`), against starsessions and
+Litestar's own server-side sessions on the same store.
 
-Each request carries the cookie of an existing session, reads one key and writes it back.
-Ours expires idle sessions (30 min, with a store TTL on every write); the like-for-like
-starsessions subject uses a rolling 30-minute lifetime, and a second one no expiry at all.
-Both middlewares keep their sessions in the same kind of store: a unistorage memory driver, then
-a sqlite file (starsessions through a small `SessionStore` adapter over the same driver), plus
-starsessions' own dict store. The
-floor is the same app without any session middleware. A last case shows that a request that
-never touches the session costs no storage call at all.
+Each request carries the cookie of an existing session and reads one counter (``read only``),
+or reads it and writes it back incremented (``read + write``). What each subject does per
+read + write request:
+
+- ours: parse the cookie strictly, check the ID's shape, hash it (SHA-256) into the storage key,
+  read the record and its etag, check the idle (30 min) and absolute (8 h) timeouts from the
+  stored timestamps, and at the response start write the record back conditioned on that etag
+  (merging into the fresh record on a conflict) with a 30-minute store TTL;
+- starsessions, 30 min rolling (the like-for-like peer): parse the cookie, read the record by
+  the raw ID, and at the response start write it back with a 30-minute store TTL and send a
+  fresh Set-Cookie (rolling lifetime); starsessions without expiry, and starsessions on its own
+  dict store, for reference.
+
+Both keep their sessions in the same kind of store, a unistorage driver (memory, then a sqlite
+file), starsessions through a small `SessionStore` adapter over it. Neither signs its cookie:
+both IDs are random and server-side. Subjects take turns round after round (`Bench.rounds`);
+ratios are medians of per-round ratios with their spread. The floor is the same app without
+any session middleware. A read + write case with 16 clients at once, each with a session of its
+own, shows a server's load, where sqlite's group commit shares the write round trips. A last
+case shows that a request that never touches the session costs no storage call at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
@@ -30,7 +42,7 @@ from sessions import Session, SessionMiddleware, Sessions
 from storage import Driver, Storage, create_storage
 
 from .frameworks import framework_cases
-from .harness import Bench, Result
+from .harness import Bench, Subject
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,8 +51,8 @@ App = Callable[
 ]
 
 REQUESTS = 5_000
-# Best of many short rounds, subjects taking turns: the machine is shared and noisy.
-ROUNDS = 7
+#: Clients sending requests at once in the concurrent case, each with a session of its own.
+CLIENTS = 16
 READ_WRITE = "request with session read + write"
 READ_ONLY = "request with a session read only"
 UNTOUCHED = "request that never touches the session"
@@ -177,29 +189,26 @@ async def untouched_app(scope: Scope, receive: Any, send: Any) -> None:
     await send(_BODY)
 
 
-Subject = tuple[str, Callable[[], Awaitable[int]], dict[str, Any]]
-
-
-async def _interleaved(bench: Bench, case: str, subjects: list[Subject]) -> list[Result]:
-    """Time the subjects in turn, round after round, and keep each one's best round.
-
-    Taking turns spreads the noise of a shared machine over every subject alike.
-    """
-    best = {name: float("inf") for name, _, _ in subjects}
-    ops = dict.fromkeys(best, 0)
-    for _ in range(ROUNDS):
-        for name, body, _ in subjects:
-            start = time.perf_counter()
-            ops[name] = await body()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return [bench.add(case, name, ops[name], best[name], **flags) for name, _, flags in subjects]
-
-
 def _runner(app: App, cookie: bytes, n: int) -> Callable[[], Awaitable[int]]:
     async def run() -> int:
         for _ in range(n):
             await app(_scope(cookie), _receive, _send)
         return n
+
+    return run
+
+
+def _clients(app: App, cookies: list[bytes], n: int) -> Callable[[], Awaitable[int]]:
+    """``n`` requests from ``len(cookies)`` clients at once, each with its own session."""
+    each = max(1, n // len(cookies))
+
+    async def client(cookie: bytes) -> None:
+        for _ in range(each):
+            await app(_scope(cookie), _receive, _send)
+
+    async def run() -> int:
+        await asyncio.gather(*(client(cookie) for cookie in cookies))
+        return each * len(cookies)
 
     return run
 
@@ -229,20 +238,42 @@ async def _store_cases(bench: Bench, kind: str, make: Callable[[str], Driver], n
             star_handler, store=UnistorageStore(star_storage), lifetime=1800, rolling=True
         )
         star_plain = StarSessionMiddleware(star_handler, store=UnistorageStore(star_storage))
-        subjects: list[Subject] = [
-            ("no session middleware", _runner(bare_app, b"", n), {"floor": True}),
-            (f"unistorage sessions ({kind})", _runner(ours, cookie, n), {"ours": True}),
-            (f"starsessions 30min rolling ({kind})", _runner(star, star_cookie, n), {}),
-            (f"starsessions no expiry ({kind})", _runner(star_plain, star_cookie, n), {}),
+        subjects = [
+            Subject("no session middleware", _runner(bare_app, b"", n), floor=True),
+            Subject(f"unistorage sessions ({kind})", _runner(ours, cookie, n), ours=True),
+            Subject(f"starsessions 30min rolling ({kind})", _runner(star, star_cookie, n)),
+            Subject(f"starsessions no expiry ({kind})", _runner(star_plain, star_cookie, n)),
         ]
         if kind == "memory":
             native = InMemoryStore()
             native.data["star-session-id"] = b'{"n": 0}'
             star_native = StarSessionMiddleware(star_handler, store=native)
             subjects.append(
-                ("starsessions (InMemoryStore dict)", _runner(star_native, star_cookie, n), {})
+                Subject("starsessions (InMemoryStore dict)", _runner(star_native, star_cookie, n))
             )
-        await _interleaved(bench, case, subjects)
+        await bench.rounds(case, subjects)
+    # A server's load: many visitors at once, so a store that groups writes (sqlite's group
+    # commit) shares its round trips and each request's own work counts for more.
+    ours_cookies = [await _our_cookie(sessions) for _ in range(CLIENTS)]
+    star_cookies = []
+    for client in range(CLIENTS):
+        await star_storage.set_item_raw(f"star-client-{client}", b'{"n": 0}')
+        star_cookies.append(f"session=star-client-{client}".encode())
+    star = StarSessionMiddleware(
+        star_app, store=UnistorageStore(star_storage), lifetime=1800, rolling=True
+    )
+    await bench.rounds(
+        f"{READ_WRITE}, {CLIENTS} clients at once ({kind})",
+        [
+            Subject("no session middleware", _clients(bare_app, star_cookies, n), floor=True),
+            Subject(
+                f"unistorage sessions ({kind})",
+                _clients(SessionMiddleware(ours_app, sessions), ours_cookies, n),
+                ours=True,
+            ),
+            Subject(f"starsessions 30min rolling ({kind})", _clients(star, star_cookies, n)),
+        ],
+    )
     await ours_storage.dispose()
     await star_storage.dispose()
 
@@ -253,20 +284,17 @@ async def _untouched(bench: Bench, n: int) -> None:
     cookie = await _our_cookie(counted)
     driver.calls.clear()
     star = StarSessionMiddleware(untouched_app, store=UnistorageStore(create_storage()))
-    _, ours, _ = await _interleaved(
-        bench,
+    ours_untouched = SessionMiddleware(untouched_app, counted)
+    results = await bench.rounds(
         UNTOUCHED,
         [
-            ("no session middleware", _runner(untouched_app, cookie, n), {"floor": True}),
-            (
-                "unistorage sessions (memory)",
-                _runner(SessionMiddleware(untouched_app, counted), cookie, n),
-                {"ours": True},
-            ),
-            ("starsessions (memory)", _runner(star, cookie, n), {}),
+            Subject("no session middleware", _runner(untouched_app, cookie, n), floor=True),
+            Subject("unistorage sessions (memory)", _runner(ours_untouched, cookie, n), ours=True),
+            Subject("starsessions (memory)", _runner(star, cookie, n)),
         ],
     )
-    ours.note = f"driver calls: {sum(driver.calls.values())} in {ours.ops * ROUNDS} requests"
+    ours = next(result for result in results if result.ours)
+    ours.note = f"driver calls: {sum(driver.calls.values())} in all rounds of {n} requests"
     print(f"  untouched: {ours.note}", flush=True)
     if driver.calls:
         raise AssertionError(f"an untouched session reached the driver: {dict(driver.calls)}")
@@ -283,4 +311,11 @@ async def run(bench: Bench) -> None:
             max(1, n // 5),
         )
     await _untouched(bench, n)
-    await framework_cases(bench, max(1, n // 2))
+    await framework_cases(bench, "memory", lambda name: MemoryDriver(), max(1, n // 2))
+    with tempfile.TemporaryDirectory() as directory:
+        await framework_cases(
+            bench,
+            "sqlite file",
+            lambda name: SqliteDriver(f"{directory}/{name}.db"),
+            max(1, n // 10),
+        )

@@ -1,11 +1,22 @@
 """The sessions benchmark through real FastAPI and Litestar apps (in process, no network).
 
 Each request carries the cookie of an existing session, reads one counter and writes it back
-(or only reads it). Per framework: the same app without sessions (the floor), with ours, and
-with the peer a user of that framework would pick, on the same kind of store: starsessions
-(FastAPI) over our memory driver through a small `SessionStore` adapter, and Litestar's own
-server-side sessions over our memory driver as a Litestar store (`UnistorageStore`). Rounds
-alternate (`Bench.rounds`); the ratios are medians of per-round ratios.
+(or only reads it), and answers it as JSON. Per framework and store (memory, a sqlite file):
+the same app without sessions (the floor), with ours, and with the peer a user of that
+framework would pick, on the same kind of store:
+
+- FastAPI: starsessions (30-minute rolling lifetime, so a store TTL and a Set-Cookie on every
+  response) over the driver through a small `SessionStore` adapter. Ours through its typed
+  dependency (``Annotated[Session[...], Depends(session_dependency(sessions))]``) against
+  starsessions both through a dependency of the same shape (FastAPI's cost of a
+  sub-dependency on both sides) and through ``request.session``; and in a case of its own ours
+  through ``sessions.of(request)`` (a ``request: Request`` parameter, as starsessions'
+  ``request.session`` handler has).
+- Litestar: its own server-side sessions (``ServerSideSessionConfig``, 30-minute max age
+  renewed on access) over the driver as a Litestar store (`UnistorageStore`); ours through
+  `SessionPlugin`'s ``session`` dependency.
+
+Rounds alternate (`Bench.rounds`); the ratios are medians of per-round ratios.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations.
@@ -21,11 +32,10 @@ from litestar.stores.registry import StoreRegistry
 from starsessions import SessionMiddleware as StarSessionMiddleware
 from starsessions import SessionStore, load_session
 
-from drivers.memory import MemoryDriver
 from sessions import Session, SessionMiddleware, Sessions
 from sessions.fastapi import session_dependency
 from sessions.litestar import SessionPlugin, UnistorageStore
-from storage import Storage, create_storage
+from storage import Driver, Storage, create_storage
 
 from .harness import Bench, Subject
 
@@ -91,22 +101,38 @@ def _runner(app: Any, cookie: bytes, n: int) -> Callable[[], Awaitable[int]]:
     return run
 
 
-def _fastapi_apps(write: bool, sessions: Sessions[Any], star: Storage) -> tuple[Any, Any, Any]:
-    ours_dep = Annotated[Session[Any], Depends(session_dependency(sessions))]
-    bare, ours, peer = FastAPI(), FastAPI(), FastAPI()
+async def _star_session(request: Request) -> dict[str, Any]:
+    """starsessions' session as a FastAPI dependency, the way a FastAPI user would write it."""
+    await load_session(request)
+    session: dict[str, Any] = request.session
+    return session
 
-    @bare.get("/")
+
+def _fastapi_apps(write: bool, sessions: Sessions[Any], star: Storage) -> dict[str, Any]:
+    ours_dep = Annotated[Session[Any], Depends(session_dependency(sessions))]
+    star_dep = Annotated[dict[str, Any], Depends(_star_session)]
+    apps = {name: FastAPI() for name in ("bare", "ours", "ours_of", "peer", "peer_dep")}
+
+    @apps["bare"].get("/")
     async def bare_home() -> dict[str, int]:
         return {"n": 0}
 
-    @ours.get("/")
+    @apps["ours"].get("/")
     async def ours_home(session: ours_dep) -> dict[str, int]:
         n = await session.get("n", 0)
         if write:
             await session.set("n", n + 1)
         return {"n": n}
 
-    @peer.get("/")
+    @apps["ours_of"].get("/")
+    async def ours_of_home(request: Request) -> dict[str, int]:
+        session = sessions.of(request)
+        n = await session.get("n", 0)
+        if write:
+            await session.set("n", n + 1)
+        return {"n": n}
+
+    @apps["peer"].get("/")
     async def peer_home(request: Request) -> dict[str, int]:
         await load_session(request)
         n = int(request.session.get("n", 0))
@@ -114,12 +140,23 @@ def _fastapi_apps(write: bool, sessions: Sessions[Any], star: Storage) -> tuple[
             request.session["n"] = n + 1
         return {"n": n}
 
-    ours.add_middleware(SessionMiddleware, sessions=sessions)
-    peer.add_middleware(StarSessionMiddleware, store=_StarStore(star), lifetime=1800, rolling=True)
-    return bare, ours, peer
+    @apps["peer_dep"].get("/")
+    async def peer_dep_home(session: star_dep) -> dict[str, int]:
+        n = int(session.get("n", 0))
+        if write:
+            session["n"] = n + 1
+        return {"n": n}
+
+    for name in ("ours", "ours_of"):
+        apps[name].add_middleware(SessionMiddleware, sessions=sessions)
+    for name in ("peer", "peer_dep"):
+        apps[name].add_middleware(
+            StarSessionMiddleware, store=_StarStore(star), lifetime=1800, rolling=True
+        )
+    return apps
 
 
-def _litestar_apps(write: bool, sessions: Sessions[Any], store: Storage) -> tuple[Any, Any, Any]:
+def _litestar_apps(write: bool, sessions: Sessions[Any], store: Storage) -> dict[str, Any]:
     @get("/", sync_to_thread=False)
     def bare_home() -> dict[str, int]:
         return {"n": 0}
@@ -145,37 +182,61 @@ def _litestar_apps(write: bool, sessions: Sessions[Any], store: Storage) -> tupl
         stores=StoreRegistry(default_factory=UnistorageStore(store).with_namespace),
     )
     ours = Litestar([ours_home], plugins=[SessionPlugin(sessions, dispose=False)])
-    return Litestar([bare_home]), ours, peer
+    return {"bare": Litestar([bare_home]), "ours": ours, "peer": peer}
 
 
-async def framework_cases(bench: Bench, n: int) -> None:
-    """FastAPI and Litestar, read + write then read only, ours against each peer."""
-    sessions: Sessions[Any] = Sessions(create_storage(MemoryDriver()))
+async def framework_cases(bench: Bench, kind: str, make: Callable[[str], Driver], n: int) -> None:
+    """FastAPI and Litestar, read + write then read only, ours against each peer, every
+    session kept in a driver from ``make(name)``."""
+    ours_storage = create_storage(make("ours"))
+    sessions: Sessions[Any] = Sessions(ours_storage)
     session = sessions.from_cookie(None)
     await session.set("n", 0)
     await sessions.commit(session)
     ours_cookie = f"session={session.id}".encode()
-    star = create_storage(MemoryDriver())
+    star = create_storage(make("star"))
     await star.set_item_raw("star-session-id", b'{"n": 0}')
-    lite = create_storage(MemoryDriver())
+    lite = create_storage(make("litestar"))
     lite_id = "ab" * 32
     await UnistorageStore(lite).with_namespace("sessions").set(lite_id, b'{"n": 0}', 1800)
-    for framework, build, peer_name, peer_cookie in (
-        ("FastAPI", _fastapi_apps, "starsessions 30min rolling", b"session=star-session-id"),
-        (
-            "Litestar",
-            _litestar_apps,
-            "Litestar server-side sessions",
-            f"session={lite_id}".encode(),
-        ),
-    ):
-        for case, write in ((READ_WRITE, True), (READ_ONLY, False)):
-            bare, ours, peer = build(write, sessions, star if framework == "FastAPI" else lite)
-            await bench.rounds(
-                f"{framework}: {case} (memory)",
-                [
-                    Subject(f"{framework}, no sessions", _runner(bare, b"", n), floor=True),
-                    Subject("unistorage sessions", _runner(ours, ours_cookie, n), ours=True),
-                    Subject(peer_name, _runner(peer, peer_cookie, n)),
-                ],
-            )
+    star_cookie = b"session=star-session-id"
+    lite_cookie = f"session={lite_id}".encode()
+    for case, write in ((READ_WRITE, True), (READ_ONLY, False)):
+        fast = _fastapi_apps(write, sessions, star)
+        floor = Subject("FastAPI, no sessions", _runner(fast["bare"], b"", n), floor=True)
+        peer = Subject("starsessions 30min rolling", _runner(fast["peer"], star_cookie, n))
+        await bench.rounds(
+            f"FastAPI, typed dependency: {case} ({kind})",
+            [
+                floor,
+                Subject("unistorage sessions", _runner(fast["ours"], ours_cookie, n), ours=True),
+                Subject(
+                    "starsessions 30min rolling, dependency",
+                    _runner(fast["peer_dep"], star_cookie, n),
+                ),
+                peer,
+            ],
+        )
+        await bench.rounds(
+            f"FastAPI, Sessions.of(request): {case} ({kind})",
+            [
+                floor,
+                Subject(
+                    "unistorage sessions, Sessions.of",
+                    _runner(fast["ours_of"], ours_cookie, n),
+                    ours=True,
+                ),
+                peer,
+            ],
+        )
+        lit = _litestar_apps(write, sessions, lite)
+        await bench.rounds(
+            f"Litestar: {case} ({kind})",
+            [
+                Subject("Litestar, no sessions", _runner(lit["bare"], b"", n), floor=True),
+                Subject("unistorage sessions", _runner(lit["ours"], ours_cookie, n), ours=True),
+                Subject("Litestar server-side sessions", _runner(lit["peer"], lite_cookie, n)),
+            ],
+        )
+    for storage in (ours_storage, star, lite):
+        await storage.dispose()

@@ -56,6 +56,8 @@ class Changes:
     def flashes(self, stored: list[Flash]) -> list[Flash]:
         """``stored`` flash messages without the ones read here, then the ones added here."""
         taken = self.taken
+        if not taken and not self.added:
+            return stored
         return [flash for flash in (*stored, *self.added) if flash[0] not in taken]
 
     def apply(self, stored: Record, now: float) -> Record:

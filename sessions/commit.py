@@ -37,8 +37,10 @@ async def commit(state: SessionState, settings: SessionSettings) -> list[tuple[s
     if state.id is not None:
         if state.lent:
             changed_in_place(state, settings)
-        if state.new or state.changes or state.touch:
-            wrote = await (_create(state, settings) if state.new else _update(state, settings))
+        if state.new:
+            wrote = await _create(state, settings)
+        elif state.touch or state.changes:
+            wrote = await _update(state, settings)
     if state.doomed:
         await settings.records.remove(state.doomed)
         state.doomed.clear()
@@ -56,14 +58,14 @@ async def _update(state: SessionState, settings: SessionSettings) -> bool:
         now = settings.clock()
         record = state.current(now)
         first = record, entry_ttl(record, settings, now)
-    changes = state.changes or Changes()
+    changes = state.changes
 
     def merged(stored: Record) -> Write | None:
         """The stored record with this request's changes applied; None once it has expired."""
         now = settings.clock()
         if settings.expired(stored, now):
             return None
-        record = changes.apply(stored, now)
+        record = (changes if changes is not None else Changes()).apply(stored, now)
         return record, entry_ttl(record, settings, now)
 
     written = await settings.records.update(state.key, merged, first=first, version=version)

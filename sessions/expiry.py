@@ -43,10 +43,13 @@ def live(state: SessionState, settings: SessionSettings, key: str) -> bool:
 
 def entry_ttl(record: Record, settings: SessionSettings, now: float) -> float:
     """Seconds the stored ``record`` may live: a hint for drivers that expire keys themselves."""
-    seconds = min(settings.idle_timeout, record.created + settings.absolute_timeout - now)
+    seconds = record.created + settings.absolute_timeout - now
+    idle = settings.idle_timeout
+    if idle < seconds:
+        seconds = idle
     # Deadlines are kept for keys that hold values only: as many deadlines as keys means
     # every key has one.
     expires = record.expires
     if expires and len(expires) == len(record.data) and record.user is None and not record.flashes:
         seconds = min(seconds, max(expires.values()) - now)
-    return max(seconds, 0.001)
+    return seconds if seconds > 0.001 else 0.001

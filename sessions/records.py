@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from storage import Capabilities, ConflictError, SerializationError, Storage
+from storage import Capabilities, ConflictError, JSONSerializer, SerializationError, Storage
 
 __all__ = ["Change", "Ended", "Flash", "Moved", "Record", "Records", "Version", "Write"]
 
@@ -46,6 +46,11 @@ _locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.Wea
 
 #: A pending flash message as stored: (its id, its category, the message).
 Flash = tuple[str, str, Any]
+
+#: Values the default serializer stores whatever they hold (ints of any size, nan and inf
+#: included): `Records.check` needs no trial encoding of them. Not every str is one (a lone
+#: surrogate is not UTF-8): an ASCII str is.
+_ALWAYS_STORABLE = frozenset({int, float, bool, type(None)})
 
 
 class Record:
@@ -117,16 +122,21 @@ class Version:
 class Records:
     """Session records in one Storage (a namespace view), by key."""
 
-    __slots__ = ("_dumps", "_storage")
+    __slots__ = ("_default", "_dumps", "_storage")
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
         self._dumps = storage.serializer.dumps
+        self._default = type(storage.serializer) is JSONSerializer
 
     def check(self, name: str, value: Any) -> None:
         """Raise `storage.SerializationError` naming ``name`` when ``value`` cannot be stored."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"session keys are non-empty strings, not {name!r}")
+        if self._default:
+            kind = type(value)
+            if kind in _ALWAYS_STORABLE or (kind is str and value.isascii()):
+                return
         self.encode(name, value)
 
     def encode(self, name: str, value: Any) -> bytes:

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, NoReturn
 
+from .changes import Changes
 from .commit import commit
 from .expiry import deadline, live
 from .guard import Awaiting, refuse
@@ -163,7 +164,10 @@ class Session(Generic[DataT]):
             state.expires[key] = at
         elif state.expires:
             state.expires.pop(key, None)
-        state.changing().set(key, value, at)
+        changes = state.changes
+        if changes is None:
+            changes = state.changes = Changes()
+        changes.set(key, value, at)
         if state.lent:
             state.lent.pop(key, None)
 

@@ -157,7 +157,8 @@ class SessionState:
         changes = self.changes
         flashes = self.flashes if changes is None else changes.flashes(self.flashes)
         record = Record(self.created, now, self.data, self.expires, flashes, self.user)
-        record.drop_expired(now)
+        if record.expires:
+            record.drop_expired(now)
         return record
 
     def forget(self) -> None:
