@@ -158,7 +158,9 @@ async def _batches(
 ) -> None:
     """The sequential loop (the floor) against batches, ours and raw boto3's, and node's."""
     client = _client(endpoint)
-    storage = create_storage(S3Driver(BUCKET, f"ours-{where}", client=client))
+    # A shared machine can stall moto for seconds: a call waits for a thread as long as it
+    # takes (the suite measures speed, not the driver's give-up; tests cover that).
+    storage = create_storage(S3Driver(BUCKET, f"ours-{where}", client=client, pool_timeout=120))
     loop_keys = [f"seq:{i:05d}" for i in range(sequential)]
     batch_keys = [f"batch:{i:05d}" for i in range(batch)]
     loops = [
