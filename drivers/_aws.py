@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import boto3.session
 from botocore.config import Config
-from botocore.exceptions import NoRegionError
+from botocore.exceptions import ClientError, NoRegionError
 
 from storage import InvalidArgumentError
 from storage.workers import Workers
@@ -69,4 +69,11 @@ def aws_client(
     else:
         # More threads than pooled connections would open and drop a connection per call.
         max_workers = min(max_workers, client.meta.config.max_pool_connections)
-    return client, Workers(max_workers, name=f"unistorage-{service}", wait=pool_timeout)
+    # An error response is the service answering (progress); a timeout is not.
+    workers = Workers(
+        max_workers,
+        name=f"unistorage-{service}",
+        wait=pool_timeout,
+        answered=lambda exc: isinstance(exc, ClientError),
+    )
+    return client, workers
