@@ -163,7 +163,8 @@ def test_the_navigation_leads_from_home_to_a_driver_and_on(fresh: Browser) -> No
 def test_search_finds_a_term_across_the_site(fresh: Browser) -> None:
     fresh.open()
     fresh.page.fill("input.md-search__input", "tombstone")
-    fresh.page.wait_for_selector(".md-search-result__item", timeout=10_000)
+    # The index is built in a web worker, from every page: seconds on a loaded machine.
+    fresh.page.wait_for_selector(".md-search-result__item", timeout=60_000)
     found = fresh.page.eval_on_selector_all(
         ".md-search-result__item a", "links => links.map(link => link.href)"
     )
