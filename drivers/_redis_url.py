@@ -8,10 +8,15 @@ host, port, database, credentials and query reach the same redis-py client.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from redis.asyncio import cluster, connection
+
 from storage.driver import parse_url_options
+from storage.errors import InvalidArgumentError
 
 __all__ = ["SCHEMES", "client_url", "split_options"]
 
@@ -46,10 +51,44 @@ def client_url(url: str) -> tuple[str, bool]:
     return scheme + url[len(parts.scheme) :], cluster
 
 
+@functools.cache
+def _client_options() -> frozenset[str]:
+    """The query options redis-py reads from a URL: its parsed ones and the keywords of the
+    connection, pool and cluster classes a URL's query reaches (of the installed version)."""
+    names = set(getattr(connection, "URL_QUERY_ARGUMENT_PARSERS", {}))
+    for cls in (
+        connection.AbstractConnection,
+        connection.Connection,
+        connection.SSLConnection,
+        connection.UnixDomainSocketConnection,
+        connection.ConnectionPool,
+        cluster.RedisCluster,
+    ):
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name != "self" and parameter.kind in (
+                parameter.KEYWORD_ONLY,
+                parameter.POSITIONAL_OR_KEYWORD,
+            ):
+                names.add(name)
+    return frozenset(names)
+
+
 def split_options(url: str) -> tuple[str, dict[str, Any]]:
-    """``url`` without the driver's own query options, and those options as values."""
+    """``url`` without the driver's own query options, and those options as values.
+
+    An option neither the driver nor redis-py reads is an `InvalidArgumentError` here, before
+    any connection (redis-py would raise a `TypeError` at the first command).
+    """
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
+    unknown = sorted({k for k, _ in pairs} - _DRIVER_OPTIONS - _client_options())
+    if unknown:
+        raise InvalidArgumentError(
+            f"the redis driver has no option {unknown[0]!r}: its own are "
+            f"{', '.join(sorted(_DRIVER_OPTIONS))}; the others are redis-py's connection "
+            "options (socket_timeout, health_check_interval, ssl_cert_reqs, ..., see "
+            "docs/drivers/redis.md)"
+        )
     own = parse_url_options(urlencode([(k, v) for k, v in pairs if k in _DRIVER_OPTIONS]))
     rest = urlencode([(k, v) for k, v in pairs if k not in _DRIVER_OPTIONS])
     return urlunsplit(parts._replace(query=rest)), own

@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from drivers.redis import RedisDriver
-from storage import DriverError, Storage, create_driver, create_storage
+from storage import DriverError, InvalidArgumentError, Storage, create_driver, create_storage
 from storage.layers import DefaultTTL
 from tests.servers import RedisCluster, RedisServer
 
@@ -116,6 +116,17 @@ async def test_url_options_reach_the_driver_and_the_client(engine_server: RedisS
     finally:
         await driver.clear()
         await driver.dispose()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:1/0?bogus=1", "valkey+cluster://127.0.0.1:1?sockettimeout=2"]
+)
+def test_an_option_neither_the_driver_nor_redis_py_reads_is_refused_before_connecting(
+    url: str,
+) -> None:
+    # It used to pass the URL and fail at the first command, with redis-py's TypeError.
+    with pytest.raises(InvalidArgumentError, match=r"no option '(bogus|sockettimeout)'"):
+        create_driver(url)
 
 
 async def test_a_stopped_server_gives_driver_errors_and_recovery_follows(
