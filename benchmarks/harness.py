@@ -92,13 +92,16 @@ def _median(values: list[float | None]) -> float | None:
 @dataclass
 class Bench:
     """Collects the results of one suite. ``scale`` shrinks iteration counts (``--quick``),
-    ``default_rounds`` is how many rounds a case takes when it does not say."""
+    ``default_rounds`` is how many rounds a case takes when it does not say, ``min_seconds``
+    how long a round lasts at least."""
 
     suite: str
     results: list[Result] = field(default_factory=list)
     scale: float = 1.0
     default_rounds: int = 15
     full: bool = False
+    #: The shortest round: a subject's body runs again until its round has lasted this long.
+    min_seconds: float = 0.5
 
     def n(self, count: int) -> int:
         """Scale an iteration count (``--quick`` runs a tenth)."""
@@ -127,10 +130,7 @@ class Bench:
             # one (a node round's garbage, a server's warm cache) or always goes first.
             shift = turn % len(subjects)
             for subject in subjects[shift:] + subjects[:shift]:
-                start = time.perf_counter()
-                done = await subject.body()
-                elapsed = time.perf_counter() - start
-                sample = done if isinstance(done, Sample) else Sample(done, elapsed)
+                sample = await self._turn(subject)
                 ops[subject.name] = sample.ops
                 rate = sample.ops / sample.seconds if sample.seconds > 0 else 0.0
                 rates[subject.name].append(rate)
@@ -164,6 +164,19 @@ class Bench:
             results.append(result)
             print(f"  {_line(result)}", flush=True)
         return results
+
+    async def _turn(self, subject: Subject) -> Sample:
+        """One round of ``subject``: its body, again and again until the round has lasted
+        `min_seconds` (a round of a tenth of a second is one time slice of a busy machine)."""
+        ops, seconds, last = 0, 0.0, Sample(0, 0.0)
+        while True:
+            start = time.perf_counter()
+            done = await subject.body()
+            elapsed = time.perf_counter() - start
+            last = done if isinstance(done, Sample) else Sample(done, elapsed)
+            ops, seconds = ops + last.ops, seconds + last.seconds
+            if seconds >= self.min_seconds or last.seconds <= 0:
+                return Sample(ops, seconds, last.p50_ms, last.p99_ms)
 
     def add(
         self,

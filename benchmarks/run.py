@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             scale=0.1 if args.quick else 1.0,
             default_rounds=args.rounds,
             full=args.full,
+            min_seconds=0.0 if args.quick else 0.5,
         )
         asyncio.run(module.run(bench))
         results.extend(bench.results)
