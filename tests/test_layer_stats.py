@@ -244,6 +244,7 @@ async def test_prometheus_text_follows_the_exposition_format(stats: Stats) -> No
 
 def test_the_reference_parser_reads_the_text() -> None:
     from prometheus_client import parser  # the reference implementation, a test dependency
+
     layer = Stats(MemoryDriver())
     layer.set_item_nowait("k", b"v")
     layer.get_item_nowait("k")
