@@ -102,7 +102,9 @@ async def test_a_burst_beyond_max_connections_waits_and_all_calls_succeed(
         opened = [end - start for start, end in zip(before, after, strict=True)]
         # The sampler's own connections were open before the count began.
         assert max(opened) <= 20, f"connections opened per server: {opened}"
-        assert 1 < peak <= 20
+        # A cluster client also keeps the connection it reads the slot map on (opened before
+        # the burst, when it learnt the slots, and again if it refreshes them).
+        assert 1 < peak <= 20 + ("cluster" in target.url)
     finally:
         await storage.clear()
         await storage.dispose()
