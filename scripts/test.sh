@@ -37,7 +37,7 @@ export UNISTORAGE_SITE="$WORK/site"
 # status 5) is not a failure.
 WORKERS="$(nproc)"; [ "$WORKERS" -gt 4 ] && WORKERS=4
 STATUS=0
-phase() { "$VENV/bin/pytest" "$@" || { local rc=$?; [ "$rc" -eq 5 ] || STATUS=$rc; }; }
+phase() { "$VENV/bin/pytest" "$@" || { local rc=$?; [ "$rc" -eq 5 ] || [ "$STATUS" -ne 0 ] || STATUS=$rc; }; }
 echo "== pytest, $WORKERS processes: everything but the load tests"
 phase -n "$WORKERS" -m "not slow" "$@"
 echo "== pytest: the load tests, alone"
