@@ -24,8 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,7 +31,7 @@ from drivers.s3 import S3Driver
 from storage import Storage, create_storage
 from tests.servers import MotoServer
 
-from .harness import Bench, Body, Subject
+from .harness import Bench, Body, Subject, peak_kib
 from .node_rounds import NodeRounds, node_available
 
 BUCKET = "unistorage-bench"
@@ -78,16 +76,6 @@ def _latency_proxy(port: int, delay_ms: float) -> tuple[subprocess.Popen[str], s
     )  # fmt: skip
     assert process.stdout is not None
     return process, process.stdout.readline().strip()
-
-
-async def _peak_kib(body: Callable[[], Awaitable[int]]) -> float:
-    """The tracemalloc peak of one run of ``body``, in KiB."""
-    tracemalloc.start()
-    try:
-        await body()
-        return tracemalloc.get_traced_memory()[1] / 1024
-    finally:
-        tracemalloc.stop()
 
 
 def _client(endpoint: str) -> Any:
@@ -208,8 +196,8 @@ async def _listing(bench: Bench, client: Any, count: int) -> None:
             found += 1
         return found
 
-    raw_peak = await _peak_kib(raw_list)
-    ours_peak = await _peak_kib(ours_stream)
+    raw_peak = await peak_kib(raw_list)
+    ours_peak = await peak_kib(ours_stream)
     raw, ours = await bench.rounds(
         LISTING,
         [

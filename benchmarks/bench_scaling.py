@@ -20,8 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from storage.serve import choose_server
 from tests.servers import MotoServer, RedisServer
 
 from .chart import curves
-from .harness import Bench, Result, Sample, Subject
+from .harness import Bench, Result, Sample, Subject, peak_kib
 from .history import RESULTS
 from .http_servers import Served, floor_server, ours_server
 from .loadgen import Wrk, wrk_available
@@ -135,15 +134,6 @@ async def _sizes(bench: Bench, stores: dict[str, Opened]) -> None:
                 await bench.rounds(f"{SIZE_CASE}: {name}", [subject], rounds=ROUNDS)
 
 
-async def _peak(body: Callable[[], Awaitable[int]]) -> float:
-    tracemalloc.start()
-    try:
-        await body()
-        return tracemalloc.get_traced_memory()[1] / 1024
-    finally:
-        tracemalloc.stop()
-
-
 async def _seed(storage: Storage, count: int, have: int) -> None:
     for start in range(have, count, 1000):
         await storage.set_items_raw(
@@ -171,7 +161,7 @@ async def _listing(bench: Bench, stores: dict[str, Opened], counts: tuple[int, .
                         found += 1
                     return found
 
-                peaks = [await _peak(listed), await _peak(streamed)]
+                peaks = [await peak_kib(listed), await peak_kib(streamed)]
                 results = await bench.rounds(
                     f"{LIST_CASE}: {name} {count:,} keys",
                     [

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import statistics
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Bench", "Body", "Result", "Sample", "Subject", "table"]
+__all__ = ["Bench", "Body", "Result", "Sample", "Subject", "peak_kib", "table"]
 
 
 @dataclass(frozen=True)
@@ -236,3 +237,13 @@ def table(results: list[Result]) -> str:
                 f"{_times(row.ours_ratio, row.ours_low, row.ours_high):>19} {latency:>14}"
             )
     return "\n".join(lines)
+
+
+async def peak_kib(body: Callable[[], Awaitable[int]]) -> float:
+    """The tracemalloc peak of one run of ``body``, in KiB."""
+    tracemalloc.start()
+    try:
+        await body()
+        return tracemalloc.get_traced_memory()[1] / 1024
+    finally:
+        tracemalloc.stop()
