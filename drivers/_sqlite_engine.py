@@ -51,9 +51,8 @@ _Outcome = tuple[_Job, Any, BaseException | None]
 
 
 def _failed(job: _Job, exc: BaseException) -> _Outcome:
-    """``job`` failed with ``exc``: a copy of its own, as one error often fails a whole group."""
     job.events.clear()
-    return job, None, own(exc)
+    return job, None, exc
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -342,8 +341,14 @@ class SqliteEngine:
 
     def _resolve(self, done: list[_Outcome]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-        for outcome in done:
-            by_loop.setdefault(outcome[0].future.get_loop(), []).append(outcome)
+        raised: set[int] = set()  # one error often fails a whole group: each caller gets a copy
+        for job, result, exc in done:
+            if exc is not None:
+                shared = id(exc) in raised
+                raised.add(id(exc))
+                if shared:
+                    exc = own(exc)
+            by_loop.setdefault(job.future.get_loop(), []).append((job, result, exc))
         for loop, outcomes in by_loop.items():
             try:
                 loop.call_soon_threadsafe(self._settle, outcomes)

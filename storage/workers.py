@@ -77,9 +77,8 @@ class Workers:
         def done(finished: Future[_T]) -> None:
             # The thread comes back when its call is done, not when a cancelled caller leaves.
             failure = None if finished.cancelled() else finished.exception()
-            answered = self._answered
             succeeded = not finished.cancelled() and (
-                failure is None or (answered is not None and answered(failure))
+                failure is None or (self._answered is not None and self._answered(failure))
             )
             with contextlib.suppress(RuntimeError):  # the loop may be closed by then
                 loop.call_soon_threadsafe(freed, succeeded)
