@@ -148,12 +148,18 @@ class MemoryDriver(Driver):
         return value, None if value is None else str(self._stamps[key])
 
     async def get_meta(self, key: str) -> dict[str, Any]:
-        if self.get_item_nowait(key) is None:
-            return {}
+        value = self.get_item_nowait(key)
+        return {} if value is None else self._meta(key, value)
+
+    async def get_item_with_meta(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
+        value = self.get_item_nowait(key)
+        return (None, {}) if value is None else (value, self._meta(key, value))
+
+    def _meta(self, key: str, value: bytes) -> dict[str, Any]:
         stamp = self._stamps[key]
         meta: dict[str, Any] = {
             "mtime": datetime.fromtimestamp(stamp / 1e9, timezone.utc),
-            "size": len(self._data[key]),
+            "size": len(value),
             "etag": str(stamp),
         }
         deadline = self._expires.get(key)

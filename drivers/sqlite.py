@@ -98,6 +98,7 @@ class SqliteDriver(Driver):
         t = f'"{table}"'
         self._sql_get = f"SELECT value, expires FROM {t} WHERE key = ?"
         self._sql_get_tagged = f"SELECT value, expires, version FROM {t} WHERE key = ?"
+        self._sql_get_meta = f"SELECT value, expires, version, mtime FROM {t} WHERE key = ?"
         self._sql_has = f"SELECT expires FROM {t} WHERE key = ?"
         self._sql_put = upsert(table)
         self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
@@ -167,6 +168,29 @@ class SqliteDriver(Driver):
             self._purge_later(key)
             return None, None
         return bytes(row[0]), str(row[2])
+
+    async def get_item_with_meta(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
+        """The value of ``key`` and its meta, read by one query."""
+        rows = await self._engine.read(
+            lambda conn, _: conn.execute(self._sql_get_meta, (key,)).fetchall()
+        )
+        row = rows[0] if rows else None
+        if row is None:
+            return None, {}
+        value, expires, version, mtime = row
+        now = time.time()
+        if expires is not None and expires <= now:
+            self._purge_later(key)
+            return None, {}
+        data = bytes(value)
+        meta: dict[str, Any] = {
+            "mtime": datetime.fromtimestamp(mtime, timezone.utc),
+            "size": len(data),
+            "etag": str(version),
+        }
+        if expires is not None:
+            meta["ttl"] = max(0.0, expires - now)
+        return data, meta
 
     async def has_item(self, key: str) -> bool:
         rows = await self._engine.read(

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from .asgi import Receive, Scope, Send
+from .asgi import Message, Receive, Scope, Send
 from .protocol import CODE_HEADER, JSON, Code, error_body, status_of
 
 __all__ = ["HTTPError", "Request", "body_chunks", "read_body", "send_answer", "send_error"]
@@ -36,11 +36,16 @@ class Request:
         self.path: str = scope["path"][len(scope.get("root_path", "")) :] or "/"
         query = scope.get("query_string", b"")
         self.query = parse_qs(query.decode("latin-1"), True) if query else {}
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        raw = scope["headers"]
+        if type(raw) is not list:
+            raw = list(raw)  # ASGI allows any iterable of pairs
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+        if len(headers) != len(raw):
             # Repeated headers are one comma-separated list (RFC 9110, section 5.3).
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            headers = {}
+            for raw_name, raw_value in raw:
+                name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.headers = headers
         self.receive = receive
 
@@ -54,15 +59,25 @@ def _too_large(limit: int) -> HTTPError:
     return HTTPError(Code.TOO_LARGE, f"the body exceeds {limit} bytes")
 
 
-async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives; `HTTPError` (413) as soon as it passes ``limit`` bytes,
-    (400) when the client goes away before its end."""
+def _check_declared(request: Request, limit: int) -> None:
+    """413 before reading a body whose declared length is already past ``limit``."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
+
+
+async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives; `HTTPError` (413) as soon as it passes ``limit`` bytes,
+    (400) when the client goes away before its end."""
+    _check_declared(request, limit)
+    async for chunk in _chunks(request, limit, await request.receive()):
+        yield chunk
+
+
+async def _chunks(request: Request, limit: int, message: Message) -> AsyncIterator[bytes]:
+    """The body from ``message`` (the first one received) on, checked against ``limit``."""
     size = 0
     while True:
-        message = await request.receive()
         if message["type"] == "http.disconnect":
             raise HTTPError(Code.INVALID_ARGUMENT, "the client disconnected")
         chunk = message.get("body", b"")
@@ -73,11 +88,19 @@ async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+        message = await request.receive()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body, at most ``limit`` bytes (else `HTTPError` 413)."""
-    return b"".join([chunk async for chunk in body_chunks(request, limit)])
+    _check_declared(request, limit)
+    message = await request.receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body: bytes = message.get("body", b"")  # most bodies: one message
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
+    return b"".join([chunk async for chunk in _chunks(request, limit, message)])
 
 
 async def send_answer(

@@ -30,6 +30,7 @@ from .protocol import (
     Code,
     PreconditionFailedError,
     Preconditions,
+    PutBody,
     Write,
     accepts,
     counter_body,
@@ -86,12 +87,15 @@ class Items:
             if not (isinstance(size, int) and size <= STREAMED):
                 await self._stream(request, key, conditions, meta, renewed, send)
                 return
-        # Value and version in one read: the ETag names exactly the body it comes with.
-        data, etag = await storage.get_item_raw_with_etag(key)
+        # Value, version and meta in one call: the ETag names exactly the body it comes with.
+        data, meta = await storage.get_item_raw_with_meta(key)
         if data is None:
             raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key)
-        meta = meta if raw else await storage.get_native_meta(key)
-        headers = [*meta_headers(meta, etag, len(data)), *renewed]
+        etag = meta.get("etag")
+        etag = etag if isinstance(etag, str) else None
+        headers = meta_headers(meta, etag, len(data))
+        if renewed:
+            headers += renewed
         if await _not_modified(send, key, conditions, etag, headers):
             return
         if raw:
@@ -156,15 +160,18 @@ class Items:
             etag = writer.etag
         else:
             body = await read_body(request, self.max_body)
-            write = self._writer(request, key, body, ttl)
-            read = lambda: self.storage.get_item_raw_with_etag(key)  # noqa: E731
-            etag = await write_if(key, conditions, read, write)
+            # How the body is stored is decided (and checked) before any I/O.
+            put = read_put_body(body, request.headers.get("content-type"))
+            if not conditions and put.raw:
+                etag = await self.storage.set_item_raw(key, put.data, ttl=ttl)  # most PUTs
+            else:
+                read = lambda: self.storage.get_item_raw_with_etag(key)  # noqa: E731
+                etag = await write_if(key, conditions, read, self._writer(key, put, ttl))
         await _ok(send, etag)
 
-    def _writer(self, request: Request, key: str, body: bytes, ttl: float | None) -> Write:
-        """How the body is stored (decided before any I/O), as a conditional write."""
+    def _writer(self, key: str, put: PutBody, ttl: float | None) -> Write:
+        """The storage's conditional write of ``put``."""
         storage = self.storage
-        put = read_put_body(body, request.headers.get("content-type"))
 
         async def write(if_match: str | None, if_none_match: bool) -> str | None:
             if put.raw:

@@ -104,6 +104,17 @@ class Driver(ABC):
     read_only: bool = False
     _capabilities: Capabilities | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that changes how values, etags or meta are read (a test double over the
+        # memory driver, a driver over sqlite's) must not have a one-read shortcut of its
+        # parent answer past its own methods: it gets the default, made of those methods.
+        own = cls.__dict__
+        if "get_item_with_meta" not in own and any(
+            name in own for name in ("get_item", "get_item_with_etag", "get_meta")
+        ):
+            cls.get_item_with_meta = Driver.get_item_with_meta  # type: ignore[method-assign]
+
     @property
     def capabilities(self) -> Capabilities:
         """What this driver can do (see `Capabilities`)."""
@@ -305,6 +316,25 @@ class Driver(ABC):
         etag = (await self.get_meta(key)).get("etag") if self.capabilities.conditional else None
         value = await self.get_item(key)
         return value, etag if isinstance(etag, str) and value is not None else None
+
+    async def get_item_with_meta(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
+        """The value of ``key`` and its native meta, as a server answering a GET needs them:
+        ``(None, {})`` when missing. The meta's ``etag`` names exactly the bytes returned (it
+        is left out where unknown); its other fields may describe a write that landed in
+        between where the driver cannot read both at once.
+
+        The default is `get_item_with_etag`, then `get_meta`; drivers that keep both in one
+        place override it with one read.
+        """
+        value, etag = await self.get_item_with_etag(key)
+        if value is None:
+            return None, {}
+        meta = dict(await self.get_meta(key))
+        if etag is None:
+            meta.pop("etag", None)  # it may name a newer value than the one read
+        else:
+            meta["etag"] = etag
+        return value, meta
 
     async def get_user_meta(self, key: str) -> bytes | None:
         """The encoded user meta of ``key``, kept by default in a sibling entry."""

@@ -24,7 +24,7 @@ from ._server_http import HTTPError, Request, send_answer, send_error
 from ._server_items import Items
 from .asgi import Receive, Scope, Send
 from .errors import ReadOnlyError, StorageError
-from .keys import normalize_base, normalize_key
+from .keys import KeyCache, normalize_base, normalize_key
 from .protocol import (
     BATCH_QUERY,
     INCREMENT_QUERY,
@@ -86,6 +86,8 @@ class StorageServer:
         self.max_body = max_body
         self.dispose_on_shutdown = dispose_on_shutdown
         self._items = Items(storage, max_body)
+        # Request paths repeat as keys repeat: each is normalized once.
+        self._paths = KeyCache()
         self._bases = Bases(storage, max_body, lambda request: self._authorize(request, True))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,7 +181,7 @@ class StorageServer:
         if is_base_path(path):
             await self._bases.handle(request, normalize_base(path), send)
             return
-        key = normalize_key(path)
+        key = self._paths.get(path) or self._paths.normalize(path)
         if META_QUERY in query:
             await self._bases.user_meta(request, key, send)
         elif method == "GET":

@@ -286,7 +286,13 @@ class Storage:
     ) -> str | None:
         """Store bytes at ``key`` as they are (no serializer); returns the new etag."""
         full = self._key(key)
-        return await self._set(full, _raw(full, data), ttl, if_match, if_none_match)
+        driver = self._table.nowait_write
+        if driver is None or ttl is not None or if_match is not None or if_none_match:
+            return await self._set(full, _raw(full, data), ttl, if_match, if_none_match)
+        try:  # one writable in-process mount: no routing, no coroutine
+            return driver.set_item_nowait(full, _raw(full, data))
+        except Exception as exc:
+            self._fail(self._table.root, "set_item_raw", full, exc)
 
     async def _set(
         self, full: str, data: bytes, ttl: TTL, if_match: str | None, if_none_match: bool
@@ -510,6 +516,19 @@ class Storage:
             return await mount.driver.get_meta(full[len(mount.base) :])
         except Exception as exc:
             self._fail(mount, "get_meta", full, exc)
+
+    async def get_item_raw_with_meta(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
+        """The stored bytes of ``key`` and its native meta in one call (``(None, {})`` when
+        missing): what a server answering a GET sends. The meta's ``etag`` names exactly
+        those bytes; its other fields may be of a write that landed in between
+        (`Driver.get_item_with_meta`).
+        """
+        full = self._key(key)
+        mount = self._table.route(full)
+        try:
+            return await mount.driver.get_item_with_meta(full[len(mount.base) :])
+        except Exception as exc:
+            self._fail(mount, "get_item_with_meta", full, exc)
 
     async def get_meta_raw(self, key: str) -> bytes | None:
         """The encoded user meta of ``key`` as stored (None when there is none)."""

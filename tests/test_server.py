@@ -262,7 +262,7 @@ def test_a_failing_backend_is_502_naming_the_operation_and_key(http: httpx.Clien
     body = _error(response)
     assert body["code"] == "driver_error"
     assert body["key"] == "broken:k"
-    assert body["message"] == "broken driver failed in get_item_with_etag on key 'broken:k'"
+    assert body["message"] == "broken driver failed in get_item_with_meta on key 'broken:k'"
     assert http.get("/broken/").status_code == 502
 
 

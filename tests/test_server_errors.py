@@ -80,7 +80,7 @@ async def test_a_driver_failing_in_get_meta_is_one_unrepeated_502_from_the_serve
         response = await http.get("/k")
     assert response.status_code == 502
     body = response.json()
-    assert body["message"] == "denied driver failed in get_meta on key 'k'"
+    assert body["message"] == "denied driver failed in get_item_with_meta on key 'k'"
     assert body["code"] == "driver_error"
 
 
@@ -106,7 +106,7 @@ async def test_a_backend_failure_answers_operation_key_and_code_but_no_detail(
         with caplog.at_level(logging.WARNING, logger="storage.server"):
             got = await http.get("/data/doc")
             put = await http.put("/data/doc", content=b"1")
-    for response, operation in ((got, "get_item_with_etag"), (put, "set_item")):
+    for response, operation in ((got, "get_item_with_meta"), (put, "set_item")):
         assert response.status_code == 502
         body = response.json()
         assert (body["code"], body["operation"], body["key"]) == (

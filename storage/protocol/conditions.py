@@ -35,6 +35,8 @@ __all__ = [
 
 #: What an entity-tag may hold (etagc) less "%", which escapes every other character.
 _ETAG_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) not in '"%')
+#: Tokens `quote` would leave as they are (every character of them in `_ETAG_SAFE`).
+_PLAIN_ETAG = re.compile(f"[{re.escape(_ETAG_SAFE)}]*")
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(,|$)')
 
 
@@ -46,7 +48,10 @@ def _opaque(token: str) -> str:
 
 def format_etag(token: str) -> str:
     """The ``ETag`` value for a driver's version token: quoted once, always well formed."""
-    return '"' + quote(_opaque(token), safe=_ETAG_SAFE) + '"'
+    opaque = _opaque(token)
+    if _PLAIN_ETAG.fullmatch(opaque):
+        return '"' + opaque + '"'  # nothing to escape (most tokens: digits, hex, base64)
+    return '"' + quote(opaque, safe=_ETAG_SAFE) + '"'
 
 
 def parse_etag(header: str | None) -> str | None:
@@ -97,6 +102,8 @@ class Preconditions:
     def from_headers(cls, headers: Mapping[str, str]) -> Preconditions:
         """Parse both headers (lowercase names); malformed ones raise `InvalidArgumentError`."""
         match, none_match = headers.get("if-match"), headers.get("if-none-match")
+        if match is None and none_match is None:
+            return _NO_CONDITIONS  # most requests: one shared (frozen) instance
         return cls(
             None if match is None else parse_etags(match, "If-Match"),
             None if none_match is None else parse_etags(none_match, "If-None-Match"),
@@ -129,6 +136,8 @@ class Preconditions:
         ``exists`` says whether there is a current value, ``token`` is its version (None when
         the driver keeps none). If-Match compares strongly, If-None-Match weakly.
         """
+        if self.if_match is None and self.if_none_match is None:
+            return None
         current = None if token is None else _opaque(token)
         if self.if_match is not None and not (
             exists
@@ -148,6 +157,9 @@ class Preconditions:
         ):
             return "If-None-Match"
         return None
+
+
+_NO_CONDITIONS = Preconditions()
 
 
 class PreconditionFailedError(ConflictError):

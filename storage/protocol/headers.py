@@ -92,7 +92,9 @@ def media_type(header: str | None) -> str:
 
 def accepts(header: str | None, media: str) -> bool:
     """True when an ``Accept`` value names ``media`` itself (not through a wildcard)."""
-    return any(media_type(part) == media for part in (header or "").split(","))
+    if not header or media not in header.lower():
+        return False  # most requests: no Accept, or one that cannot name ``media``
+    return any(media_type(part) == media for part in header.split(","))
 
 
 def format_ttl(seconds: float) -> str:
@@ -163,9 +165,8 @@ def meta_headers(
     headers: list[tuple[str, str]] = []
     mtime = meta.get("mtime")
     if isinstance(mtime, datetime):
-        stamp = (
-            mtime.astimezone(timezone.utc) if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc)
-        )
+        # An aware datetime's timestamp is the same in any zone; a naive one is taken as UTC.
+        stamp = mtime if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc)
         headers.append(("last-modified", _http_date(math.floor(stamp.timestamp()))))
     ttl = meta.get("ttl")
     if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 < ttl < float("inf"):

@@ -83,6 +83,21 @@ class TtlMetaTests(DriverFixtures):
         if "size" in meta:
             assert meta["size"] == 5
 
+    async def test_a_value_and_its_meta_are_read_in_one_call(
+        self, storage: Storage, driver: Driver
+    ) -> None:
+        ttl = 100 if driver.capabilities.ttl else None
+        await storage.set_item_raw("k", b"12345", ttl=ttl)
+        data, meta = await storage.get_item_raw_with_meta("k")
+        assert data == b"12345"
+        assert meta.get("etag") == (await storage.get_item_raw_with_etag("k"))[1]
+        native = await storage.get_native_meta("k")
+        steady = {name for name in native if name not in ("ttl", "atime", "etag")}
+        assert {name: meta.get(name) for name in steady} == {name: native[name] for name in steady}
+        if ttl is not None and "ttl" in native:
+            assert 90 < meta["ttl"] <= 100
+        assert await storage.get_item_raw_with_meta("missing") == (None, {})
+
     async def test_user_meta_is_kept_beside_the_item_and_never_listed(
         self, storage: Storage
     ) -> None:
