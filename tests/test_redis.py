@@ -151,6 +151,34 @@ async def test_a_stopped_server_gives_driver_errors_and_recovery_follows(
         await storage.dispose()
 
 
+async def test_a_connection_the_server_dropped_is_retried_once_on_a_new_one(
+    lone_engine_server: RedisServer,
+) -> None:
+    # The pooled connection still looks open when the next call takes it: the call fails on
+    # it, and the driver's one retry (retries=1, the default) reconnects and succeeds.
+    storage = create_storage(RedisDriver(lone_engine_server.url))
+    try:
+        await storage.set_item("k", 1)
+        lone_engine_server.stop()
+        lone_engine_server.start()
+        assert await storage.get_item("k") is None  # a fresh server: no persistence
+    finally:
+        await storage.dispose()
+
+
+async def test_no_retry_is_made_with_retries_0(lone_engine_server: RedisServer) -> None:
+    storage = create_storage(RedisDriver(lone_engine_server.url, retries=0))
+    try:
+        await storage.set_item("k", 1)
+        lone_engine_server.stop()
+        lone_engine_server.start()
+        with pytest.raises(DriverError):
+            await storage.get_item("k")
+        assert await storage.get_item("k") is None
+    finally:
+        await storage.dispose()
+
+
 async def test_a_hung_server_gives_a_driver_error_instead_of_a_hang(
     lone_engine_server: RedisServer,
 ) -> None:
