@@ -13,6 +13,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
+from redis.event import (
+    AsyncAfterConnectionReleasedEvent,
+    AsyncEventListenerInterface,
+    EventDispatcher,
+)
 
 from drivers.redis import RedisDriver
 from storage import DriverError, InvalidArgumentError, Storage, create_driver, create_storage
@@ -177,6 +182,26 @@ async def test_no_retry_is_made_with_retries_0(lone_engine_server: RedisServer) 
         assert await storage.get_item("k") is None
     finally:
         await storage.dispose()
+
+
+async def test_listeners_of_a_callers_event_dispatcher_hear_every_connection_return(
+    lone_engine_server: RedisServer,
+) -> None:
+    returned: list[object] = []
+
+    class Listener(AsyncEventListenerInterface):
+        async def listen(self, event: object) -> None:
+            returned.append(event)
+
+    dispatcher = EventDispatcher()
+    dispatcher.register_listeners({AsyncAfterConnectionReleasedEvent: [Listener()]})
+    driver = RedisDriver(lone_engine_server.url, max_connections=2, event_dispatcher=dispatcher)
+    try:
+        await asyncio.gather(*(driver.set_item(f"k{index}", b"v") for index in range(20)))
+        assert len(returned) == 20
+        assert await driver.get_items([f"k{index}" for index in range(20)]) == [b"v"] * 20
+    finally:
+        await driver.dispose()
 
 
 async def test_a_hung_server_gives_a_driver_error_instead_of_a_hang(
