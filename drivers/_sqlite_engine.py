@@ -31,6 +31,9 @@ logger = logging.getLogger("drivers.sqlite")
 
 _NOTADB = 26
 _BATCH = 1024
+#: Commits made on callers' threads between the checkpoints the writer thread is asked for
+#: (their connections never checkpoint themselves: that may fsync, on the caller's thread).
+_CHECKPOINT_EVERY = 256
 
 #: The changes one job made, reported to ``on_events`` once its transaction committed.
 Events = list[tuple[WatchEvent, str]]
@@ -75,8 +78,11 @@ class SqliteEngine:
         "_connected",
         "_durable",
         "_file",
+        "_in_flight",
         "_inline",
+        "_inline_commits",
         "_inline_reads",
+        "_inline_writes",
         "_lock",
         "_on_events",
         "_queue",
@@ -88,6 +94,7 @@ class SqliteEngine:
         "_sweep_interval",
         "_sweeper",
         "_thread",
+        "_tick_writer",
         "commits",
         "path",
     )
@@ -101,6 +108,7 @@ class SqliteEngine:
         busy_timeout: float = 5.0,
         durable: bool = False,
         inline_reads: bool = True,
+        inline_writes: bool = True,
         on_events: Callable[[Events], None] | None = None,
         sweep: Work | None = None,
         sweep_interval: float = 0.0,
@@ -112,6 +120,12 @@ class SqliteEngine:
         self._busy_timeout = busy_timeout
         self._durable = durable
         self._inline_reads = inline_reads and path != ":memory:"
+        # A commit here never fsyncs (synchronous=NORMAL in WAL): durable ones stay in the thread.
+        self._inline_writes = self._inline_reads and inline_writes and not (read_only or durable)
+        self._inline_commits = 0
+        self._in_flight = 0  # jobs submitted to the thread and not yet settled
+        # The task that wrote here in this turn of its event loop (cleared by the next turn).
+        self._tick_writer: asyncio.Task[Any] | None = None
         self._on_events = on_events
         self._sweep = sweep if sweep_interval > 0 else None
         self._sweep_interval = sweep_interval
@@ -143,7 +157,12 @@ class SqliteEngine:
         """Run ``work`` in the writer thread; a ``write`` resolves only after its commit.
 
         ``simple`` marks a write of one statement, which may run alone in autocommit mode.
+        A write with nothing queued ahead of it runs here instead (`_write_here`).
         """
+        if write and self._inline_writes and self._inline:
+            done, result = self._write_here(work, simple)
+            if done:
+                return result
         result = await self._submit(work, write, simple)
         if not self._inline and self._inline_reads and self._connected and not self._closed:
             self._inline = True
@@ -159,6 +178,55 @@ class SqliteEngine:
                 if not _busy(exc):
                     raise
         return await self.call(work)
+
+    def _write_here(self, work: Work, simple: bool) -> tuple[bool, Any]:
+        """Run a write on this thread's connection, committed before returning, when no job
+        is queued or running in the thread (so writes still land in the order they were
+        made) and no other task wrote here in this turn of the event loop; ``(False, None)``
+        when it must go to the thread instead: jobs ahead of it, concurrent writers (they
+        share one commit there, and SQLite's work runs beside the loop's), or a lock held by
+        another connection (the zero busy timeout: this thread never waits).
+        """
+        task = asyncio.current_task()
+        if self._tick_writer is not None and self._tick_writer is not task:
+            return False, None
+        with self._lock:
+            if self._in_flight or self._closed:
+                return False, None
+        conn = self._reader()
+        if conn is None:
+            return False, None
+        events: Events = []
+        try:
+            if simple:
+                result = work(conn, events)
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn, events)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return False, None
+        self.commits += 1
+        self._inline_commits += 1
+        if self._tick_writer is None and task is not None:
+            self._tick_writer = task
+            task.get_loop().call_soon(self._next_tick)
+        if self._inline_commits % _CHECKPOINT_EVERY == 0:
+            self._submit(_checkpoint, False, False).add_done_callback(_log_failure)
+        if events:
+            self._report(events)
+        return True, result
+
+    def _next_tick(self) -> None:
+        self._tick_writer = None
 
     def post(self, work: Work) -> None:
         """Queue a write that nobody waits for (a purge); its failure is logged."""
@@ -176,6 +244,7 @@ class SqliteEngine:
                 if self._sweep is not None:
                     self._sweeper = loop.create_task(self._sweep_forever(self._sweep))
             self._queue.put(_Job(work, future, write, simple))
+            self._in_flight += 1
         return future
 
     # -- the one way out -----------------------------------------------------------------------
@@ -354,23 +423,34 @@ class SqliteEngine:
                 loop.call_soon_threadsafe(self._settle, outcomes)
             except RuntimeError:
                 logger.warning("sqlite: results for a closed event loop were dropped")
+                self._settled(len(outcomes))
 
     # -- back on the caller's event loop -------------------------------------------------------
 
     def _settle(self, outcomes: list[_Outcome]) -> None:
-        on_events = self._on_events
         for job, result, exc in outcomes:
-            if job.events and on_events is not None:
-                try:
-                    on_events(job.events)
-                except Exception:  # a failing listener must not leave the other callers waiting
-                    logger.exception("sqlite: reporting changes failed")
+            if job.events:
+                self._report(job.events)
             if job.future.done():
                 continue
             if exc is not None:
                 job.future.set_exception(exc)
             else:
                 job.future.set_result(result)
+        # Only now may a write run on a caller's thread: its events follow these.
+        self._settled(len(outcomes))
+
+    def _settled(self, count: int) -> None:
+        with self._lock:
+            self._in_flight -= count
+
+    def _report(self, events: Events) -> None:
+        if self._on_events is None:
+            return
+        try:
+            self._on_events(events)
+        except Exception:  # a failing listener must not leave the other callers waiting
+            logger.exception("sqlite: reporting changes failed")
 
     def _reader(self) -> sqlite3.Connection | None:
         """This thread's read connection, once the writer has opened and checked the file."""
@@ -381,6 +461,9 @@ class SqliteEngine:
         if conn is None:
             # timeout=0: a read that would wait for a lock goes to the writer thread instead.
             conn = self._open(0)
+            if self._inline_writes:  # it commits as the writer does, and never checkpoints
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._readers[ident] = conn
         return conn
 
@@ -391,6 +474,10 @@ class SqliteEngine:
                 await self.call(sweep, write=True)
             except Exception:
                 logger.exception("sqlite sweep of %s failed", self.path)
+
+
+def _checkpoint(conn: sqlite3.Connection, _: Events) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

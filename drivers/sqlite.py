@@ -13,6 +13,15 @@ goes to the worker instead, so the loop never waits on another process. That sav
 hop per read (measured in benchmarks/bench_sqlite.py); ``inline_reads=False`` turns it off,
 say for very large values. Listings always run in the worker.
 
+Writes run there too when nothing is queued for the worker or running in it
+(``inline_writes``, on by default; not with ``durable``, whose commits fsync): the same zero
+busy timeout sends a write that meets another connection's lock to the worker, whose busy
+timeout waits for it; a write made while others are queued joins the queue, so writes still
+land in the order they were made. One write alone costs a thread hop less (a sequential
+writer's commit no longer waits for the worker to wake); under load the queue fills and
+group commit takes over. Those connections never checkpoint (a checkpoint may fsync): every
+256 commits made there, the worker is asked for a passive checkpoint.
+
 The threads and connections belong to a `SqliteEngine` (drivers/_sqlite_engine.py) that the
 driver creates in its constructor and closes in ``dispose``; the driver holds the SQL and the
 watchers, and hands the engine work functions, its table check and a callback for events.
@@ -65,7 +74,8 @@ class SqliteDriver(Driver):
 
     Options: ``path`` (or ``":memory:"``); ``table`` name; ``read_only``; ``busy_timeout``
     seconds to wait for another process's lock; ``sweep_interval`` (seconds between purges of
-    expired rows, 0 for none); ``durable`` (fsync each commit); ``inline_reads`` (see above).
+    expired rows, 0 for none); ``durable`` (fsync each commit); ``inline_reads`` and
+    ``inline_writes`` (see above).
     """
 
     name = "sqlite"
@@ -81,6 +91,7 @@ class SqliteDriver(Driver):
         sweep_interval: float = 60.0,
         durable: bool = False,
         inline_reads: bool = True,
+        inline_writes: bool = True,
     ) -> None:
         if not _IDENTIFIER.match(table):
             raise InvalidArgumentError(f"table must be a plain SQL identifier, not {table!r}")
@@ -91,6 +102,7 @@ class SqliteDriver(Driver):
         self.sweep_interval = sweep_interval
         self.durable = durable
         self.inline_reads = inline_reads and self.path != ":memory:"
+        self.inline_writes = inline_writes and self.inline_reads and not (read_only or durable)
         self.capabilities = Capabilities(
             ttl=True, conditional=True, watch=True, read_only=read_only, bounded=True
         )
@@ -118,6 +130,7 @@ class SqliteDriver(Driver):
             busy_timeout=self.busy_timeout,
             durable=self.durable,
             inline_reads=self.inline_reads,
+            inline_writes=self.inline_writes,
             on_events=self._emit,
             sweep=None if self.read_only else self._sweep_work,
             sweep_interval=self.sweep_interval,

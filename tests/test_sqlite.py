@@ -4,6 +4,7 @@ the engine that owns its thread and connections, compare-and-set across processe
 from __future__ import annotations
 
 import asyncio
+import os
 import select
 import sqlite3
 import subprocess
@@ -206,6 +207,73 @@ async def test_writes_wait_for_another_connections_lock(db: SqliteDriver) -> Non
     await db.set_item("k", b"2")
     assert await db.get_item("k") == b"2"
     await asyncio.to_thread(holder.join)
+
+
+async def _writer_statements(driver: SqliteDriver) -> list[str]:
+    """Every statement the writer thread's connection runs from now on."""
+    seen: list[str] = []
+    await driver._engine.call(lambda conn, _: conn.set_trace_callback(seen.append))
+    return seen
+
+
+async def test_a_lone_writer_commits_on_its_own_thread(db: SqliteDriver) -> None:
+    await db.set_item("warm", b"v")  # the first write opens the file in the writer thread
+    on_writer = await _writer_statements(db)
+    before = db.commits
+    for i in range(50):
+        etag = await db.set_item(f"k:{i}", str(i).encode())
+        with sqlite3.connect(db.path) as other:  # committed before it was acknowledged
+            assert other.execute(
+                "SELECT value, version FROM unistorage WHERE key = ?", (f"k:{i}",)
+            ).fetchone() == (str(i).encode(), int(etag))
+    assert await db.set_item_conditional("k:49", b"new", if_match=etag) != etag
+    assert not [statement for statement in on_writer if "unistorage" in statement]
+    assert db.commits - before == 51
+
+
+async def test_a_write_here_that_meets_a_lock_waits_in_the_thread_not_the_loop(
+    db: SqliteDriver,
+) -> None:
+    await db.set_item("k", b"1")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    with sqlite3.connect(db.path, isolation_level=None) as other:
+        other.execute("BEGIN IMMEDIATE")
+        writing = asyncio.create_task(db.set_item("k", b"2"))
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # waiting for the lock...
+        assert ticks >= 3  # ...in the writer thread: the loop went on
+        other.execute("COMMIT")
+    await writing
+    ticker.cancel()
+    assert await db.get_item("k") == b"2"
+
+
+async def test_durable_writes_stay_in_the_writer_thread(tmp_path: Path) -> None:
+    driver = SqliteDriver(tmp_path / "durable.db", sweep_interval=0, durable=True)
+    try:
+        await driver.set_item("warm", b"v")
+        on_writer = await _writer_statements(driver)
+        await driver.set_item("k", b"v")
+        assert [statement for statement in on_writer if "unistorage" in statement]
+    finally:
+        await driver.dispose()
+
+
+async def test_commits_made_here_are_checkpointed_by_the_writer_thread(db: SqliteDriver) -> None:
+    await db.set_item("warm", b"v")
+    value = b"x" * 4096
+    for i in range(2000):  # about 8,000 pages through the WAL: 32 MB without checkpoints
+        await db.set_item(f"k:{i % 100}", value)
+    await db.get_keys()  # a job behind the last checkpoint asked for
+    assert await asyncio.to_thread(os.path.getsize, f"{db.path}-wal") < 8 * 1024 * 1024
 
 
 async def test_reads_work_while_another_connection_writes(db: SqliteDriver) -> None:

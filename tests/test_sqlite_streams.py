@@ -193,7 +193,10 @@ async def test_a_database_that_cannot_store_the_stream_fails_with_a_driver_error
         await storage.set_item("warm", 1)
         with sqlite3.connect(path) as conn:  # the file may not grow past what it holds now
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        await driver._engine.call(lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
+        full = f"PRAGMA max_page_count = {pages}"  # per connection: on each one that writes
+        await driver._engine.call(lambda conn, _: conn.execute(full))
+        if (reader := driver._engine._reader()) is not None:
+            reader.execute(full)
         with pytest.raises(DriverError, match="full"):
             async with storage.open_write("blob") as writer:
                 await writer.write(b"x" * MB)

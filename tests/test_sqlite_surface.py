@@ -42,6 +42,9 @@ async def _statements(driver: SqliteDriver) -> list[str]:
         conn.set_trace_callback(seen.append)
 
     await driver._engine.call(trace)
+    reader = driver._engine._reader()  # reads, and writes with nothing queued, run there
+    if reader is not None:
+        reader.set_trace_callback(seen.append)
     return seen
 
 
