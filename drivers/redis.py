@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 
 from drivers import _redis_scripts as scripts
 from drivers._redis_listing import scan_page
-from drivers._redis_pool import WaitingConnectionPool, WaitingRedisCluster
+from drivers._redis_pool import WaitingConnectionPool, WaitingRedis, WaitingRedisCluster
 from drivers._redis_scripts import etag
 from drivers._redis_url import SCHEMES, client_url, split_options
 from drivers._redis_watch import KeyspaceListener
@@ -63,6 +63,14 @@ def _glob_escape(text: str) -> str:
 
 def _px(ttl: float) -> int:
     return max(1, round(ttl * 1000))
+
+
+def _set(name: bytes, value: bytes, px: int | None, *condition: str) -> tuple[Any, ...]:
+    """SET's arguments, with PX for a TTL, then NX or XX, for ``execute_command``: redis-py's
+    `set` weighs a dozen options first (2.7 us a call, 3% of a sequential set)."""
+    if px is None:
+        return ("SET", name, value, *condition)
+    return ("SET", name, value, "PX", px, *condition)
 
 
 def _counter_error(key: str, by: int, exc: ResponseError) -> InvalidArgumentError | None:
@@ -163,7 +171,7 @@ class RedisDriver(Driver):
         target, cluster = client_url(url)
         if cluster:
             return WaitingRedisCluster.from_url(target, **options)
-        return Redis.from_pool(WaitingConnectionPool.from_url(target, **options))
+        return WaitingRedis.from_pool(WaitingConnectionPool.from_url(target, **options))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisDriver:
@@ -194,7 +202,8 @@ class RedisDriver(Driver):
         return bool(await self._client.exists(self._key(key)))
 
     async def set_item(self, key: str, value: bytes, *, ttl: float | None = None) -> str:
-        await self._client.set(self._key(key), value, px=None if ttl is None else _px(ttl))
+        px = None if ttl is None else _px(ttl)
+        await self._client.execute_command(*_set(self._key(key), value, px))
         return etag(value)
 
     async def remove_item(self, key: str) -> None:
@@ -227,7 +236,7 @@ class RedisDriver(Driver):
         else:
             pipe = self._client.pipeline(transaction=False)
         for key, value in items:
-            pipe.set(self._key(key), value, px=px)
+            pipe.execute_command(*_set(self._key(key), value, px))
         await pipe.execute()
 
     async def remove_items(self, keys: Sequence[str]) -> None:
@@ -250,9 +259,8 @@ class RedisDriver(Driver):
         name = self._key(key)
         if if_none_match or if_match == "*":
             # SET NX / SET XX: create-only and only-if-present are native and atomic.
-            if not await self._client.set(
-                name, value, px=px, nx=if_none_match, xx=not if_none_match
-            ):
+            condition = "NX" if if_none_match else "XX"
+            if not await self._client.execute_command(*_set(name, value, px, condition)):
                 reason = "the key already exists" if if_none_match else "the key does not exist"
                 raise ConflictError(key, reason)
         elif if_match is not None:
@@ -260,7 +268,7 @@ class RedisDriver(Driver):
             if not await self._set_if_match(keys=[name], args=args):
                 raise ConflictError(key)
         else:
-            await self._client.set(name, value, px=px)
+            await self._client.execute_command(*_set(name, value, px))
         return etag(value)
 
     async def remove_item_conditional(self, key: str, *, if_match: str) -> None:
@@ -296,7 +304,9 @@ class RedisDriver(Driver):
         return bool(await self._client.pexpire(self._key(key), _px(ttl)))
 
     async def get_item_touch(self, key: str, ttl: float) -> bytes | None:
-        return cast("bytes | None", await self._client.getex(self._key(key), px=_px(ttl)))
+        # GETEX as it goes on the wire: redis-py's `getex` weighs its options first, as `set`.
+        reply = await self._client.execute_command("GETEX", self._key(key), "PX", _px(ttl))
+        return cast("bytes | None", reply)
 
     async def get_meta(self, key: str) -> dict[str, Any]:
         found = await self._meta(keys=[self._key(key)])

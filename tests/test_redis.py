@@ -7,9 +7,13 @@ tests/fixtures/valkey.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -202,6 +206,66 @@ async def test_listeners_of_a_callers_event_dispatcher_hear_every_connection_ret
         assert await driver.get_items([f"k{index}" for index in range(20)]) == [b"v"] * 20
     finally:
         await driver.dispose()
+
+
+# Run in a child: redis-py's metrics and OpenTelemetry's meter provider are process-wide.
+_METRICS_CHILD = """
+import asyncio, json, sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from redis.observability.config import MetricGroup, OTelConfig
+from redis.observability.providers import get_observability_instance
+from drivers.redis import RedisDriver
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+groups = [MetricGroup.COMMAND, MetricGroup.CONNECTION_BASIC]
+get_observability_instance().init(OTelConfig(metric_groups=groups))
+
+async def main():
+    driver = RedisDriver(sys.argv[1], base=sys.argv[2])
+    await driver.set_item("k", b"v")
+    await driver.get_item("k")
+    await driver.get_item("k")
+    await driver.clear()
+    await driver.dispose()
+
+asyncio.run(main())
+seen = {}
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            for point in metric.data.data_points:
+                attributes = dict(point.attributes)
+                name = attributes.get("db.operation.name") or attributes.get(
+                    "db.client.connection.state"
+                )
+                counts = seen.setdefault(metric.name, {})
+                counts[name] = getattr(point, "count", getattr(point, "value", None))
+print(json.dumps(seen))
+"""
+
+
+def test_with_redis_py_metrics_on_every_command_and_connection_is_reported(
+    engine_server: RedisServer,
+) -> None:
+    # The driver's own command steps skip redis-py's metrics calls only while they are off.
+    root = Path(__file__).resolve().parent.parent
+    base = f"m{uuid.uuid4().hex[:8]}"
+    child = subprocess.run(
+        [sys.executable, "-c", _METRICS_CHILD, engine_server.url, base],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    seen = json.loads(child.stdout.splitlines()[-1])
+    operations = seen["db.client.operation.duration"]
+    assert operations["SET"] == 1
+    assert operations["GET"] == 2
+    assert seen["db.client.connection.count"] == {"used": 0, "idle": 1}
 
 
 async def test_a_hung_server_gives_a_driver_error_instead_of_a_hang(
