@@ -143,7 +143,15 @@ class MemoryDriver(Driver):
             return list(self._data)
         return [key for key in self._data if key.startswith(base)]
 
+    # The shortcuts and the coroutines share private steps: a subclass overriding one of the
+    # coroutines loses the shortcut (`Driver.__init_subclass__`), never the coroutine.
+    def get_item_with_etag_nowait(self, key: str) -> tuple[bytes | None, str | None]:
+        return self._tagged(key)
+
     async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        return self._tagged(key)
+
+    def _tagged(self, key: str) -> tuple[bytes | None, str | None]:
         value = self.get_item_nowait(key)
         return value, None if value is None else str(self._stamps[key])
 
@@ -209,7 +217,24 @@ class MemoryDriver(Driver):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str | None:
-        self._check(key, if_match, if_none_match)
+        return self._set_conditional(key, value, ttl, if_match, if_none_match)
+
+    def set_item_conditional_nowait(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        return self._set_conditional(key, value, ttl, if_match, if_none_match)
+
+    def _set_conditional(
+        self, key: str, value: bytes, ttl: float | None, if_match: str | None, if_none_match: bool
+    ) -> str:
+        if if_match is not None or if_none_match:
+            self._check(key, if_match, if_none_match)
         return str(self._write(key, value, ttl))
 
     def _check(self, key: str, if_match: str | None, if_none_match: bool) -> None:

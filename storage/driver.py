@@ -29,6 +29,7 @@ __all__ = [
     "WatchCallback",
     "WatchEvent",
     "Watchers",
+    "has_shortcut",
     "is_meta_key",
     "meta_key",
 ]
@@ -82,6 +83,19 @@ class Capabilities:
     bounded: bool = False
 
 
+#: The driver's shortcuts, each with the methods whose work it does in one step.
+_SHORTCUTS = {
+    "get_item_with_meta": ("get_item", "get_item_with_etag", "get_meta"),
+    "get_item_with_etag_nowait": ("get_item", "get_item_with_etag"),
+    "set_item_conditional_nowait": ("set_item", "set_item_conditional"),
+}
+
+
+def has_shortcut(driver: Driver, name: str) -> bool:
+    """True when ``driver``'s class overrides the optional shortcut ``name`` of `Driver`."""
+    return getattr(type(driver), name) is not getattr(Driver, name)
+
+
 class Driver(ABC):
     """Base class of every driver. Subclasses implement the four abstract methods.
 
@@ -106,14 +120,14 @@ class Driver(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # A subclass that changes how values, etags or meta are read (a test double over the
-        # memory driver, a driver over sqlite's) must not have a one-read shortcut of its
-        # parent answer past its own methods: it gets the default, made of those methods.
+        # A subclass that changes how values, etags or meta are read or written (a test
+        # double over the memory driver, a driver over sqlite's) must not have a shortcut of
+        # its parent answer past its own methods: it gets the default, made of those methods
+        # (for the nowait ones: none, so the core takes the coroutines).
         own = cls.__dict__
-        if "get_item_with_meta" not in own and any(
-            name in own for name in ("get_item", "get_item_with_etag", "get_meta")
-        ):
-            cls.get_item_with_meta = Driver.get_item_with_meta  # type: ignore[method-assign]
+        for shortcut, methods in _SHORTCUTS.items():
+            if shortcut not in own and any(name in own for name in methods):
+                setattr(cls, shortcut, getattr(Driver, shortcut))
 
     @property
     def capabilities(self) -> Capabilities:
@@ -177,6 +191,25 @@ class Driver(ABC):
     def set_item_nowait(self, key: str, value: bytes) -> str | None:
         """`set_item` (no TTL) without a coroutine; only called when ``capabilities.nowait``."""
         raise UnsupportedError(f"the {self.name} driver has no synchronous writes")
+
+    def get_item_with_etag_nowait(self, key: str) -> tuple[bytes | None, str | None]:
+        """`get_item_with_etag` without a coroutine. Optional for ``nowait`` drivers: the core
+        uses it only where a driver class overrides it."""
+        raise UnsupportedError(f"the {self.name} driver has no synchronous versioned reads")
+
+    def set_item_conditional_nowait(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        """A write with a TTL or conditions (`set_item_conditional`) without a coroutine.
+        Optional for ``nowait`` drivers: the core uses it only where a driver class overrides
+        it."""
+        raise UnsupportedError(f"the {self.name} driver has no synchronous conditional writes")
 
     async def has_item(self, key: str) -> bool:
         """True when ``key`` holds a value."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, WatchEvent
+from .driver import META_SUFFIX, Driver, Unwatch, WatchCallback, WatchEvent, has_shortcut
 from .errors import InvalidArgumentError, UnsupportedError
 from .keys import KeyCache, key_depth
 
@@ -70,6 +70,8 @@ class MountTable:
         "deadline",
         "keys",
         "nowait",
+        "nowait_cas",
+        "nowait_etag",
         "nowait_write",
         "only",
         "root",
@@ -87,6 +89,10 @@ class MountTable:
         self.nowait: Driver | None = None
         #: `nowait`, when it may also be written.
         self.nowait_write: Driver | None = None
+        #: `nowait`, when it also reads value and etag without a coroutine.
+        self.nowait_etag: Driver | None = None
+        #: `nowait_write`, when it also writes with a TTL or conditions without a coroutine.
+        self.nowait_cas: Driver | None = None
         #: Recently normalized keys, shared by the Storage and its namespace views.
         self.keys = KeyCache()
         self._listeners: list[_Listener] = []
@@ -133,6 +139,11 @@ class MountTable:
         capabilities = None if only is None else only.capabilities
         self.nowait = only if capabilities is not None and capabilities.nowait else None
         self.nowait_write = None if capabilities is None or capabilities.read_only else self.nowait
+        nowait, writable = self.nowait, self.nowait_write
+        etag = nowait is not None and has_shortcut(nowait, "get_item_with_etag_nowait")
+        self.nowait_etag = nowait if etag else None
+        cas = writable is not None and has_shortcut(writable, "set_item_conditional_nowait")
+        self.nowait_cas = writable if cas else None
 
     def mounts(self) -> tuple[Mount, ...]:
         """Every mount, longest base first."""

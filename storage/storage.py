@@ -233,6 +233,27 @@ class Storage:
         The etag is None when the key is missing or the driver has no versions.
         """
         full = self._key(key)
+        driver = self._table.nowait_etag
+        if driver is not None:
+            return self._tagged_nowait(driver, full)
+        return await self._tagged(full)
+
+    async def get_item_with_etag(self, key: str, default: Any = None) -> tuple[Any, str | None]:
+        """The value of ``key`` (or ``default``) and its etag, for ``set_item(if_match=...)``.
+
+        The etag is None when the key is missing or the driver has no versions.
+        """
+        full = self._key(key)
+        driver = self._table.nowait_etag
+        if driver is not None:
+            data, etag = self._tagged_nowait(driver, full)
+        else:
+            data, etag = await self._tagged(full)
+        if data is None:
+            return default, None
+        return self._load(full, data), etag
+
+    async def _tagged(self, full: str) -> tuple[bytes | None, str | None]:
         mount = self._table.route(full)
         try:
             data, etag = await mount.driver.get_item_with_etag(full[len(mount.base) :])
@@ -240,15 +261,12 @@ class Storage:
             self._fail(mount, "get_item_with_etag", full, exc)
         return (None, None) if data is None else (data, etag)
 
-    async def get_item_with_etag(self, key: str, default: Any = None) -> tuple[Any, str | None]:
-        """The value of ``key`` (or ``default``) and its etag, for ``set_item(if_match=...)``.
-
-        The etag is None when the key is missing or the driver has no versions.
-        """
-        data, etag = await self.get_item_raw_with_etag(key)
-        if data is None:
-            return default, None
-        return self._load(self._key(key), data), etag
+    def _tagged_nowait(self, driver: Driver, full: str) -> tuple[bytes | None, str | None]:
+        try:  # one in-process mount: no routing, no coroutine
+            data, etag = driver.get_item_with_etag_nowait(full)
+        except Exception as exc:
+            self._fail(self._table.root, "get_item_with_etag", full, exc)
+        return (None, None) if data is None else (data, etag)
 
     async def set_item(
         self,
@@ -267,9 +285,14 @@ class Storage:
         """
         full = self._key(key)
         data = self._dump(full, value)
+        if ttl is not None or if_match is not None or if_none_match:
+            cas = self._table.nowait_cas
+            if cas is None:
+                return await self._set(full, data, ttl, if_match, if_none_match)
+            return self._set_nowait(cas, full, data, ttl, if_match, if_none_match)
         driver = self._table.nowait_write
-        if driver is None or ttl is not None or if_match is not None or if_none_match:
-            return await self._set(full, data, ttl, if_match, if_none_match)
+        if driver is None:
+            return await self._set(full, data, None, None, False)
         try:  # one writable in-process mount: no routing, no coroutine
             return driver.set_item_nowait(full, data)
         except Exception as exc:
@@ -286,13 +309,19 @@ class Storage:
     ) -> str | None:
         """Store bytes at ``key`` as they are (no serializer); returns the new etag."""
         full = self._key(key)
+        stored = _raw(full, data)
+        if ttl is not None or if_match is not None or if_none_match:
+            cas = self._table.nowait_cas
+            if cas is None:
+                return await self._set(full, stored, ttl, if_match, if_none_match)
+            return self._set_nowait(cas, full, stored, ttl, if_match, if_none_match)
         driver = self._table.nowait_write
-        if driver is None or ttl is not None or if_match is not None or if_none_match:
-            return await self._set(full, _raw(full, data), ttl, if_match, if_none_match)
+        if driver is None:
+            return await self._set(full, stored, None, None, False)
         try:  # one writable in-process mount: no routing, no coroutine
-            return driver.set_item_nowait(full, _raw(full, data))
+            return driver.set_item_nowait(full, stored)
         except Exception as exc:
-            self._fail(self._table.root, "set_item_raw", full, exc)
+            self._fail(self._table.root, "set_item", full, exc)
 
     async def _set(
         self, full: str, data: bytes, ttl: TTL, if_match: str | None, if_none_match: bool
@@ -307,18 +336,36 @@ class Storage:
                 return await driver.set_item(key, data, ttl=seconds)
             except Exception as exc:
                 self._fail(mount, "set_item", full, exc)
-        if if_match is not None and not (isinstance(if_match, str) and if_match):
-            raise InvalidArgumentError(f"if_match is an etag string, not {if_match!r}")
-        if if_match is not None and if_none_match:
-            raise InvalidArgumentError("if_match and if_none_match cannot both hold")
-        if not driver.capabilities.conditional:
-            raise UnsupportedError(f"the {driver.name} driver has no atomic conditional writes")
+        _check_conditions(driver, if_match, if_none_match)
         try:
             return await driver.set_item_conditional(
                 key, data, ttl=seconds, if_match=if_match, if_none_match=bool(if_none_match)
             )
         except Exception as exc:
             self._fail(mount, "set_item_conditional", full, exc)
+
+    def _set_nowait(
+        self,
+        driver: Driver,
+        full: str,
+        data: bytes,
+        ttl: TTL,
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> str | None:
+        """`_set` on the one in-process mount: the same checks, no routing, no coroutine."""
+        seconds = None if ttl is None else ttl_seconds(ttl)
+        root = self._table.root
+        self._writable(root, full, seconds)
+        conditional = if_match is not None or if_none_match
+        if conditional:
+            _check_conditions(driver, if_match, if_none_match)
+        try:
+            return driver.set_item_conditional_nowait(
+                full, data, ttl=seconds, if_match=if_match, if_none_match=bool(if_none_match)
+            )
+        except Exception as exc:
+            self._fail(root, "set_item_conditional" if conditional else "set_item", full, exc)
 
     async def remove_item(
         self, key: str, *, remove_meta: bool = False, if_match: str | None = None
@@ -836,6 +883,16 @@ class Storage:
     def __repr__(self) -> str:
         bases = ", ".join(repr(mount.base) for mount in self._table.mounts())
         return f"<Storage prefix={self._prefix!r} mounts=[{bases}]>"
+
+
+def _check_conditions(driver: Driver, if_match: str | None, if_none_match: bool) -> None:
+    """The arguments of a conditional write, checked before any I/O."""
+    if if_match is not None and not (isinstance(if_match, str) and if_match):
+        raise InvalidArgumentError(f"if_match is an etag string, not {if_match!r}")
+    if if_match is not None and if_none_match:
+        raise InvalidArgumentError("if_match and if_none_match cannot both hold")
+    if not driver.capabilities.conditional:
+        raise UnsupportedError(f"the {driver.name} driver has no atomic conditional writes")
 
 
 def _raw(full: str, data: object) -> bytes:

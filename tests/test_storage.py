@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from storage import (
     UnsupportedError,
     create_storage,
 )
+from storage.driver import has_shortcut
 from storage.layers import Limit, LimitError, ReadOnly, Timeout
 from storage.storage import DEFAULT_DEADLINE
 
@@ -289,3 +291,61 @@ async def test_errors_from_a_mounted_layer_name_the_callers_key() -> None:
     with pytest.raises(ConflictError) as conflict:
         await view.set_item("c", 2, if_none_match=True)
     assert conflict.value.key == "c"
+
+
+# -- the drivers' shortcuts -------------------------------------------------------------------
+
+
+class _Counted(MemoryDriver):
+    """A memory driver whose coroutines count their calls, as a test double over it would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def get_item_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        self.calls.append("get_item_with_etag")
+        return await super().get_item_with_etag(key)
+
+    async def set_item_conditional(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        self.calls.append("set_item_conditional")
+        return await super().set_item_conditional(
+            key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
+        )
+
+    async def get_meta(self, key: str) -> dict[str, Any]:
+        self.calls.append("get_meta")
+        return await super().get_meta(key)
+
+
+async def test_a_subclass_overriding_a_coroutine_loses_the_shortcuts_past_it() -> None:
+    driver = _Counted()
+    storage = create_storage(driver)
+    etag = await storage.set_item("k", 1, if_none_match=True)
+    _, etag = await storage.get_item_with_etag("k")
+    await storage.set_item("k", 2, if_match=etag, ttl=60)
+    data, meta = await storage.get_item_raw_with_meta("k")
+    assert (data, meta["size"]) == (b"2", 1)
+    assert driver.calls == [
+        "set_item_conditional",
+        "get_item_with_etag",
+        "set_item_conditional",
+        "get_item_with_etag",  # the composed get_item_with_meta
+        "get_meta",
+    ]
+
+
+async def test_the_memory_driver_takes_its_shortcuts() -> None:
+    driver = MemoryDriver()
+    assert has_shortcut(driver, "get_item_with_etag_nowait")
+    assert has_shortcut(driver, "set_item_conditional_nowait")
+    assert has_shortcut(driver, "get_item_with_meta")
+    assert not has_shortcut(_Counted(), "set_item_conditional_nowait")
