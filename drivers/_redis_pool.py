@@ -12,8 +12,9 @@ on every checkout (measured at 15-20% of a sequential get/set through Storage); 
 slot here is a method call (1-3%). The checkout and the return themselves are redis-py's
 steps without the calls that do nothing unless its OpenTelemetry metrics are on, and without
 its event dispatch (whose one listener re-authenticates the connection, called directly):
-3 us a checkout and return instead of 8.5-9 (redis-py 8.1). Where its metrics are on, or the
-caller passed an ``event_dispatcher`` of its own, redis-py's own steps run.
+3 us a checkout and return instead of 8.5-9 (redis-py 8.1). Where its metrics are on, where
+the caller passed an ``event_dispatcher`` of its own, and on a redis-py without those metrics,
+redis-py's own steps run.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from redis.exceptions import MaxConnectionsError
 
 try:
     from redis.observability import providers as _observability
-except ImportError:  # a redis-py without metrics of its own
+except ImportError:  # an older redis-py: no metrics, and light steps this module leaves alone
     _observability = None  # type: ignore[assignment]
 
 __all__ = ["WaitingConnectionPool", "WaitingRedis", "WaitingRedisCluster"]
@@ -102,11 +103,13 @@ class _Slots:
         self._free += 1
 
 
-def _metrics_on() -> bool:
-    """Whether redis-py's OpenTelemetry metrics are set up (then its pool steps report them)."""
+def _redis_py_steps() -> bool:
+    """Whether redis-py's own steps must run: while its OpenTelemetry metrics are on (they
+    report them), and always on a redis-py without them (its steps are light already, and
+    those of the releases before 8 differ in details that this module does not copy)."""
     return (
-        _observability is not None
-        and _observability.get_observability_instance().get_provider_manager() is not None
+        _observability is None
+        or _observability.get_observability_instance().get_provider_manager() is not None
     )
 
 
@@ -126,9 +129,9 @@ class WaitingConnectionPool(ConnectionPool):
         self._own_steps = "event_dispatcher" not in options
 
     def _plain(self) -> bool:
-        """True unless redis-py has metrics or a caller's listeners to serve on checkout and
-        return."""
-        return self._own_steps and not _metrics_on()
+        """True unless redis-py's own steps must run for checkout and return (`_redis_py_steps`,
+        or listeners of the caller's)."""
+        return self._own_steps and not _redis_py_steps()
 
     async def get_connection(
         self, command_name: str | None = None, *keys: Any, **options: Any
@@ -188,11 +191,11 @@ class WaitingRedis(Redis):
     """The client of a `WaitingConnectionPool`. A command the driver sends is redis-py's
     steps (a pooled connection, the connection's retry of a failure, the reply parsed by the
     client's callbacks) without the metrics calls and bookkeeping that do nothing unless its
-    OpenTelemetry metrics are on: 6 us less a command (redis-py 8.1). Any other command, or
-    any command with those metrics on, takes redis-py's own path."""
+    OpenTelemetry metrics are on: 6 us less a command (redis-py 8.1). Any other command takes
+    redis-py's own path, and so does every command where `_redis_py_steps` says so."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if args[0] not in _PLAIN_COMMANDS or self.single_connection_client or _metrics_on():
+        if args[0] not in _PLAIN_COMMANDS or self.single_connection_client or _redis_py_steps():
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         pool = self.connection_pool
         connection: Connection = await pool.get_connection()  # type: ignore[no-untyped-call]
