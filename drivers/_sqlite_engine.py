@@ -153,13 +153,18 @@ class SqliteEngine:
 
     # -- the one way in ------------------------------------------------------------------------
 
-    async def call(self, work: Work, *, write: bool = False, simple: bool = False) -> Any:
+    async def call(
+        self, work: Work, *, write: bool = False, simple: bool = False, short: bool = False
+    ) -> Any:
         """Run ``work`` in the writer thread; a ``write`` resolves only after its commit.
 
         ``simple`` marks a write of one statement, which may run alone in autocommit mode.
-        A write with nothing queued ahead of it runs here instead (`_write_here`).
+        A simple write, or one marked ``short`` (a few rows: one key's counter, a small batch),
+        runs here instead when nothing is queued ahead of it (`_write_here`); long ones (a
+        clear, a stream, a sweep, a large batch) always go to the thread, so that the caller's
+        loop never stalls on them.
         """
-        if write and self._inline_writes and self._inline:
+        if write and (simple or short) and self._inline_writes and self._inline:
             done, result = self._write_here(work, simple)
             if done:
                 return result

@@ -13,14 +13,16 @@ goes to the worker instead, so the loop never waits on another process. That sav
 hop per read (measured in benchmarks/bench_sqlite.py); ``inline_reads=False`` turns it off,
 say for very large values. Listings always run in the worker.
 
-Writes run there too when nothing is queued for the worker or running in it
-(``inline_writes``, on by default; not with ``durable``, whose commits fsync): the same zero
+Short writes (one key, or a batch of at most 50) run there too when nothing is queued for the
+worker or running in it, and no other task wrote there in the same turn of the event loop
+(``inline_writes``, on by default; not with ``durable``, whose commits fsync). The same zero
 busy timeout sends a write that meets another connection's lock to the worker, whose busy
 timeout waits for it; a write made while others are queued joins the queue, so writes still
-land in the order they were made. One write alone costs a thread hop less (a sequential
-writer's commit no longer waits for the worker to wake); under load the queue fills and
-group commit takes over. Those connections never checkpoint (a checkpoint may fsync): every
-256 commits made there, the worker is asked for a passive checkpoint.
+land in the order they were made; concurrent writers go to the worker and share its commits.
+One write alone costs a thread hop less (a sequential writer no longer waits for the worker
+to wake). Long writes (clears, streams, sweeps, large batches) always run in the worker, so
+the loop never stalls on them. Those connections never checkpoint (a checkpoint may fsync):
+every 256 commits made there, the worker is asked for a passive checkpoint.
 
 The threads and connections belong to a `SqliteEngine` (drivers/_sqlite_engine.py) that the
 driver creates in its constructor and closes in ``dispose``; the driver holds the SQL and the
@@ -257,7 +259,7 @@ class SqliteDriver(Driver):
             )
             events.extend(("update", key) for key, _ in items)
 
-        await self._engine.call(work, write=True)
+        await self._engine.call(work, write=True, short=len(items) <= _INLINE_KEYS)
 
     async def set_item_conditional(
         self,
@@ -277,7 +279,9 @@ class SqliteDriver(Driver):
         await self._engine.call(work, write=True, simple=True)
 
     async def increment(self, key: str, by: int, *, ttl: float | None = None) -> int:
-        value: int = await self._engine.call(self._atomic.increment(key, by, ttl), write=True)
+        value: int = await self._engine.call(
+            self._atomic.increment(key, by, ttl), write=True, short=True
+        )
         return value
 
     async def touch(self, key: str, ttl: float) -> bool:
@@ -309,7 +313,7 @@ class SqliteDriver(Driver):
                 if conn.execute(self._sql_delete, (key,)).rowcount:
                     events.append(("remove", key))
 
-        await self._engine.call(work, write=True)
+        await self._engine.call(work, write=True, short=len(keys) <= _INLINE_KEYS)
 
     async def iter_keys(
         self, base: str = "", *, max_depth: int | None = None

@@ -587,3 +587,15 @@ async def test_a_group_failed_by_a_lock_gives_each_caller_an_error_of_its_own(
     assert all(isinstance(cause, sqlite3.OperationalError) for cause in causes)
     assert len({id(cause) for cause in causes}) == 50
     assert max(_frames(cause) for cause in causes if cause is not None) < 20
+
+
+async def test_long_writes_stay_in_the_writer_thread(db: SqliteDriver) -> None:
+    await db.set_item("warm", b"v")
+    on_writer = await _writer_statements(db)
+    await db.set_items([(f"small:{i}", b"v") for i in range(10)])  # short: here
+    assert not [statement for statement in on_writer if "unistorage" in statement]
+    await db.set_items([(f"big:{i}", b"v") for i in range(200)])
+    await db.remove_items([f"big:{i}" for i in range(100)])
+    await db.clear("small:")
+    on_table = [statement for statement in on_writer if "unistorage" in statement]
+    assert len(on_table) >= 3  # the large batch, the large remove and the clear
