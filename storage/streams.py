@@ -158,7 +158,21 @@ class Writer:
         traceback: TracebackType | None,
     ) -> None:
         self._closed = True
-        if exc is None:
-            await self._commit()
-        else:
-            await self._abort(exc)
+        try:
+            if exc is None:
+                await self._commit()
+            else:
+                await self._abort(exc)
+        except BaseException:
+            # Interrupted (cancelled) while handing the driver its last chunk or the failure:
+            # stop the driver's write too, so that it never stays waiting for chunks.
+            await self._stop()
+            raise
+
+    async def _stop(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await task

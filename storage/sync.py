@@ -213,6 +213,11 @@ class SyncStorage:
         """User meta of ``key`` overlaid with the driver's own fields (mtime, ttl, etag...)."""
         return self._runner.call(self._storage.get_meta(key), "get_meta", key)
 
+    def get_item_raw_with_meta(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
+        """`Storage.get_item_raw_with_meta`."""
+        read = self._storage.get_item_raw_with_meta(key)
+        return self._runner.call(read, "get_item_raw_with_meta", key)
+
     def get_native_meta(self, key: str) -> dict[str, Any]:
         """Only the driver's own fields of ``key`` (empty when missing)."""
         return self._runner.call(self._storage.get_native_meta(key), "get_native_meta", key)

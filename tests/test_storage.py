@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -349,3 +350,55 @@ async def test_the_memory_driver_takes_its_shortcuts() -> None:
     assert has_shortcut(driver, "set_item_conditional_nowait")
     assert has_shortcut(driver, "get_item_with_meta")
     assert not has_shortcut(_Counted(), "set_item_conditional_nowait")
+
+
+# -- a stream's writer interrupted --------------------------------------------------------------
+
+
+class _SlowStreams(MemoryDriver):
+    """Takes a stream's chunks slowly (a writer's queue fills up) and says when it is done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended = asyncio.Event()
+        self.reading = asyncio.Event()
+
+    async def write_chunks(
+        self, key: str, chunks: AsyncIterator[bytes], *, ttl: float | None = None
+    ) -> str | None:
+        try:
+            parts = []
+            async for chunk in chunks:
+                self.reading.set()
+                await asyncio.sleep(0.05)
+                parts.append(chunk)
+            return await self.set_item(key, b"".join(parts), ttl=ttl)
+        finally:
+            self.ended.set()
+
+
+@pytest.mark.parametrize("interrupted", ["committing", "aborting"])
+async def test_a_writer_cancelled_at_the_end_of_its_block_stops_the_drivers_write(
+    interrupted: str,
+) -> None:
+    driver = _SlowStreams()
+    storage = create_storage(driver)
+    await storage.set_item_raw("blob", b"old")
+    at_the_end = asyncio.Event()
+
+    async def write() -> None:
+        async with storage.open_write("blob") as writer:
+            for _ in range(8):  # more than the writer queues: the last ones wait
+                await writer.write(b"x" * 1024)
+            at_the_end.set()
+            if interrupted == "aborting":
+                raise RuntimeError("the block failed")
+
+    task = asyncio.ensure_future(write())
+    await at_the_end.wait()
+    await asyncio.sleep(0)  # now in __aexit__, waiting for the queue
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+        await task
+    await asyncio.wait_for(driver.ended.wait(), 2)  # the driver's write did not stay pending
+    assert await storage.get_item_raw("blob") == b"old"

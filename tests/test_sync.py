@@ -332,7 +332,8 @@ def test_errors_keep_their_class_and_the_traceback_starts_at_the_caller(sync: Sy
         sync.set_item("k", 3, if_match=etag)
     frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
     assert frames[0] == "test_errors_keep_their_class_and_the_traceback_starts_at_the_caller"
-    assert "set_item_conditional" in frames  # and it goes on into the driver
+    files = [frame.filename for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert any(file.endswith("drivers/memory.py") for file in files)  # and on into the driver
     with pytest.raises(InvalidArgumentError):
         sync.get_item("")
 
