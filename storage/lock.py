@@ -91,6 +91,7 @@ class Lock:
         self._etag: str | None = None
         self._lost = False
         self._renewer: asyncio.Task[None] | None = None
+        self._renewal: asyncio.Future[None] | None = None
 
     @property
     def held(self) -> bool:
@@ -136,8 +137,11 @@ class Lock:
     async def _keep(self) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
+            # Shielded: a renewal stopped midway may have landed without telling us its etag,
+            # so `release` lets one under way finish (and takes its etag) instead of cancelling it.
+            self._renewal = asyncio.ensure_future(self.extend())
             try:
-                await self.extend()
+                await asyncio.shield(self._renewal)
             except LockLostError:
                 return
             except StorageError:
@@ -164,6 +168,10 @@ class Lock:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None:
+            with contextlib.suppress(Exception):  # its outcome is in _etag and _lost
+                await renewal
         etag, self._etag = self._etag, None
         if etag is None or self._lost:
             raise LockLostError(self.key)

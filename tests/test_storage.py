@@ -402,3 +402,41 @@ async def test_a_writer_cancelled_at_the_end_of_its_block_stops_the_drivers_writ
         await task
     await asyncio.wait_for(driver.ended.wait(), 2)  # the driver's write did not stay pending
     assert await storage.get_item_raw("blob") == b"old"
+
+
+# -- a lock released while a renewal is under way ---------------------------------------------
+
+
+class _SlowAnswers(MemoryDriver):
+    """Conditional writes land at once but answer late (a backend under load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.landed = asyncio.Event()
+
+    async def set_item_conditional(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        etag = await super().set_item_conditional(
+            key, value, ttl=ttl, if_match=if_match, if_none_match=if_none_match
+        )
+        if if_match is not None:  # a renewal: it is stored, its answer is on the way
+            self.landed.set()
+            await asyncio.sleep(0.2)
+        return etag
+
+
+async def test_a_lock_released_while_a_renewal_is_under_way_is_released() -> None:
+    driver = _SlowAnswers()
+    storage = create_storage(driver)
+    lock = storage.lock("job", ttl=0.3)
+    await lock.acquire()
+    await asyncio.wait_for(driver.landed.wait(), 2)
+    await lock.release()  # the renewal's new etag is the one to release: not LockLostError
+    assert await storage.get_item_raw("job") is None
