@@ -104,7 +104,8 @@ class SqliteDriver(Driver):
         self.sweep_interval = sweep_interval
         self.durable = durable
         self.inline_reads = inline_reads and self.path != ":memory:"
-        self.inline_writes = inline_writes and self.inline_reads and not (read_only or durable)
+        # As asked: the engine writes inline only where it may (not durable, read-only, :memory:).
+        self.inline_writes = inline_writes
         self.capabilities = Capabilities(
             ttl=True, conditional=True, watch=True, read_only=read_only, bounded=True
         )
@@ -198,14 +199,7 @@ class SqliteDriver(Driver):
             self._purge_later(key)
             return None, {}
         data = bytes(value)
-        meta: dict[str, Any] = {
-            "mtime": datetime.fromtimestamp(mtime, timezone.utc),
-            "size": len(data),
-            "etag": str(version),
-        }
-        if expires is not None:
-            meta["ttl"] = max(0.0, expires - now)
-        return data, meta
+        return data, _meta(mtime, expires, version, len(data), now)
 
     async def has_item(self, key: str) -> bool:
         rows = await self._engine.read(
@@ -376,14 +370,7 @@ class SqliteDriver(Driver):
         if expires is not None and expires <= now:
             self._purge_later(key)
             return {}
-        meta: dict[str, Any] = {
-            "mtime": datetime.fromtimestamp(mtime, timezone.utc),
-            "size": size,
-            "etag": str(version),
-        }
-        if expires is not None:
-            meta["ttl"] = max(0.0, expires - now)
-        return meta
+        return _meta(mtime, expires, version, size, now)
 
     async def read_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes] | None:
         """The value in chunks read through a blob on a snapshot (see drivers/_sqlite_streams.py)."""
@@ -441,3 +428,17 @@ def _fetch_all(sql: str, args: tuple[Any, ...]) -> Work:
         return conn.execute(sql, args).fetchall()
 
     return work
+
+
+def _meta(
+    mtime: float, expires: float | None, version: int, size: int, now: float
+) -> dict[str, Any]:
+    """A live row's native meta."""
+    meta: dict[str, Any] = {
+        "mtime": datetime.fromtimestamp(mtime, timezone.utc),
+        "size": size,
+        "etag": str(version),
+    }
+    if expires is not None:
+        meta["ttl"] = max(0.0, expires - now)
+    return meta

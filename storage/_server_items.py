@@ -87,12 +87,15 @@ class Items:
             if not (isinstance(size, int) and size <= STREAMED):
                 await self._stream(request, key, conditions, meta, renewed, send)
                 return
-        # Value, version and meta in one call: the ETag names exactly the body it comes with.
-        data, meta = await storage.get_item_raw_with_meta(key)
+            # The meta is read already: value and version in one read.
+            data, etag = await storage.get_item_raw_with_etag(key)
+        else:
+            # Value, version and meta in one call: the ETag names exactly the body it comes with.
+            data, meta = await storage.get_item_raw_with_meta(key)
+            tag = meta.get("etag")
+            etag = tag if isinstance(tag, str) else None
         if data is None:
             raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key)
-        etag = meta.get("etag")
-        etag = etag if isinstance(etag, str) else None
         headers = meta_headers(meta, etag, len(data))
         if renewed:
             headers += renewed

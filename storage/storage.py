@@ -285,14 +285,9 @@ class Storage:
         """
         full = self._key(key)
         data = self._dump(full, value)
-        if ttl is not None or if_match is not None or if_none_match:
-            cas = self._table.nowait_cas
-            if cas is None:
-                return await self._set(full, data, ttl, if_match, if_none_match)
-            return self._set_nowait(cas, full, data, ttl, if_match, if_none_match)
         driver = self._table.nowait_write
-        if driver is None:
-            return await self._set(full, data, None, None, False)
+        if driver is None or ttl is not None or if_match is not None or if_none_match:
+            return await self._set(full, data, ttl, if_match, if_none_match)
         try:  # one writable in-process mount: no routing, no coroutine
             return driver.set_item_nowait(full, data)
         except Exception as exc:
@@ -310,14 +305,9 @@ class Storage:
         """Store bytes at ``key`` as they are (no serializer); returns the new etag."""
         full = self._key(key)
         stored = _raw(full, data)
-        if ttl is not None or if_match is not None or if_none_match:
-            cas = self._table.nowait_cas
-            if cas is None:
-                return await self._set(full, stored, ttl, if_match, if_none_match)
-            return self._set_nowait(cas, full, stored, ttl, if_match, if_none_match)
         driver = self._table.nowait_write
-        if driver is None:
-            return await self._set(full, stored, None, None, False)
+        if driver is None or ttl is not None or if_match is not None or if_none_match:
+            return await self._set(full, stored, ttl, if_match, if_none_match)
         try:  # one writable in-process mount: no routing, no coroutine
             return driver.set_item_nowait(full, stored)
         except Exception as exc:
@@ -326,6 +316,9 @@ class Storage:
     async def _set(
         self, full: str, data: bytes, ttl: TTL, if_match: str | None, if_none_match: bool
     ) -> str | None:
+        cas = self._table.nowait_cas
+        if cas is not None:
+            return self._set_nowait(cas, full, data, ttl, if_match, if_none_match)
         seconds = None if ttl is None else ttl_seconds(ttl)
         mount = self._table.route(full)
         driver = mount.driver
@@ -353,7 +346,8 @@ class Storage:
         if_match: str | None,
         if_none_match: bool,
     ) -> str | None:
-        """`_set` on the one in-process mount: the same checks, no routing, no coroutine."""
+        """`_set` on the one in-process mount: the same checks, no routing, no driver
+        coroutine."""
         seconds = None if ttl is None else ttl_seconds(ttl)
         root = self._table.root
         self._writable(root, full, seconds)

@@ -171,8 +171,8 @@ class Writer:
 
     async def _stop(self) -> None:
         task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-        if task is not None:
-            with contextlib.suppress(BaseException):
-                await task
+        if task is None:
+            return
+        task.cancel()  # nothing to a task that has ended
+        with contextlib.suppress(BaseException):
+            await task
