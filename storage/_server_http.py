@@ -33,8 +33,10 @@ class Request:
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.method: str = scope["method"]
-        self.path: str = scope["path"][len(scope.get("root_path", "")) :] or "/"
-        query = scope.get("query_string", b"")
+        path: str = scope["path"]
+        root = scope.get("root_path")
+        self.path = (path[len(root) :] or "/") if root else path or "/"
+        query = scope.get("query_string")
         self.query = parse_qs(query.decode("latin-1"), True) if query else {}
         raw = scope["headers"]
         if type(raw) is not list:

@@ -72,15 +72,14 @@ class Items:
         """The value (raw with ``Accept: application/octet-stream``: a string as its text, as
         unstorage sends it, unless ``x-stored-bytes`` asks for the bytes as stored), with its
         meta headers."""
-        storage = self.storage
-        conditions = Preconditions.from_headers(request.headers)
-        renew = parse_ttl(request.headers.get(RENEW_TTL_HEADER))
+        storage, headers = self.storage, request.headers
+        conditions = Preconditions.from_headers(headers)
         renewed: list[tuple[str, str]] = []
-        if renew is not None:
+        if RENEW_TTL_HEADER in headers and (renew := parse_ttl(headers[RENEW_TTL_HEADER])):
             if not await storage.touch(key, renew):
                 raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key)
-            renewed = [(RENEW_TTL_HEADER, request.headers[RENEW_TTL_HEADER].strip())]
-        raw = accepts(request.headers.get("accept"), OCTET)
+            renewed = [(RENEW_TTL_HEADER, headers[RENEW_TTL_HEADER].strip())]
+        raw = accepts(headers.get("accept"), OCTET)
         if raw:
             meta = await storage.get_native_meta(key)
             size = meta.get("size")
@@ -96,16 +95,16 @@ class Items:
             etag = tag if isinstance(tag, str) else None
         if data is None:
             raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key)
-        headers = meta_headers(meta, etag, len(data))
+        answer = meta_headers(meta, etag, len(data))
         if renewed:
-            headers += renewed
-        if await _not_modified(send, key, conditions, etag, headers):
+            answer += renewed
+        if conditions and await _not_modified(send, key, conditions, etag, answer):
             return
         if raw:
-            body = data if STORED_HEADER in request.headers else raw_body(data)
-            await send_answer(send, 200, body, OCTET, headers)
+            body = data if STORED_HEADER in headers else raw_body(data)
+            await send_answer(send, 200, body, OCTET, answer)
         else:
-            await send_answer(send, 200, *value_body(data, storage.serializer.loads), headers)
+            await send_answer(send, 200, *value_body(data, storage.serializer.loads), answer)
 
     async def _stream(
         self,

@@ -160,24 +160,25 @@ class StorageServer:
         if method == "GET" and path == "/" and METRICS_QUERY in query:
             await self._send_metrics(request, send)
             return
-        if method == "POST" and BATCH_QUERY in query and is_base_path(path):
-            self._authorize(request, write=False)
-            await self._bases.batch(request, normalize_base(path), send)
-            return
-        atomic = INCREMENT_QUERY in query or TOUCH_QUERY in query
-        if method == "POST" and atomic and not is_base_path(path):
-            self._authorize(request, write=True)
-            key = normalize_key(path)
-            if INCREMENT_QUERY in query:
-                await self._items.increment(request, key, send)
-            else:
-                await self._items.touch(request, key, send)
-            return
+        if method == "POST":
+            if BATCH_QUERY in query and is_base_path(path):
+                self._authorize(request, write=False)
+                await self._bases.batch(request, normalize_base(path), send)
+                return
+            if (INCREMENT_QUERY in query or TOUCH_QUERY in query) and not is_base_path(path):
+                self._authorize(request, write=True)
+                key = normalize_key(path)
+                if INCREMENT_QUERY in query:
+                    await self._items.increment(request, key, send)
+                else:
+                    await self._items.touch(request, key, send)
+                return
         if method not in _READ and method not in _WRITE:
             allow = [("allow", "GET, HEAD, PUT, DELETE")]
             raise HTTPError(Code.METHOD_NOT_ALLOWED, f"Method Not Allowed: {method}", allow)
-        # A GET that renews a TTL writes.
-        self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
+        if self._write_tokens or self._read_tokens or self.read_only:
+            # A GET that renews a TTL writes.
+            self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
         if is_base_path(path):
             await self._bases.handle(request, normalize_base(path), send)
             return
