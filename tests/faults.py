@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ __all__ = [
     "ServeProcess",
     "freeze",
     "hold_sqlite_lock",
+    "small_disk",
     "thaw",
 ]
 
@@ -414,3 +415,21 @@ def freeze(process: subprocess.Popen[bytes]) -> None:
 def thaw(process: subprocess.Popen[bytes]) -> None:
     """SIGCONT ``process`` after `freeze`."""
     process.send_signal(signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def small_disk(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``64k``, ``2m``) mounted at ``directory/small`` while in the block:
+    a disk that really fills up. Needs root (CI runs as root); skips the test without it."""
+    import pytest
+
+    mount = directory / "small"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)]
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -18,6 +18,7 @@ import pytest
 
 from drivers.fs import INTERNAL, FsDriver
 from storage import DriverError, Storage, create_storage
+from tests import faults
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,19 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs, mounted for the test."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with faults.small_disk(tmp_path, "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 async def test_a_write_that_fills_the_disk_removes_its_temporary_file(small_disk: Path) -> None:
