@@ -74,8 +74,9 @@ class Items:
         meta headers."""
         storage, headers = self.storage, request.headers
         conditions = Preconditions.from_headers(headers)
+        renew = parse_ttl(headers.get(RENEW_TTL_HEADER))
         renewed: list[tuple[str, str]] = []
-        if RENEW_TTL_HEADER in headers and (renew := parse_ttl(headers[RENEW_TTL_HEADER])):
+        if renew is not None:
             if not await storage.touch(key, renew):
                 raise HTTPError(Code.NOT_FOUND, "KV value not found", key=key)
             renewed = [(RENEW_TTL_HEADER, headers[RENEW_TTL_HEADER].strip())]

@@ -176,9 +176,8 @@ class StorageServer:
         if method not in _READ and method not in _WRITE:
             allow = [("allow", "GET, HEAD, PUT, DELETE")]
             raise HTTPError(Code.METHOD_NOT_ALLOWED, f"Method Not Allowed: {method}", allow)
-        if self._write_tokens or self._read_tokens or self.read_only:
-            # A GET that renews a TTL writes.
-            self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
+        # A GET that renews a TTL writes.
+        self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
         if is_base_path(path):
             await self._bases.handle(request, normalize_base(path), send)
             return
