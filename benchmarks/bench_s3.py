@@ -27,6 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from drivers._s3_client import DEFAULT_WORKERS
 from drivers.s3 import S3Driver
 from storage import Storage, create_storage
 from tests.servers import MotoServer
@@ -41,8 +42,8 @@ LISTED = 10_000
 BODY = b'{"id":1,"name":"user-1","tags":["a","b"],"score":1.5}'
 #: Latency added by the proxy each way: a round trip of 40 ms, as real S3 from a nearby region.
 DELAY_MS = 20
-#: Threads of the raw boto3 pool, and botocore's pool size (the driver's default).
-WORKERS = 16
+#: Threads of the raw boto3 pool, and botocore's pool size: the driver's default.
+WORKERS = DEFAULT_WORKERS
 #: Keys of the sequential loops; fewer through the proxy (each call waits a round trip).
 SEQUENTIAL_DIRECT = 200
 SEQUENTIAL_PROXIED = 40

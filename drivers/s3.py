@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from drivers._s3_client import MARKERS, S3Client, deadline_of
+from drivers._s3_client import DEFAULT_WORKERS, MARKERS, S3Client, deadline_of
 from drivers._s3_listing import expired_names, pages
 from drivers._s3_names import bare_etag, escape, quoted_etag, unescape
 from drivers._s3_streams import MIN_PART, read_body, upload
@@ -63,8 +63,9 @@ class S3Driver(Driver):
     Credentials and region come the usual boto3 ways unless given. ``client`` (a boto3 S3
     client) is used as is and left open on dispose. Failures of the backend raise `DriverError`.
 
-    ``max_workers`` (default 16) is both the number of threads that call S3 and the size of
-    botocore's connection pool (``max_pool_connections``); with ``client``, the threads are
+    ``max_workers`` (default 64) is both the number of threads that call S3 and the size of
+    botocore's connection pool (``max_pool_connections``): each thread waits out a round trip,
+    so it bounds how many requests a batch has in flight. With ``client``, the threads are
     capped at that client's pool size. Calls beyond them queue for a thread instead of failing,
     for at most ``pool_timeout`` seconds (default 5), then raise `DriverError`.
     ``part_size`` (default 8 MiB, at least 5 MiB) is the part of a multipart upload: a
@@ -88,7 +89,7 @@ class S3Driver(Driver):
         session_token: str | None = None,
         profile: str | None = None,
         client: Any = None,
-        max_workers: int = 16,
+        max_workers: int = DEFAULT_WORKERS,
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         max_attempts: int = 2,
