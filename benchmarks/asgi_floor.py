@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from storage.asgi import Receive, Scope, Send
+from storage.serve import choose_loop
 
 __all__ = ["app", "create", "main"]
 
@@ -94,23 +95,27 @@ app = create(os.environ.get("UNISTORAGE_FLOOR", "memory"))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m benchmarks.asgi_floor SERVER PORT STORE``: serve the floor app on SERVER
-    (granian or uvicorn) with the settings ``unistorage serve`` gives it (one worker, ASGI,
-    lifespan on, backlog 2048, warnings only)."""
-    server, port, spec = argv or sys.argv[1:]
+    """``python -m benchmarks.asgi_floor SERVER PORT STORE [LOOP]``: serve the floor app on
+    SERVER (granian or uvicorn) with the settings ``unistorage serve`` gives it (one worker,
+    ASGI, lifespan on, backlog 2048, warnings only, LOOP as ``--loop``: auto by default)."""
+    server, port, spec, *rest = argv or sys.argv[1:]
+    loop = choose_loop(rest[0] if rest else "auto")
     os.environ["UNISTORAGE_FLOOR"] = spec
     if server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(create(spec), port=int(port), log_level="warning", lifespan="on", backlog=2048)
+        uvicorn.run(
+            create(spec), port=int(port), log_level="warning", lifespan="on", backlog=2048,
+            loop=loop,
+        )  # fmt: skip
         return
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
 
     Granian(
         "benchmarks.asgi_floor:app", port=int(port), interface=Interfaces.ASGI, workers=1,
-        log_level=LogLevels.warning, backlog=2048,
+        log_level=LogLevels.warning, backlog=2048, loop=Loops(loop),
     ).serve()  # fmt: skip
 
 

@@ -4,8 +4,9 @@ and 512 connections, over memory and sqlite, in alternating rounds of wrk (its o
 Subjects, each one process on one core's worth of workers: ``unistorage serve`` on the chosen
 ASGI server, the floor (a raw ASGI key-value app, `benchmarks.asgi_floor`, on the same server
 software and settings) and unstorage's own server on node (createStorageServer on node:http,
-the same kind of store). A first case picks the ASGI server: ours and the floor on granian and
-on uvicorn (with uvloop and httptools when installed), in the same rounds.
+the same kind of store). A first case picks the ASGI server and the event loop: ours and the
+floor on granian and on uvicorn (with httptools when installed) on the default loop (uvloop
+when installed), and on granian with asyncio's own loop, in the same rounds.
 Goals (issue 16): at least 0.8x the floor, and ahead of unstorage's server on node.
 """
 
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from storage.serve import SERVERS, choose_server
+from storage.serve import SERVERS, choose_loop, choose_server
 
 from .harness import Bench, Sample, Subject
 from .http_servers import Served, floor_server, node_server, ours_server
@@ -40,13 +41,17 @@ def _subject(
 
 
 async def _server_choice(bench: Bench, wrk: Wrk, directory: Path, seconds: int) -> None:
-    """Ours and the floor on every installed ASGI server, memory, GET and PUT."""
+    """Ours and the floor on every installed ASGI server, memory, GET and PUT; and on the
+    first server with asyncio's own loop when the default is another one (uvloop)."""
     installed = [server for server in SERVERS if _installed(server)]
+    runs = [(server, "auto") for server in installed]
+    if installed and choose_loop("auto") != "asyncio":
+        runs.append((installed[0], "asyncio"))
     served: list[Served] = []
     try:
-        floors = [floor_server("memory", server, directory) for server in installed]
+        floors = [floor_server("memory", server, directory, loop) for server, loop in runs]
         served += floors
-        ours = [ours_server("memory", server, directory) for server in installed]
+        ours = [ours_server("memory", server, directory, loop=loop) for server, loop in runs]
         served += ours
         for method in ("PUT", "GET"):
             subjects = [

@@ -83,23 +83,37 @@ def _store(kind: str, directory: Path, name: str) -> Path:
     return directory / f"{name}.sqlite" if kind == "sqlite" else directory
 
 
-def ours_server(kind: str, server: str, directory: Path, workers: int = 1) -> Served:
-    """``unistorage serve`` over ``kind`` on ``server`` (granian or uvicorn)."""
-    path = _store(kind, directory, f"ours-{server}-{workers}")
+def _loop_name(loop: str) -> str:
+    """How a subject's name says its event loop: nothing for the default (``auto``)."""
+    return "" if loop == "auto" else f", {loop} loop"
+
+
+def ours_server(
+    kind: str, server: str, directory: Path, workers: int = 1, loop: str = "auto"
+) -> Served:
+    """``unistorage serve`` over ``kind`` on ``server`` (granian or uvicorn), on ``loop``
+    (as ``--loop``)."""
+    path = _store(kind, directory, f"ours-{server}-{workers}-{loop}")
     driver = "memory://" if kind == "memory" else f"sqlite:///{path}"
-    args = ["--server", server, "--workers", str(workers)]
-    serve = ServeProcess(driver, directory / f"ours-{server}.log", args=args).start()
+    args = ["--server", server, "--workers", str(workers), "--loop", loop]
+    serve = ServeProcess(driver, directory / f"ours-{server}-{loop}.log", args=args).start()
     suffix = f", {workers} workers" if workers > 1 else ""
-    return Served(f"unistorage serve ({server}{suffix})", serve.url, serve=serve)
+    return Served(f"unistorage serve ({server}{_loop_name(loop)}{suffix})", serve.url, serve=serve)
 
 
-def floor_server(kind: str, server: str, directory: Path) -> Served:
-    """The raw ASGI key-value app (`benchmarks.asgi_floor`) over ``kind`` on ``server``."""
+def floor_server(kind: str, server: str, directory: Path, loop: str = "auto") -> Served:
+    """The raw ASGI key-value app (`benchmarks.asgi_floor`) over ``kind`` on ``server``, on
+    ``loop`` (as ``--loop``)."""
     port = free_port()
-    spec = "memory" if kind == "memory" else f"sqlite:{_store(kind, directory, f'floor-{server}')}"
-    command = [sys.executable, "-m", "benchmarks.asgi_floor", server, str(port), spec]
+    name = f"floor-{server}-{loop}"
+    spec = "memory" if kind == "memory" else f"sqlite:{_store(kind, directory, name)}"
+    command = [sys.executable, "-m", "benchmarks.asgi_floor", server, str(port), spec, loop]
     return _spawn(
-        f"raw ASGI kv app ({server})", command, port, directory / f"floor-{server}.log", _SOURCE
+        f"raw ASGI kv app ({server}{_loop_name(loop)})",
+        command,
+        port,
+        directory / f"{name}.log",
+        _SOURCE,
     )
 
 

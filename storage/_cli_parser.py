@@ -13,6 +13,7 @@ from .serve import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_STORE,
+    LOOPS,
     METRICS_TOKEN_ENV,
     SERVERS,
     TOKEN_ENV,
@@ -106,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
                        help="worker processes on the one port, for more cores (default: 1)")  # fmt: skip
     serve.add_argument("--server", default="auto", choices=("auto", *SERVERS),
                        help="the ASGI server (default: granian if installed, else uvicorn)")  # fmt: skip
+    serve.add_argument("--loop", default="auto", choices=("auto", *LOOPS),
+                       help="the event loop (default: uvloop if installed, else asyncio)")  # fmt: skip
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                        help="for uvicorn and the storage.*, drivers.* and sessions.* loggers "
                        "(default: info)")  # fmt: skip
