@@ -2,8 +2,9 @@
 
 The ASGI server is granian when it is installed (it measured fastest: docs/benchmarks.md),
 else uvicorn; ``--server`` picks one. Either runs on uvloop when it is installed (1.3x-1.5x the
-requests/s of asyncio's own loop under load), else on asyncio's; ``--loop`` picks one. ``--workers N`` runs N processes on the one port, each
-building its own Storage from the same flags (checked once, in the parent, before any starts).
+requests/s of asyncio's own loop under load), else on asyncio's; ``--loop`` picks one.
+``--workers N`` runs N processes on the one port, each building its own Storage from the same
+flags (checked once, in the parent, before any starts).
 
 Layers come from the driver URLs themselves (``--driver 'redis://host?compress=true'``, see
 `storage.layers.options`). ``--metrics-token`` also puts a `storage.layers.Stats` layer on the
