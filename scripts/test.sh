@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need (redis-server,
-# PostgreSQL, Chromium, node and npm packages, a virtual environment), runs the linters and the
-# type checker, then pytest. The tests start their own servers (redis-server, a 3-node Redis
+# PostgreSQL, Chromium, wrk, node and npm packages, a virtual environment), runs the linters and
+# the type checker, then pytest. The tests start their own servers (redis-server, a 3-node Redis
 # Cluster, PostgreSQL, an S3-compatible server, the unistorage HTTP server) on free ports and
 # stop them afterwards.
 #
@@ -16,7 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
-apt_install redis-server redis-tools chromium postgresql
+apt_install redis-server redis-tools chromium postgresql wrk  # wrk: tests/test_bench_loadgen.py
 ensure_venv "test,bench"  # bench: the peer libraries, so mypy checks the benchmarks too
 npm_install "$ROOT/tests/node"
 npm_install "$ROOT/benchmarks/node"
