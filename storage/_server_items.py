@@ -262,9 +262,18 @@ async def _gone(request: Request) -> None:
         pass
 
 
+_TEXT_TYPE = (b"content-type", TEXT.encode("latin-1"))
+_OK_LENGTH = (b"content-length", b"2")
+
+
 async def _ok(send: Send, etag: str | None) -> None:
-    headers = [] if etag is None else [("etag", format_etag(etag))]
-    await send_answer(send, 200, b"OK", TEXT, headers)
+    """``200 OK`` with the new ETag: every write's answer, so its constant headers are
+    encoded once (each answer still gets lists and messages of its own)."""
+    headers = [_TEXT_TYPE, _OK_LENGTH]
+    if etag is not None:
+        headers.insert(0, (b"etag", format_etag(etag).encode("latin-1")))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"OK"})
 
 
 async def _not_modified(
