@@ -4,10 +4,10 @@
 or PUTs of a 1 KB JSON value over 1,000 keys and returns the round as a `Sample`: requests,
 seconds, and wrk's p50 and p99 latency. Each PUT sends new bytes (its number is in the value):
 SQLite skips rewriting a row whose bytes are unchanged, so a constant body made the floor's
-writes no-ops. Every body is valid JSON (`put_body`, checked by tests/test_benchmarks.py): a
-zero-padded number such as ``0000000042`` is not, and a JSON server stores such a body as a
-string of text instead, which is another (slower) path than the one measured. wrk comes from Debian's package (scripts/bench.sh installs it); one wrk thread
-leaves the other cores to the server.
+writes no-ops. Every body is valid JSON (`put_body`, checked by tests/test_bench_loadgen.py):
+a zero-padded number such as ``0000000042`` is not, and a JSON server stores such a body as a
+string of text instead, another (slower) path than the one measured. wrk comes from Debian's
+package (scripts/bench.sh installs it); one wrk thread leaves the other cores to the server.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ async def _chunks(request: Request, limit: int, message: Message) -> AsyncIterat
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, at most ``limit`` bytes (else `HTTPError` 413), (400) when the
-    client goes away before its end."""
+    """The whole request body, at most ``limit`` bytes: `HTTPError` 413 past them, 400 when
+    the client goes away before its end."""
     _check_declared(request, limit)
     body = b""
     chunks: list[bytes] = []  # beyond the first non-empty one
