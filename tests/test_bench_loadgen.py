@@ -36,9 +36,11 @@ def test_wrk_puts_json_objects_that_the_server_stores_as_json(tmp_path: Path) ->
     server = ServeProcess("memory://", tmp_path / "serve.log").start()
     wrk = Wrk()
     try:
-        sample = asyncio.run(wrk.run(server.url, "PUT", 4, 1))
-        assert sample.ops > KEYS  # every key was written at least once
-        for key in ("k1", "k500"):
+        # One connection: the requests go one after another, so the first `sample.ops` keys
+        # were written, however slow the machine is.
+        sample = asyncio.run(wrk.run(server.url, "PUT", 1, 1))
+        assert sample.ops >= 1
+        for key in ("k1", f"k{min(sample.ops, KEYS - 1)}"):
             answer = httpx.get(f"{server.url}/bench/{key}")
             assert answer.status_code == 200
             assert answer.headers["content-type"].startswith("application/json")
