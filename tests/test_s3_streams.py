@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -109,11 +110,15 @@ async def test_a_cancelled_stream_aborts_its_upload(parts: Storage, s3_shared_cl
 
 
 async def test_a_streamed_value_with_a_ttl_expires(parts: Storage) -> None:
-    async with parts.open_write("brief", ttl=0.5) as writer:
+    # The TTL counts from the start of the multipart upload: it must outlast a 6 MiB upload
+    # to moto on a loaded machine (0.5 s did not, once, in CI), so the value is read alive.
+    ttl = 3.0
+    started = time.monotonic()
+    async with parts.open_write("brief", ttl=ttl) as writer:
         for chunk in _chunks(24):
             await writer.write(chunk)
-    assert 0 < (await parts.get_meta("brief"))["ttl"] <= 0.5
-    await asyncio.sleep(0.7)
+    assert 0 < (await parts.get_meta("brief"))["ttl"] <= ttl
+    await asyncio.sleep(max(0.0, started + ttl + 0.2 - time.monotonic()))
     assert await parts.has_item("brief") is False
     assert await parts.get_keys() == []
 
