@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .asgi import Message, Receive, Scope, Send
-from .protocol import CODE_HEADER, JSON, Code, error_body, status_of
+from .protocol import CODE_HEADER, JSON, OCTET, TEXT, Code, error_body, status_of
 
 __all__ = ["HTTPError", "Request", "body_chunks", "read_body", "send_answer", "send_error"]
 
@@ -80,12 +80,8 @@ async def _chunks(request: Request, limit: int, message: Message) -> AsyncIterat
     """The body from ``message`` (the first one received) on, checked against ``limit``."""
     size = 0
     while True:
-        if message["type"] == "http.disconnect":
-            raise HTTPError(Code.INVALID_ARGUMENT, "the client disconnected")
-        chunk = message.get("body", b"")
+        chunk = _take(message, size, limit)
         size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
         if chunk:
             yield chunk
         if not message.get("more_body", False):
@@ -93,30 +89,37 @@ async def _chunks(request: Request, limit: int, message: Message) -> AsyncIterat
         message = await request.receive()
 
 
+def _take(message: Message, size: int, limit: int) -> bytes:
+    """The bytes of one received message of a body of which ``size`` bytes came before, with
+    the checks every body gets: 400 when the client went away, 413 once it passes ``limit``."""
+    if message["type"] == "http.disconnect":
+        raise HTTPError(Code.INVALID_ARGUMENT, "the client disconnected")
+    chunk: bytes = message.get("body", b"")
+    if size + len(chunk) > limit:
+        raise _too_large(limit)
+    return chunk
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body, at most ``limit`` bytes: `HTTPError` 413 past them, 400 when
     the client goes away before its end."""
     _check_declared(request, limit)
-    body = b""
-    chunks: list[bytes] = []  # beyond the first non-empty one
+    chunks: list[bytes] = []
     size = 0
     while True:
         # Most bodies come whole in one message, sometimes followed by an empty last one (as
-        # granian sends them): a plain loop, no generator, no join.
+        # granian sends them): a plain loop, no generator, and no join for a single piece.
         message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPError(Code.INVALID_ARGUMENT, "the client disconnected")
-        chunk: bytes = message.get("body", b"")
+        chunk = _take(message, size, limit)
         if chunk:
             size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            if body:
-                chunks.append(chunk)
-            else:
-                body = chunk
+            chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join([body, *chunks]) if chunks else body
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+#: The content types of most answers, encoded once.
+_TYPES = {kind: kind.encode("latin-1") for kind in (JSON, OCTET, TEXT)}
 
 
 async def send_answer(
@@ -129,8 +132,8 @@ async def send_answer(
     """A complete answer; ``content_type`` None sends no body headers (HEAD, 304)."""
     raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
     if content_type is not None:
-        raw.append((b"content-type", content_type.encode("latin-1")))
-        raw.append((b"content-length", str(len(body)).encode()))
+        raw.append((b"content-type", _TYPES.get(content_type) or content_type.encode("latin-1")))
+        raw.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 

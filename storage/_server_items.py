@@ -267,8 +267,9 @@ _OK_LENGTH = (b"content-length", b"2")
 
 
 async def _ok(send: Send, etag: str | None) -> None:
-    """``200 OK`` with the new ETag: every write's answer, so its constant headers are
-    encoded once (each answer still gets lists and messages of its own)."""
+    """``200 OK`` with the new ETag: every write's answer, sent without `send_answer`, whose
+    per-header encoding cost a PUT 7.5k of its 85k instructions (callgrind); each answer still
+    gets lists and messages of its own."""
     headers = [_TEXT_TYPE, _OK_LENGTH]
     if etag is not None:
         headers.insert(0, (b"etag", format_etag(etag).encode("latin-1")))
