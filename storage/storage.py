@@ -285,13 +285,17 @@ class Storage:
         """
         full = self._key(key)
         data = self._dump(full, value)
-        driver = self._table.nowait_write
+        table = self._table
+        driver = table.nowait_write
         if driver is None or ttl is not None or if_match is not None or if_none_match:
+            cas = table.nowait_cas
+            if cas is not None:  # a TTL or a condition, still without a coroutine
+                return self._set_nowait(cas, full, data, ttl, if_match, if_none_match)
             return await self._set(full, data, ttl, if_match, if_none_match)
         try:  # one writable in-process mount: no routing, no coroutine
             return driver.set_item_nowait(full, data)
         except Exception as exc:
-            self._fail(self._table.root, "set_item", full, exc)
+            self._fail(table.root, "set_item", full, exc)
 
     async def set_item_raw(
         self,
@@ -736,6 +740,9 @@ class Storage:
 
     def capabilities(self, key: str = "") -> Capabilities:
         """What the driver serving ``key`` can do (for ``""``, the mount at this view's base)."""
+        only = self._table.only
+        if only is not None and type(key) is str and self._known(key):
+            return only.capabilities  # one mount serves every key (this one known valid)
         return self.get_mount(key).driver.capabilities
 
     # -- listing and clearing -----------------------------------------------------------------

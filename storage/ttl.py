@@ -17,6 +17,8 @@ def ttl_seconds(ttl: TTL) -> float | None:
     """``ttl`` as a finite number of seconds > 0, or None; `InvalidArgumentError` otherwise."""
     if ttl is None:
         return None
+    if type(ttl) is float and 0.0 < ttl < math.inf:  # the common case, checked at once
+        return ttl
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):

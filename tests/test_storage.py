@@ -440,3 +440,41 @@ async def test_a_lock_released_while_a_renewal_is_under_way_is_released() -> Non
     await asyncio.wait_for(driver.landed.wait(), 2)
     await lock.release()  # the renewal's new etag is the one to release: not LockLostError
     assert await storage.get_item_raw("job") is None
+
+
+async def test_capabilities_of_a_known_key_follow_a_later_mount(storage: Storage) -> None:
+    # One mount answers every key from the key cache; a mount added later routes again.
+    await storage.set_item("sub:k", 1)
+    root = storage.get_mount("").driver
+    assert storage.capabilities("sub:k") is root.capabilities
+    inner = ReadOnly(MemoryDriver())
+    storage.mount("sub", inner)
+    assert storage.capabilities("sub:k") is inner.capabilities
+    assert storage.capabilities("sub:k").read_only
+    await storage.unmount("sub")
+    assert storage.capabilities("sub:k") is root.capabilities
+    for bad in ("a\x7f", ":::", 3):
+        with pytest.raises(InvalidArgumentError):
+            storage.capabilities(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ttl", [0.0, -1.0, float("nan"), float("inf"), float("-inf")])
+async def test_a_float_ttl_outside_finite_positive_seconds_is_refused(
+    storage: Storage, ttl: float
+) -> None:
+    await storage.set_item("k", 1)
+    with pytest.raises(InvalidArgumentError):
+        await storage.set_item("k", 2, ttl=ttl)
+    with pytest.raises(InvalidArgumentError):
+        await storage.set_item("k", 2, ttl=ttl, if_match="*")
+    assert await storage.get_item("k") == 1
+
+
+async def test_a_ttl_with_a_condition_on_one_mount_expires_and_checks(storage: Storage) -> None:
+    etag = await storage.set_item("k", 1)
+    with pytest.raises(ConflictError):
+        await storage.set_item("k", 2, ttl=0.05, if_match="not-" + str(etag))
+    await storage.set_item("k", 2, ttl=0.05, if_match=etag)
+    assert await storage.get_item("k") == 2
+    await asyncio.sleep(0.1)
+    assert await storage.get_item("k") is None
