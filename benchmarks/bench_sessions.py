@@ -20,8 +20,10 @@ file), starsessions through a small `SessionStore` adapter over it. Neither sign
 both IDs are random and server-side. Subjects take turns round after round (`Bench.rounds`);
 ratios are medians of per-round ratios with their spread. The floor is the same app without
 any session middleware. A read + write case with 16 clients at once, each with a session of its
-own, shows a server's load, where sqlite's group commit shares the write round trips. A last
-case shows that a request that never touches the session costs no storage call at all.
+own, shows a server's load, where sqlite's group commit shares the write round trips. A case
+of store calls puts each library's two calls alone beside the requests (what the store costs,
+and what is left to the layers). A last case shows that a request that never touches the
+session costs no storage call at all.
 """
 
 from __future__ import annotations
@@ -252,6 +254,7 @@ async def _store_cases(bench: Bench, kind: str, make: Callable[[str], Driver], n
                 Subject("starsessions (InMemoryStore dict)", _runner(star_native, star_cookie, n))
             )
         await bench.rounds(case, subjects)
+    await _store_calls(bench, kind, sessions, star_storage, cookie, star_cookie, n)
     # A server's load: many visitors at once, so a store that groups writes (sqlite's group
     # commit) shares its round trips and each request's own work counts for more.
     ours_cookies = [await _our_cookie(sessions) for _ in range(CLIENTS)]
@@ -276,6 +279,61 @@ async def _store_cases(bench: Bench, kind: str, make: Callable[[str], Driver], n
     )
     await ours_storage.dispose()
     await star_storage.dispose()
+
+
+async def _store_calls(
+    bench: Bench,
+    kind: str,
+    sessions: Sessions[Any],
+    star_storage: Storage,
+    cookie: bytes,
+    star_cookie: bytes,
+    n: int,
+) -> None:
+    """What a read + write request asks of the store, against the requests themselves.
+
+    The floor is starsessions' two calls alone (the raw record read, then written back with a
+    TTL); beside it, the versioned pair ours makes (the record with its etag, then a write
+    conditioned on that etag, which is what lets a concurrent commit merge instead of being
+    lost). No session layer over the same calls can serve more requests than the floor: its
+    rate over the peer's is the most any layer could reach against it on this store.
+    """
+    ours_storage = sessions.storage
+    await star_storage.set_item_raw("pair-plain", b'{"n": 0}')
+    await ours_storage.set_item("pair-versioned", {"n": 0})
+
+    async def plain() -> int:
+        for _ in range(n):
+            data = await star_storage.get_item_raw("pair-plain")
+            await star_storage.set_item_raw("pair-plain", data or b"{}", ttl=1800)
+        return n
+
+    async def versioned() -> int:
+        for _ in range(n):
+            value, etag = await ours_storage.get_item_with_etag("pair-versioned")
+            await ours_storage.set_item("pair-versioned", value, ttl=1800, if_match=etag)
+        return n
+
+    star = StarSessionMiddleware(
+        star_app, store=UnistorageStore(star_storage), lifetime=1800, rolling=True
+    )
+    results = await bench.rounds(
+        f"store calls of a {READ_WRITE} ({kind})",
+        [
+            Subject("get_item_raw + set_item_raw(ttl), starsessions' calls", plain, floor=True),
+            Subject("get_item_with_etag + set_item(ttl, if_match), ours", versioned),
+            Subject(
+                f"unistorage sessions ({kind})",
+                _runner(SessionMiddleware(ours_app, sessions), cookie, n),
+                ours=True,
+            ),
+            Subject(f"starsessions 30min rolling ({kind})", _runner(star, star_cookie, n)),
+        ],
+    )
+    peer = results[-1]
+    if peer.ratio:
+        peer.note = f"a layer costing nothing over the floor's calls: {1 / peer.ratio:.2f}x this"
+        print(f"  store calls ({kind}): {peer.note}", flush=True)
 
 
 async def _untouched(bench: Bench, n: int) -> None:
