@@ -471,10 +471,11 @@ async def test_a_float_ttl_outside_finite_positive_seconds_is_refused(
 
 
 async def test_a_ttl_with_a_condition_on_one_mount_expires_and_checks(storage: Storage) -> None:
+    # A second of TTL: a stalled machine must not expire the value before its first read.
     etag = await storage.set_item("k", 1)
     with pytest.raises(ConflictError):
-        await storage.set_item("k", 2, ttl=0.05, if_match="not-" + str(etag))
-    await storage.set_item("k", 2, ttl=0.05, if_match=etag)
+        await storage.set_item("k", 2, ttl=1.0, if_match="not-" + str(etag))
+    await storage.set_item("k", 2, ttl=1.0, if_match=etag)
     assert await storage.get_item("k") == 2
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.1)
     assert await storage.get_item("k") is None
