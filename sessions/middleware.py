@@ -29,7 +29,13 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            scope["session"] = self.sessions.from_headers(scope["headers"])
+            session = scope["session"] = self.sessions.from_headers(scope["headers"])
+            token = self.sessions.active.set(session)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.sessions.active.reset(token)
+            return
         if kind != "http":
             await self.app(scope, receive, send)
             return
@@ -51,7 +57,11 @@ class SessionMiddleware:
                     message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_session)
+        token = self.sessions.active.set(session)
+        try:
+            await self.app(scope, receive, send_with_session)
+        finally:
+            self.sessions.active.reset(token)
         if session.pending:
             # The response had started before these changes: no cookie could carry them.
             logger.warning("session changes made after the response started were not saved")
