@@ -123,9 +123,9 @@ class Sessions(Generic[DataT]):
         return session
 
     def current(self) -> Session[DataT]:
-        """The session of the request being served here, without the request: what `of`
-        returns, found through `active` (the FastAPI dependency uses it: a dependency with no
-        ``Request`` parameter costs FastAPI less).
+        """The session of the request being served here, found through `active` without the
+        request: the one this `Sessions`' middleware made, even under another `Sessions`'
+        middleware nested inside it (which `of`, reading the scope, would return instead).
 
         Raises RuntimeError outside a request that a `SessionMiddleware` of these sessions serves.
         """
