@@ -169,3 +169,23 @@ async def test_current_is_an_error_outside_a_request_and_after_one() -> None:
     assert isinstance(inside[0], Session)
     with pytest.raises(RuntimeError, match="SessionMiddleware"):
         sessions.current()  # the request's session does not outlive it
+
+
+async def test_a_websocket_handler_finds_its_session_through_current() -> None:
+    sessions: Sessions[Visits] = Sessions(create_storage())
+    found: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        found.append(sessions.current() is scope["session"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        pass
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    await SessionMiddleware(app, sessions)(scope, receive, send)
+    assert found == [True]
+    with pytest.raises(RuntimeError, match="SessionMiddleware"):
+        sessions.current()
