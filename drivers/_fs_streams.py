@@ -66,11 +66,6 @@ class Spool:
         self._fd = -1
         self._settled = False
 
-    @property
-    def settled(self) -> bool:
-        """True once the file was placed or dropped: nothing is left to clean up."""
-        return self._settled
-
     async def fill(self, submit: Submit, chunks: AsyncIterator[bytes]) -> None:
         """Append every chunk of ``chunks``, one batch in a worker while the next gathers."""
         batch: list[bytes] = []

@@ -240,13 +240,18 @@ class FsDriver(Driver):
         it into place when they end, as `set_item` does; when they fail, it is removed."""
         files = self._files
         spool = Spool(files.tree)
+        done = False
         try:
             await spool.fill(files.run, chunks)
-            return await self._run(spool.place, key, ttl)
+            etag = await self._run(spool.place, key, ttl)
+            done = True
+            return etag
         finally:
-            if not spool.settled:
+            if not done:
+                # Even once settled: a placing cancelled midway still runs in its worker, and
+                # the drop waits for its lock, so a cancelled stream ends with nothing in tmp.
                 try:
-                    await files.run(spool.drop)  # after an append still running
+                    await files.run(spool.drop)  # after an append or a placing still running
                 except RuntimeError:  # the worker threads are gone: nothing appends now
                     spool.drop()
 

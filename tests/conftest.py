@@ -17,6 +17,7 @@ entry point; from a checkout whose installed metadata predates it, this file loa
 from __future__ import annotations
 
 import importlib
+import signal
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from storage import Driver, Storage, create_storage
+
+# A suite started as a background job of a non-interactive shell inherits SIGINT ignored (and
+# Python then never raises KeyboardInterrupt), so the Ctrl-C tests would wait for an interrupt
+# that cannot come. Python's own handler again; processes the tests start get the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if TYPE_CHECKING:  # imported by the fixture modules, after the kit's plugin
     from storage.testing import ConformanceOptions

@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from drivers import _fs_write
 from drivers.fs import INTERNAL, FsDriver
 from storage import create_storage
 from storage.streams import StreamAbortedError
@@ -105,6 +108,31 @@ async def test_a_stream_cancelled_at_any_moment_leaves_no_temporary_file(fs: FsD
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert _temporary_files(fs) == []
+
+
+async def test_a_stream_cancelled_while_placing_returns_once_its_file_is_placed(
+    fs: FsDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow disk: the rename into place takes a while in its worker thread. The cancelled
+    # stream must not return while its temporary file is still there (CI saw one left).
+    placing, release = threading.Event(), threading.Event()
+    place = _fs_write.place_temp
+
+    def slow_place(*args: Any, **kwargs: Any) -> str:
+        placing.set()
+        release.wait(5)
+        return place(*args, **kwargs)
+
+    await fs.set_item("blob", b"old")
+    monkeypatch.setattr(_fs_write, "place_temp", slow_place)
+    task = asyncio.ensure_future(fs.write_chunks("blob", _chunks(b"new" * 1000)))
+    assert await asyncio.to_thread(placing.wait, 5)
+    task.cancel()
+    asyncio.get_running_loop().call_later(0.2, release.set)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert _temporary_files(fs) == []
+    assert await fs.get_item("blob") in (b"old", b"new" * 1000)  # one or the other, whole
 
 
 async def test_a_stream_over_a_value_swaps_it_out_and_leaves_nothing_behind(
