@@ -254,7 +254,10 @@ async def _store_cases(bench: Bench, kind: str, make: Callable[[str], Driver], n
                 Subject("starsessions (InMemoryStore dict)", _runner(star_native, star_cookie, n))
             )
         await bench.rounds(case, subjects)
-    await _store_calls(bench, kind, sessions, star_storage, cookie, star_cookie, n)
+    star = StarSessionMiddleware(
+        star_app, store=UnistorageStore(star_storage), lifetime=1800, rolling=True
+    )
+    await _store_calls(bench, kind, sessions, star_storage, star, cookie, star_cookie, n)
     # A server's load: many visitors at once, so a store that groups writes (sqlite's group
     # commit) shares its round trips and each request's own work counts for more.
     ours_cookies = [await _our_cookie(sessions) for _ in range(CLIENTS)]
@@ -262,9 +265,6 @@ async def _store_cases(bench: Bench, kind: str, make: Callable[[str], Driver], n
     for client in range(CLIENTS):
         await star_storage.set_item_raw(f"star-client-{client}", b'{"n": 0}')
         star_cookies.append(f"session=star-client-{client}".encode())
-    star = StarSessionMiddleware(
-        star_app, store=UnistorageStore(star_storage), lifetime=1800, rolling=True
-    )
     await bench.rounds(
         f"{READ_WRITE}, {CLIENTS} clients at once ({kind})",
         [
@@ -286,11 +286,13 @@ async def _store_calls(
     kind: str,
     sessions: Sessions[Any],
     star_storage: Storage,
+    star: App,
     cookie: bytes,
     star_cookie: bytes,
     n: int,
 ) -> None:
-    """What a read + write request asks of the store, against the requests themselves.
+    """What a read + write request asks of the store, against the requests themselves
+    (``star``: starsessions' rolling middleware over ``star_storage``).
 
     The floor is starsessions' two calls alone (the raw record read, then written back with a
     TTL); beside it, the versioned pair ours makes (the record with its etag, then a write
@@ -314,9 +316,6 @@ async def _store_calls(
             await ours_storage.set_item("pair-versioned", value, ttl=1800, if_match=etag)
         return n
 
-    star = StarSessionMiddleware(
-        star_app, store=UnistorageStore(star_storage), lifetime=1800, rolling=True
-    )
     results = await bench.rounds(
         f"store calls of a {READ_WRITE} ({kind})",
         [

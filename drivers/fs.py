@@ -240,20 +240,17 @@ class FsDriver(Driver):
         it into place when they end, as `set_item` does; when they fail, it is removed."""
         files = self._files
         spool = Spool(files.tree)
-        done = False
         try:
             await spool.fill(files.run, chunks)
-            etag = await self._run(spool.place, key, ttl)
-            done = True
-            return etag
-        finally:
-            if not done:
-                # Even once settled: a placing cancelled midway still runs in its worker, and
-                # the drop waits for its lock, so a cancelled stream ends with nothing in tmp.
-                try:
-                    await files.run(spool.drop)  # after an append or a placing still running
-                except RuntimeError:  # the worker threads are gone: nothing appends now
-                    spool.drop()
+            return await self._run(spool.place, key, ttl)
+        except BaseException:
+            # A placing cancelled midway still runs in its worker, and the drop waits for its
+            # lock: a failed or cancelled stream ends with nothing left in tmp.
+            try:
+                await files.run(spool.drop)  # after an append or a placing still running
+            except RuntimeError:  # the worker threads are gone: nothing appends now
+                spool.drop()
+            raise
 
     async def remove_item(self, key: str) -> None:
         await self._run(self._files.remove, key)

@@ -28,15 +28,7 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "websocket":
-            session = scope["session"] = self.sessions.from_headers(scope["headers"])
-            token = self.sessions.active.set(session)
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                self.sessions.active.reset(token)
-            return
-        if kind != "http":
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         session = self.sessions.from_headers(scope["headers"])
@@ -57,11 +49,12 @@ class SessionMiddleware:
                     message["headers"] = headers
             await send(message)
 
+        # A WebSocket's session is committed by the app itself: its messages pass untouched.
         token = self.sessions.active.set(session)
         try:
-            await self.app(scope, receive, send_with_session)
+            await self.app(scope, receive, send_with_session if kind == "http" else send)
         finally:
             self.sessions.active.reset(token)
-        if session.pending:
+        if session.pending and kind == "http":
             # The response had started before these changes: no cookie could carry them.
             logger.warning("session changes made after the response started were not saved")
