@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from storage.asgi import Receive, Scope, Send
-from storage.serve import choose_loop
+from storage.serve import choose_loop, tune_gc
 
 __all__ = ["app", "create", "main"]
 
@@ -92,12 +92,14 @@ def create(spec: str) -> Callable[[Scope, Receive, Send], object]:
 
 
 app = create(os.environ.get("UNISTORAGE_FLOOR", "memory"))
+tune_gc()  # as `unistorage serve` sets up each of its processes
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m benchmarks.asgi_floor SERVER PORT STORE [LOOP]``: serve the floor app on
     SERVER (granian or uvicorn) with the settings ``unistorage serve`` gives it (one worker,
-    ASGI, lifespan on, backlog 2048, warnings only, LOOP as ``--loop``: auto by default)."""
+    ASGI, lifespan on, backlog 2048, warnings only, LOOP as ``--loop``: auto by default, the
+    garbage collector tuned by `storage.serve.tune_gc`)."""
     server, port, spec, *rest = argv or sys.argv[1:]
     loop = choose_loop(rest[0] if rest else "auto")
     os.environ["UNISTORAGE_FLOOR"] = spec

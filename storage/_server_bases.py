@@ -132,7 +132,7 @@ class Bases:
             if method == "GET":
                 await send_answer(send, 200, data, JSON)
             else:
-                await send_answer(send, 200, b"", None, [("content-length", str(len(data)))])
+                await send_answer(send, 200, b"", None, [(b"content-length", b"%d" % len(data))])
             return
         if method == "PUT":
             # set_meta_raw refuses bytes that do not decode to a mapping (a 400).

@@ -10,7 +10,15 @@ from urllib.parse import parse_qs
 from .asgi import Message, Receive, Scope, Send
 from .protocol import CODE_HEADER, JSON, OCTET, TEXT, Code, error_body, status_of
 
-__all__ = ["HTTPError", "Request", "body_chunks", "read_body", "send_answer", "send_error"]
+__all__ = [
+    "HTTPError",
+    "Request",
+    "body_chunks",
+    "raw_headers",
+    "read_body",
+    "send_answer",
+    "send_error",
+]
 
 
 class HTTPError(Exception):
@@ -104,11 +112,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body, at most ``limit`` bytes: `HTTPError` 413 past them, 400 when
     the client goes away before its end."""
     _check_declared(request, limit)
-    chunks: list[bytes] = []
-    size = 0
+    message = await request.receive()
+    first = _take(message, 0, limit)
+    if not message.get("more_body", False):
+        return first  # most bodies: whole in one message
+    # Else a plain loop (no generator), and no join for a single piece: granian may follow
+    # a whole body with an empty last message.
+    chunks = [first] if first else []
+    size = len(first)
     while True:
-        # Most bodies come whole in one message, sometimes followed by an empty last one (as
-        # granian sends them): a plain loop, no generator, and no join for a single piece.
         message = await request.receive()
         chunk = _take(message, size, limit)
         if chunk:
@@ -127,15 +139,21 @@ async def send_answer(
     status: int,
     body: bytes,
     content_type: str | None,
-    headers: Iterable[tuple[str, str]] = (),
+    headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> None:
-    """A complete answer; ``content_type`` None sends no body headers (HEAD, 304)."""
-    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    """A complete answer; ``content_type`` None sends no body headers (HEAD, 304). The
+    ``headers`` are as ASGI sends them (lowercase names, bytes)."""
+    raw = [*headers]
     if content_type is not None:
         raw.append((b"content-type", _TYPES.get(content_type) or content_type.encode("latin-1")))
         raw.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def raw_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Headers made as text, as ASGI sends them."""
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 async def send_error(
@@ -144,4 +162,4 @@ async def send_error(
     """An error answer: its JSON body, and its code in a header too (for HEAD)."""
     status = status_of(code)
     body = error_body(status, code, message, **fields)
-    await send_answer(send, status, body, JSON, [*headers, (CODE_HEADER, code)])
+    await send_answer(send, status, body, JSON, raw_headers([*headers, (CODE_HEADER, code)]))

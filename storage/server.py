@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ._server_bases import Bases
@@ -43,10 +43,12 @@ __all__ = ["DEFAULT_MAX_BODY", "StorageServer", "create_app"]
 
 logger = logging.getLogger(__name__)
 
+#: A route on one key: the request, its normalized key, and where the answer goes.
+Route = Callable[[Request, str, Send], Awaitable[None]]
+
 #: Largest request body accepted by default (bytes); larger ones get 413. Streamed bodies too.
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
-_READ = frozenset({"GET", "HEAD"})
 _WRITE = frozenset({"PUT", "DELETE"})
 _CHALLENGE = [("www-authenticate", 'Bearer realm="unistorage"')]
 METRICS_QUERY = "metrics"
@@ -89,6 +91,11 @@ class StorageServer:
         # Request paths repeat as keys repeat: each is normalized once.
         self._paths = KeyCache()
         self._bases = Bases(storage, max_body, lambda request: self._authorize(request, True))
+        # The routes on one key (or on a base, for the methods that have one), by method.
+        items = self._items
+        self._routes: dict[str, Route] = {
+            "GET": items.get, "HEAD": items.head, "PUT": items.put, "DELETE": items.delete
+        }  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -157,41 +164,46 @@ class StorageServer:
 
     async def _handle(self, request: Request, send: Send) -> None:
         method, path, query = request.method, request.path, request.query
-        if method == "GET" and path == "/" and METRICS_QUERY in query:
-            await self._send_metrics(request, send)
+        if query and await self._query_route(request, send):
             return
-        if method == "POST":
-            if BATCH_QUERY in query and is_base_path(path):
-                self._authorize(request, write=False)
-                await self._bases.batch(request, normalize_base(path), send)
-                return
-            if (INCREMENT_QUERY in query or TOUCH_QUERY in query) and not is_base_path(path):
-                self._authorize(request, write=True)
-                key = normalize_key(path)
-                if INCREMENT_QUERY in query:
-                    await self._items.increment(request, key, send)
-                else:
-                    await self._items.touch(request, key, send)
-                return
-        if method not in _READ and method not in _WRITE:
+        route = self._routes.get(method)
+        if route is None:
             allow = [("allow", "GET, HEAD, PUT, DELETE")]
             raise HTTPError(Code.METHOD_NOT_ALLOWED, f"Method Not Allowed: {method}", allow)
-        # A GET that renews a TTL writes.
-        self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
+        if self._write_tokens or self._read_tokens or self.read_only:
+            # A GET that renews a TTL writes.
+            self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
         if is_base_path(path):
             await self._bases.handle(request, normalize_base(path), send)
             return
         key = self._paths.get(path) or self._paths.normalize(path)
-        if META_QUERY in query:
+        if query and META_QUERY in query:
             await self._bases.user_meta(request, key, send)
-        elif method == "GET":
-            await self._items.get(request, key, send)
-        elif method == "HEAD":
-            await self._items.head(request, key, send)
-        elif method == "PUT":
-            await self._items.put(request, key, send)
         else:
-            await self._items.delete(request, key, send)
+            await route(request, key, send)
+
+    async def _query_route(self, request: Request, send: Send) -> bool:
+        """Serve the routes a query selects (metrics, batches, counters, touches); False when
+        the query selects none of them."""
+        method, path, query = request.method, request.path, request.query
+        if method == "GET" and path == "/" and METRICS_QUERY in query:
+            await self._send_metrics(request, send)
+            return True
+        if method != "POST":
+            return False
+        if BATCH_QUERY in query and is_base_path(path):
+            self._authorize(request, write=False)
+            await self._bases.batch(request, normalize_base(path), send)
+            return True
+        if (INCREMENT_QUERY in query or TOUCH_QUERY in query) and not is_base_path(path):
+            self._authorize(request, write=True)
+            key = normalize_key(path)
+            if INCREMENT_QUERY in query:
+                await self._items.increment(request, key, send)
+            else:
+                await self._items.touch(request, key, send)
+            return True
+        return False
 
 
 def create_app(storage: Storage, **options: Any) -> StorageServer:

@@ -44,9 +44,12 @@ __all__ = [
 # -- values as clients send them -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PutBody:
-    """What a PUT body stores: its bytes as they are (``raw``), or ``value`` serialized."""
+    """What a PUT body stores: its bytes as they are (``raw``), or ``value`` serialized.
+
+    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, which
+    tripled the cost of making the one every PUT makes."""
 
     raw: bool
     data: bytes

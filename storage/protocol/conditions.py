@@ -48,6 +48,8 @@ def _opaque(token: str) -> str:
 
 def format_etag(token: str) -> str:
     """The ``ETag`` value for a driver's version token: quoted once, always well formed."""
+    if token.isalnum() and token.isascii():
+        return '"' + token + '"'  # most tokens (digits, hex): no quotes to drop, nothing to escape
     opaque = _opaque(token)
     if _PLAIN_ETAG.fullmatch(opaque):
         return '"' + opaque + '"'  # nothing to escape (most tokens: digits, hex, base64)
