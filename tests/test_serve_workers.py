@@ -12,6 +12,7 @@ import http.client
 import importlib.util
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -146,3 +147,14 @@ def test_sigkill_of_the_parent_leaves_no_worker_holding_the_port(
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert released, f"workers {workers} still hold port {serve.port}"
+
+
+def test_a_serving_process_freezes_its_startup_objects_and_collects_the_young_less_often() -> None:
+    # In a child process: the suite's own collector keeps Python's defaults.
+    check = (
+        "import gc; from storage.serve import GC_YOUNG, tune_gc; "
+        "older = gc.get_threshold()[1:]; tune_gc(); "
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count(); "
+        "assert gc.get_threshold() == (GC_YOUNG, *older), gc.get_threshold()"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
