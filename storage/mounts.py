@@ -104,6 +104,8 @@ class MountTable:
 
     def route(self, key: str) -> Mount:
         """The mount holding ``key``: the one with the longest base that prefixes it."""
+        if self.only is not None:
+            return self.root  # nothing else mounted: no base to compare
         for mount in self._ordered:
             if key.startswith(mount.base):
                 return mount
