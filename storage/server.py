@@ -44,7 +44,7 @@ __all__ = ["DEFAULT_MAX_BODY", "StorageServer", "create_app"]
 logger = logging.getLogger(__name__)
 
 #: A route on one key: the request, its normalized key, and where the answer goes.
-Route = Callable[[Request, str, Send], Awaitable[None]]
+_Route = Callable[[Request, str, Send], Awaitable[None]]
 
 #: Largest request body accepted by default (bytes); larger ones get 413. Streamed bodies too.
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
@@ -93,7 +93,7 @@ class StorageServer:
         self._bases = Bases(storage, max_body, lambda request: self._authorize(request, True))
         # The routes on one key (or on a base, for the methods that have one), by method.
         items = self._items
-        self._routes: dict[str, Route] = {
+        self._routes: dict[str, _Route] = {
             "GET": items.get, "HEAD": items.head, "PUT": items.put, "DELETE": items.delete
         }  # fmt: skip
 
@@ -114,7 +114,7 @@ class StorageServer:
                 allow = [("allow", "GET, HEAD, PUT, DELETE")]
                 raise HTTPError(Code.METHOD_NOT_ALLOWED, f"Method Not Allowed: {method}", allow)
             if self._write_tokens or self._read_tokens or self.read_only:
-                # A GET that renews a TTL writes.
+                # An open server has nothing to authorize. A GET that renews a TTL writes.
                 self._authorize(request, method in _WRITE or RENEW_TTL_HEADER in request.headers)
             if is_base_path(path):
                 await self._bases.handle(request, normalize_base(path), send)
