@@ -199,7 +199,9 @@ def tune_gc() -> None:
     youngest generation is collected every `GC_YOUNG` allocations instead of 700. Each request
     allocates dozens of containers and most are freed by reference counting, yet at Python's
     default every ~20 requests paid a collection that walked those of every request in
-    flight: 8% of the requests/s of PUT at 64 connections (docs/benchmarks.md)."""
+    flight: 8% of the requests/s of PUT at 64 connections (docs/benchmarks.md). The garbage
+    of start-up is collected first, so that none of it is frozen for good."""
+    gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG, older, oldest)
