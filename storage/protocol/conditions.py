@@ -52,7 +52,7 @@ def format_etag(token: str) -> str:
         return '"' + token + '"'  # most tokens (digits, hex): no quotes to drop, nothing to escape
     opaque = _opaque(token)
     if _PLAIN_ETAG.fullmatch(opaque):
-        return '"' + opaque + '"'  # nothing to escape (most tokens: digits, hex, base64)
+        return '"' + opaque + '"'  # nothing to escape (base64, dashes, S3's quoted tokens)
     return '"' + quote(opaque, safe=_ETAG_SAFE) + '"'
 
 

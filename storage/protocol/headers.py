@@ -157,6 +157,9 @@ def _http_date(second: int) -> bytes:
     return format_datetime(datetime.fromtimestamp(second, timezone.utc), usegmt=True).encode()
 
 
+_TTL_NAME, _SIZE_NAME = TTL_HEADER.encode(), SIZE_HEADER.encode()
+
+
 def meta_headers(
     meta: Mapping[str, Any], etag: str | None = None, size: int | None = None
 ) -> list[tuple[bytes, bytes]]:
@@ -180,9 +183,6 @@ def meta_headers(
     if size is not None:
         headers.append((_SIZE_NAME, b"%d" % size))
     return headers
-
-
-_TTL_NAME, _SIZE_NAME = TTL_HEADER.encode(), SIZE_HEADER.encode()
 
 
 def meta_of_headers(headers: Mapping[str, str]) -> dict[str, Any]:
