@@ -103,3 +103,24 @@ async def test_a_client_gone_before_the_end_of_its_body_is_400_and_stores_nothin
     assert status == 400
     assert b"disconnected" in answer
     assert await storage.get_item("item") == "kept"
+
+
+async def test_a_body_over_the_limit_in_its_only_message_is_413_and_stores_nothing() -> None:
+    storage = create_storage()
+    await storage.set_item("item", "kept")
+    server = StorageServer(storage, max_body=len(VALUE) - 1)
+    status, answer, calls = await _put(server, [_request(VALUE)])  # no Content-Length
+    assert status == 413
+    assert orjson.loads(answer)["code"] == "too_large"
+    assert calls == 1
+    assert await storage.get_item("item") == "kept"
+
+
+async def test_a_client_gone_before_its_first_body_message_is_400_and_stores_nothing() -> None:
+    storage = create_storage()
+    await storage.set_item("item", "kept")
+    status, answer, calls = await _put(StorageServer(storage), [])
+    assert status == 400
+    assert b"disconnected" in answer
+    assert calls == 1
+    assert await storage.get_item("item") == "kept"
