@@ -8,6 +8,7 @@ load before and after the run, beside every result.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ from typing import Any
 from .chart import chart
 from .harness import Result
 
-__all__ = ["HISTORY", "RESULTS", "load", "machine", "save"]
+__all__ = ["HISTORY", "RESULTS", "commit_time", "load", "machine", "save"]
 
 RESULTS = Path(__file__).parent / "results"
 HISTORY = RESULTS / "history"
@@ -34,6 +35,13 @@ def _git(*args: str) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+@functools.cache
+def commit_time(commit: str) -> int:
+    """When ``commit`` was made, in seconds since the epoch (0 where git does not know it)."""
+    stamp = _git("show", "-s", "--format=%ct", commit) if commit else ""
+    return int(stamp) if stamp.isdigit() else 0
 
 
 def machine() -> dict[str, Any]:
