@@ -1,13 +1,14 @@
 """The performance goals of issues 15 and 16, judged from the kept runs rather than by hand.
 
-python -m benchmarks.goals                      # each goal in its suite's two newest runs
-python -m benchmarks.goals A.json B.json ...    # in these runs only (newest two per goal)
+python -m benchmarks.goals                      # every goal, from benchmarks/results/history
+python -m benchmarks.goals A.json B.json ...    # from these runs only
 
 A goal is one ratio of unistorage to one subject of one case (``ours_ratio`` in a results
 file: the median of per-round ratios, with its lowest and highest round). Where a goal names
-several subjects (the fastest Python peer), the lowest ratio of them counts. A goal is *met*
-when it holds in both runs, *missed* when in neither, *mixed* otherwise: a figure that holds
-in one run only is not measured yet (issue 16). The Markdown it prints is what
+several subjects (the fastest Python peer), the lowest ratio of them counts. Each goal is
+read in the run of the newest commit that measured it and in another run of that commit
+(`report`). It is *met* when it holds in both, *missed* when in neither, *mixed* otherwise:
+a figure that holds in one run only is not measured yet (issue 16). The Markdown it prints is what
 docs/benchmarks.md shows, with the runs it came from.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from .history import HISTORY, commit_time, load
 
-__all__ = ["GOALS", "Goal", "Reading", "judge", "main", "read"]
+__all__ = ["GOALS", "Goal", "Reading", "judge", "main", "read", "report"]
 
 
 @dataclass(frozen=True)
