@@ -152,20 +152,6 @@ async def _items(bench: Bench, root: str, n: int, rounds: int) -> None:
             await node.close()
 
 
-def _settled(body: Callable[[], Awaitable[int]]) -> Body:
-    """``body`` timed from a disk with nothing left to write back: ``os.sync()`` first,
-    untimed, so that no round pays for the write-back of the 256 MB the round before it
-    wrote."""
-
-    async def run() -> Sample:
-        await asyncio.to_thread(os.sync)
-        start = time.perf_counter()
-        megabytes = await body()
-        return Sample(megabytes, time.perf_counter() - start)
-
-    return run
-
-
 def _random_file(path: str, megabytes: int) -> None:
     with open(path, "wb") as out:
         for _ in range(megabytes):
@@ -224,9 +210,9 @@ async def _streams(bench: Bench, root: str, megabytes: int) -> None:
             await bench.rounds(
                 case,
                 [
-                    Subject("shutil.copyfile", _settled(copyfile), floor=True, unit="MB"),
-                    Subject("read/write loop (1 MiB)", _settled(copy_loop), unit="MB"),
-                    Subject(name, _settled(ours), ours=True, unit="MB"),
+                    Subject("shutil.copyfile", copyfile, floor=True, unit="MB"),
+                    Subject("read/write loop (1 MiB)", copy_loop, unit="MB"),
+                    Subject(name, ours, ours=True, unit="MB"),
                 ],
                 rounds=5,
             )
