@@ -18,7 +18,7 @@ from ..errors import (
 )
 from ..keys import normalize_key
 from ..ttl import ttl_seconds
-from ..values import is_envelope
+from ..values import ENVELOPE, is_envelope
 from .codes import ProtocolError
 from .headers import JSON, OCTET, TEXT, media_type
 
@@ -75,7 +75,7 @@ def read_put_body(body: bytes, content_type: str | None) -> PutBody:
             raise InvalidArgumentError(
                 "a text body must be UTF-8; send bytes as application/octet-stream"
             ) from None
-    if type(value) is dict and is_envelope(value):
+    if type(value) is dict and ENVELOPE in value and is_envelope(value):
         return PutBody(False, body, value)
     if _has_float(value) and _LONG_NUMBER.search(body):
         # orjson reads an int beyond 64 bits as a float; read such text exactly and, if it
@@ -134,7 +134,7 @@ def value_body(data: bytes, loads: Callable[[bytes], Any]) -> tuple[bytes, str]:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return data, OCTET
-    if type(value) is dict and is_envelope(value):
+    if type(value) is dict and ENVELOPE in value and is_envelope(value):
         try:
             decoded = loads(data)
         except Exception:
