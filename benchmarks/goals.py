@@ -278,6 +278,7 @@ def report(
         "| goal | newest run | the run before (same commit where kept) | verdict |",
         "| --- | ---: | ---: | --- |",
     ]
+    by_path = dict(runs)
     used: dict[Path, dict[str, Any]] = {}
     tally: dict[str, int] = {}
     for goal in goals:
@@ -285,7 +286,7 @@ def report(
         cells = [str(reading) for _, reading in newest] + ["-"] * (2 - len(newest))
         verdict = judge(goal, [reading for _, reading in newest])
         tally[verdict] = tally.get(verdict, 0) + 1
-        used.update((path, dict(runs)[path]) for path, _ in newest)
+        used.update((path, by_path[path]) for path, _ in newest)
         lines.append(f"| {goal.title} (goal {goal.at:g}x) | {cells[0]} | {cells[1]} | {verdict} |")
     lines.append("")
     lines.append(", ".join(f"{count} {verdict}" for verdict, count in sorted(tally.items())))
