@@ -14,8 +14,8 @@ import logging
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from storage import Watchers, WatchEvent
 
@@ -153,7 +153,7 @@ class KeyspaceListener:
                 delay = min(delay * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed since redis-py 8.2
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         event = _EVENTS.get(data)
