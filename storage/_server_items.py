@@ -232,7 +232,7 @@ async def _send_stream(
 ) -> None:
     # No Content-Length: a layer's reported size need not be the bytes it streams, and a
     # chunked body that never ends properly is a cut every client sees.
-    raw = [*headers, (b"content-type", OCTET.encode())]
+    raw = [*headers, _OCTET_TYPE]
     await send({"type": "http.response.start", "status": 200, "headers": raw})
     # A client that goes away stops the stream: the rest of the value is never read.
     pumping = asyncio.ensure_future(_pump(send, key, chunks))
@@ -263,6 +263,8 @@ async def _gone(request: Request) -> None:
         pass
 
 
+# The content-type headers of streamed values and of write answers, encoded once.
+_OCTET_TYPE = (b"content-type", OCTET.encode("latin-1"))
 _TEXT_TYPE = (b"content-type", TEXT.encode("latin-1"))
 _OK_LENGTH = (b"content-length", b"2")
 
