@@ -31,6 +31,7 @@ from .protocol import (
     PreconditionFailedError,
     Preconditions,
     PutBody,
+    ValueBodies,
     Write,
     accepts,
     counter_body,
@@ -43,7 +44,6 @@ from .protocol import (
     read_put_body,
     remove_if,
     touched_body,
-    value_body,
     write_if,
 )
 from .storage import Storage
@@ -65,7 +65,7 @@ class Items:
     def __init__(self, storage: Storage, max_body: int) -> None:
         self.storage = storage
         self.max_body = max_body
-        self._loads = storage.serializer.loads
+        self._bodies = ValueBodies(storage.serializer.loads)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class Items:
             body = data if STORED_HEADER in headers else raw_body(data)
             await send_answer(send, 200, body, OCTET, answer)
         else:
-            await send_answer(send, 200, *value_body(data, self._loads), answer)
+            await send_answer(send, 200, *self._bodies.get(key, data), answer)
 
     async def _stream(
         self,

@@ -17,7 +17,10 @@ from storage import (
     UnsupportedError,
 )
 from storage.protocol import (
+    JSON,
     MAX_PAGE,
+    OCTET,
+    TEXT,
     Code,
     EntityTag,
     HttpStatusError,
@@ -25,6 +28,7 @@ from storage.protocol import (
     ListingWriter,
     Preconditions,
     ProtocolError,
+    ValueBodies,
     accepts,
     batch_body,
     code_of,
@@ -218,6 +222,54 @@ def test_a_get_body_is_text_json_the_unwrapped_envelope_or_bytes() -> None:
     assert orjson.loads(value_body(default_serializer.dumps(doc), loads)[0]) == doc
     tagged = default_serializer.dumps({1, 2})
     assert value_body(tagged, loads) == (tagged, "application/json")
+
+
+class _CountingLoads:
+    """The serializer's loads, counting its calls (`value_body` calls it for the envelope)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, data: bytes) -> Any:
+        self.calls += 1
+        return default_serializer.loads(data)
+
+
+def _tagged(n: int) -> bytes:
+    return default_serializer.dumps({"$tagged": n, "value": "x"})
+
+
+def test_value_bodies_answer_as_value_body_and_parse_a_value_once() -> None:
+    loads = _CountingLoads()
+    bodies = ValueBodies(loads)
+    data = _tagged(1)
+    assert bodies.get("k", data) == value_body(data, default_serializer.loads)
+    assert bodies.get("k", data) == bodies.get("k", bytes(bytearray(data)))  # equal bytes
+    assert loads.calls == 1
+
+
+def test_value_bodies_see_every_change_of_the_stored_bytes() -> None:
+    bodies = ValueBodies(default_serializer.loads)
+    assert bodies.get("k", b'"hi"') == (b"hi", TEXT)
+    assert bodies.get("k", b'"ho"') == (b"ho", TEXT)  # same size, same key: another answer
+    assert bodies.get("k", b"[1]") == (b"[1]", JSON)
+    assert bodies.get("k", b"\xff") == (b"\xff", OCTET)
+    assert bodies.get("other", b"[1]") == (b"[1]", JSON)
+
+
+def test_value_bodies_keep_a_bounded_number_of_small_values() -> None:
+    loads = _CountingLoads()
+    bodies = ValueBodies(loads, keys=2, max_bytes=64)
+    for key in ("a", "b", "c"):
+        bodies.get(key, _tagged(1))
+    assert (len(bodies), loads.calls) == (2, 3)
+    bodies.get("a", _tagged(1))  # the oldest went first: parsed again
+    bodies.get("c", _tagged(1))
+    assert loads.calls == 4
+    large = default_serializer.dumps({"$tagged": 1, "value": "x" * 64})
+    bodies.get("c", large)  # too large to keep: its key's older answer goes too
+    bodies.get("c", large)
+    assert (len(bodies), loads.calls) == (1, 6)
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from drivers.fs import FsDriver
 from drivers.memory import MemoryDriver
 from storage import Driver, create_storage
 from storage.layers import ReadOnly
@@ -439,3 +442,20 @@ async def test_json_with_ints_beyond_64_bits_reads_back_exactly_from_every_clien
     assert json.loads(got.content) == expected
     async with create_storage(server.url) as storage:
         assert await storage.get_item("big:n") == expected
+
+
+async def test_a_value_rewritten_behind_the_server_reads_back_new(tmp_path: Path) -> None:
+    """The server remembers GET bodies by the stored bytes, never by a version: a file
+    rewritten in place with the same size and mtime (so the same fs etag) still reads new."""
+    with ServerThread(create_storage(FsDriver(tmp_path))) as running:
+        async with httpx.AsyncClient(base_url=running.url) as http:
+            await http.put("/doc", content=b'"first"')
+            first = await http.get("/doc")
+            stat = (tmp_path / "doc").stat()
+            (tmp_path / "doc").write_bytes(b'"other"')
+            os.utime(tmp_path / "doc", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            again = await http.get("/doc")
+            assert (first.text, again.text) == ("first", "other")
+            assert again.headers["etag"] == first.headers["etag"]
+            (tmp_path / "doc").write_bytes(b"[1, 2]")
+            assert (await http.get("/doc")).json() == [1, 2]
